@@ -1,0 +1,54 @@
+"""``blobstore`` entry point: one argparse tree, one module per command group.
+
+Every command module exposes ``register(subparsers)`` which adds its sub-commands, each
+with ``func(args) -> int``. Errors that users cause (bad flags, bad config, unreachable
+cluster) end as one ``error: ...`` line and exit status 2 (usage) or 1 (failure), never
+a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from blobstore import __version__
+from blobstore.cli import roles
+from blobstore.errors import BlobstoreError, ConfigError
+
+__all__ = ["build_parser", "main"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="blobstore",
+        description="blobstore: an erasure-coded, S3-compatible object store with Raft metadata.",
+    )
+    parser.add_argument("--version", action="version", version=f"blobstore {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    roles.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except BlobstoreError as e:
+        print(f"error: {e.code}: {e.message}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Sub-commands that run one role process: ``metadata``, ``chunkserver``, ``gateway``.
+
+Each builds its role's typed config (file < env < flags), validates it, configures
+logging, and hands it to the role's ``serve`` coroutine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from blobstore.config import ChunkserverConfig, GatewayConfig, MetadataConfig, load_config
+from blobstore.log import configure_logging
+
+__all__ = ["register"]
+
+_COMMON_FLAGS = ("data", "log_format", "log_level", "secret_file", "tls_cert", "tls_key", "tls_ca")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="TOML config file")
+    p.add_argument("--data", help="data directory")
+    p.add_argument("--log-format", choices=("text", "json"), help="log format")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--secret-file", help="cluster secret file (default: <data>/cluster.secret)")
+    p.add_argument("--tls-cert", help="TLS certificate (PEM)")
+    p.add_argument("--tls-key", help="TLS private key (PEM)")
+    p.add_argument("--tls-ca", help="CA bundle for verifying internal peers")
+
+
+def _overrides(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
+    return {n: getattr(args, n) for n in names + _COMMON_FLAGS if getattr(args, n, None) is not None}
+
+
+def _run_role(
+    args: argparse.Namespace,
+    cls: type[Any],
+    section: str,
+    names: tuple[str, ...],
+    target: str,
+) -> int:
+    config = load_config(cls, path=args.config, section=section, overrides=_overrides(args, names))
+    configure_logging(config.common.log_format, config.common.log_level)
+    module_name, _, attr = target.partition(":")
+    serve: Callable[[Any], Awaitable[None]] = getattr(importlib.import_module(module_name), attr)
+    asyncio.run(serve(config))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    meta = sub.add_parser("metadata", help="run a metadata (Raft) node")
+    _add_common(meta)
+    meta.add_argument("--id", help="this node's id (positive integer)")
+    meta.add_argument("--listen", help="HOST:PORT to listen on")
+    meta.add_argument("--peers", help="all voters: ID=HOST:PORT,ID=HOST:PORT,...")
+    meta.set_defaults(
+        func=lambda a: _run_role(
+            a, MetadataConfig, "metadata", ("id", "listen", "peers"), "metadata.service:serve"
+        )
+    )
+
+    cs = sub.add_parser("chunkserver", help="run a chunkserver")
+    _add_common(cs)
+    cs.add_argument("--listen", help="HOST:PORT to listen on")
+    cs.add_argument("--meta", help="metadata nodes: HOST:PORT,HOST:PORT,...")
+    cs.add_argument("--zone", help="failure zone name")
+    cs.add_argument("--reserve-bytes", dest="reserve_bytes", help="free space kept in reserve")
+    cs.add_argument("--scrub-mb-s", dest="scrub_mb_s", help="background scrub rate (MB/s)")
+    cs.set_defaults(
+        func=lambda a: _run_role(
+            a,
+            ChunkserverConfig,
+            "chunkserver",
+            ("listen", "meta", "zone", "reserve_bytes", "scrub_mb_s"),
+            "chunkserver.service:serve",
+        )
+    )
+
+    gw = sub.add_parser("gateway", help="run an S3 gateway")
+    _add_common(gw)
+    gw.add_argument("--listen", help="HOST:PORT to listen on")
+    gw.add_argument("--meta", help="metadata nodes: HOST:PORT,HOST:PORT,...")
+    gw.add_argument("--domain", help="base domain for virtual-host style addressing")
+    gw.add_argument("--workers", help="worker processes")
+    gw.set_defaults(
+        func=lambda a: _run_role(
+            a, GatewayConfig, "gateway", ("listen", "meta", "domain", "workers"), "gateway.app:serve"
+        )
+    )

@@ -1,0 +1,1 @@
+"""Codecs: erasure coding and chunk/stripe/range arithmetic (pure)."""

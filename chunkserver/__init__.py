@@ -1,0 +1,3 @@
+"""chunkserver role."""
+
+__all__: list[str] = []

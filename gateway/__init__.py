@@ -1,0 +1,3 @@
+"""gateway role."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""metadata role."""
+
+__all__: list[str] = []

@@ -1,0 +1,1 @@
+"""Catalog state machine (pure)."""

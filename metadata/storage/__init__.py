@@ -1,0 +1,1 @@
+"""Durable storage for the metadata node: log, hard state, snapshots."""
