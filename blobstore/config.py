@@ -254,7 +254,9 @@ def load_config(
             raise ConfigError(f"config file {path}: {e}") from None
         if section is not None:
             # A shared file may hold several roles' tables; keep ours and the common keys.
-            doc = {k: v for k, v in doc.items() if not isinstance(v, dict) or k in (section, "common")}
+            doc = {
+                k: v for k, v in doc.items() if not isinstance(v, dict) or k in (section, "common")
+            }
         layers.append(("config file", _flatten(cls, "config file", doc)))
     env = os.environ if env is None else env
     known = _all_names(cls)
@@ -266,7 +268,9 @@ def load_config(
     if env_layer:
         layers.append(("environment", env_layer))
     if overrides:
-        layers.append(("flag", _flatten(cls, "flag", {k: v for k, v in overrides.items() if v is not None})))
+        layers.append(
+            ("flag", _flatten(cls, "flag", {k: v for k, v in overrides.items() if v is not None}))
+        )
     config = _build(cls, layers)
     config.validate()  # type: ignore[attr-defined]
     return config

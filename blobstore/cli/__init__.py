@@ -1,5 +1,6 @@
-"""The ``blobstore`` command line: role processes, the local cluster, S3 copy and admin."""
+"""The ``blobstore`` command line: role processes, the local cluster, S3 copy and admin.
 
-__all__ = ["main"]
+The entry point is ``blobstore.cli.main:main`` (also ``python -m blobstore``).
+"""
 
-from blobstore.cli.main import main
+__all__: list[str] = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _overrides(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
-    return {n: getattr(args, n) for n in names + _COMMON_FLAGS if getattr(args, n, None) is not None}
+    return {
+        n: getattr(args, n) for n in names + _COMMON_FLAGS if getattr(args, n, None) is not None
+    }
 
 
 def _run_role(
@@ -46,7 +48,8 @@ def _run_role(
     config = load_config(cls, path=args.config, section=section, overrides=_overrides(args, names))
     configure_logging(config.common.log_format, config.common.log_level)
     module_name, _, attr = target.partition(":")
-    serve: Callable[[Any], Awaitable[None]] = getattr(importlib.import_module(module_name), attr)
+    module = importlib.import_module(module_name)
+    serve: Callable[[Any], Coroutine[Any, Any, None]] = getattr(module, attr)
     asyncio.run(serve(config))
     return 0
 
@@ -88,6 +91,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     gw.add_argument("--workers", help="worker processes")
     gw.set_defaults(
         func=lambda a: _run_role(
-            a, GatewayConfig, "gateway", ("listen", "meta", "domain", "workers"), "gateway.app:serve"
+            a,
+            GatewayConfig,
+            "gateway",
+            ("listen", "meta", "domain", "workers"),
+            "gateway.app:serve",
         )
     )
