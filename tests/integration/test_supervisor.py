@@ -1,0 +1,92 @@
+"""The supervisor starts children, waits for readiness, restarts crashes, stops cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from blobstore.supervisor import RoleSpec, Supervisor, tcp_ready
+
+pytestmark = pytest.mark.integration
+
+SERVER = """
+import asyncio, signal, sys
+async def main():
+    srv = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", int(sys.argv[1]))
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    print("serving", flush=True)
+    await stop.wait()
+    print("clean stop", flush=True)
+asyncio.run(main())
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _poll(predicate: object, timeout_s: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not predicate():  # type: ignore[operator]
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached before the deadline")
+        await asyncio.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_start_restart_stop(tmp_path: Path) -> None:
+    ports = [_free_port(), _free_port()]
+    specs = [
+        RoleSpec(
+            f"r{i}",
+            [sys.executable, "-c", SERVER, str(port)],
+            tmp_path / f"r{i}.log",
+            ready=tcp_ready("127.0.0.1", port),
+        )
+        for i, port in enumerate(ports)
+    ]
+    sup = Supervisor(specs, restart_backoff_s=0.05)
+    await sup.start(ready_timeout_s=30)
+    try:
+        first = sup.pid("r0")
+        assert first is not None
+        await sup.kill("r0", signal.SIGKILL)
+        await _poll(lambda: sup.restarts("r0") == 1 and sup.pid("r0") not in (None, first))
+        await sup.wait_ready(30)
+        assert not _alive(first)
+    finally:
+        pids = [sup.pid("r0"), sup.pid("r1")]
+        await sup.stop()
+    for pid in pids:
+        assert pid is not None and not _alive(pid)
+    assert "clean stop" in (tmp_path / "r1.log").read_text()
+
+
+async def test_ready_timeout_names_the_role(tmp_path: Path) -> None:
+    spec = RoleSpec(
+        "never",
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        tmp_path / "n.log",
+        ready=tcp_ready("127.0.0.1", _free_port()),
+    )
+    sup = Supervisor([spec], stop_timeout_s=2)
+    with pytest.raises(TimeoutError, match="never"):
+        await sup.start(ready_timeout_s=0.5)
+    await sup.stop()
