@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from blobstore import __version__
-from blobstore.cli import roles
+from blobstore.cli import roles, server
 from blobstore.errors import BlobstoreError, ConfigError
 
 __all__ = ["build_parser", "main"]
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     roles.register(sub)
+    server.register(sub)
     return parser
 
 

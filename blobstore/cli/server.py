@@ -1,0 +1,236 @@
+"""``blobstore server``: a complete cluster on one machine under one supervisor.
+
+Layout of the data directory::
+
+    DATA/cluster.secret        internal-RPC secret (0600), generated on first start
+    DATA/credentials.toml      admin access key and secret (0600), generated on first start
+                               or taken from BLOBSTORE_ROOT_ACCESS_KEY/_SECRET_KEY
+    DATA/meta-N/               metadata node N (Raft log, snapshots)
+    DATA/chunk-N/              chunkserver N (shard files)
+    DATA/logs/ROLE.log         each role's log
+
+Later starts reuse the secret and credentials and bring back every object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import os
+import secrets
+import signal
+import string
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from blobstore.errors import ConfigError
+from blobstore.log import configure_logging, get_logger
+from blobstore.supervisor import RoleSpec, Supervisor, tcp_ready
+
+__all__ = ["Credentials", "load_or_create_credentials", "load_or_create_secret", "register"]
+
+log = get_logger(__name__)
+
+ROLE_MODULES = {
+    "metadata": "metadata.service",
+    "chunkserver": "chunkserver.service",
+    "gateway": "gateway.app",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    access_key: str
+    secret_key: str
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def load_or_create_secret(data: Path) -> Path:
+    """The cluster secret file, created (0600) on first start."""
+    path = data / "cluster.secret"
+    if not path.exists():
+        _write_private(path, secrets.token_hex(32) + "\n")
+    return path
+
+
+def load_or_create_credentials(data: Path, env: dict[str, str] | None = None) -> Credentials:
+    """Admin credentials: from the environment, else the stored file, else new ones."""
+    env = dict(os.environ) if env is None else env
+    path = data / "credentials.toml"
+    ak, sk = env.get("BLOBSTORE_ROOT_ACCESS_KEY"), env.get("BLOBSTORE_ROOT_SECRET_KEY")
+    if (ak is None) != (sk is None):
+        raise ConfigError("set both BLOBSTORE_ROOT_ACCESS_KEY and BLOBSTORE_ROOT_SECRET_KEY")
+    if ak is not None and sk is not None:
+        if not 3 <= len(ak) <= 128 or len(sk) < 8:
+            raise ConfigError("root access key needs 3-128 chars, secret key at least 8")
+        creds = Credentials(ak, sk)
+    elif path.exists():
+        try:
+            doc = tomllib.loads(path.read_text())
+            return Credentials(doc["access_key"], doc["secret_key"])
+        except (tomllib.TOMLDecodeError, KeyError) as e:
+            raise ConfigError(f"{path}: unreadable credentials ({e})") from None
+    else:
+        alphabet = string.ascii_uppercase + string.digits
+        creds = Credentials(
+            "BS" + "".join(secrets.choice(alphabet) for _ in range(18)), secrets.token_urlsafe(30)
+        )
+    _write_private(path, f'access_key = "{creds.access_key}"\nsecret_key = "{creds.secret_key}"\n')
+    return creds
+
+
+def _role_specs(args: argparse.Namespace, data: Path, secret: Path) -> list[RoleSpec]:
+    exe = [sys.executable, "-m", "blobstore"]
+    common = ["--secret-file", str(secret), "--log-format", args.log_format]
+    meta_ports = [args.meta_port + i for i in range(args.metadata)]
+    meta_addrs = ",".join(f"127.0.0.1:{p}" for p in meta_ports)
+    peers = ",".join(f"{i + 1}=127.0.0.1:{p}" for i, p in enumerate(meta_ports))
+    specs: list[RoleSpec] = []
+    for i, port in enumerate(meta_ports):
+        specs.append(
+            RoleSpec(
+                f"meta-{i + 1}",
+                [
+                    *exe,
+                    "metadata",
+                    "--id",
+                    str(i + 1),
+                    "--listen",
+                    f"127.0.0.1:{port}",
+                    "--peers",
+                    peers,
+                    "--data",
+                    str(data / f"meta-{i + 1}"),
+                    *common,
+                ],
+                data / "logs" / f"meta-{i + 1}.log",
+                ready=tcp_ready("127.0.0.1", port),
+            )
+        )
+    for i in range(args.chunkservers):
+        port = args.chunk_port + i
+        specs.append(
+            RoleSpec(
+                f"chunk-{i + 1}",
+                [
+                    *exe,
+                    "chunkserver",
+                    "--listen",
+                    f"127.0.0.1:{port}",
+                    "--meta",
+                    meta_addrs,
+                    "--data",
+                    str(data / f"chunk-{i + 1}"),
+                    *common,
+                ],
+                data / "logs" / f"chunk-{i + 1}.log",
+                ready=tcp_ready("127.0.0.1", port),
+            )
+        )
+    host, _, port_text = args.listen.rpartition(":")
+    specs.append(
+        RoleSpec(
+            "gateway",
+            [
+                *exe,
+                "gateway",
+                "--listen",
+                args.listen,
+                "--meta",
+                meta_addrs,
+                "--data",
+                str(data / "gateway"),
+                *common,
+            ],
+            data / "logs" / "gateway.log",
+            ready=tcp_ready(host, int(port_text)),
+        )
+    )
+    return specs
+
+
+def _available(spec: RoleSpec) -> bool:
+    role = spec.argv[3]
+    return importlib.util.find_spec(ROLE_MODULES[role]) is not None
+
+
+async def _serve(args: argparse.Namespace, data: Path, creds: Credentials, secret: Path) -> int:
+    specs = _role_specs(args, data, secret)
+    missing = sorted({s.argv[3] for s in specs if not _available(s)})
+    specs = [s for s in specs if _available(s)]
+    if missing:
+        print(f"note: roles not built yet, not started: {', '.join(missing)}", flush=True)
+    if not specs:
+        print("error: no role can run yet", file=sys.stderr)
+        return 1
+    sup = Supervisor(specs)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await sup.start(ready_timeout_s=args.ready_timeout)
+    except TimeoutError as e:
+        print(f"error: {e}; see the logs in {data / 'logs'}", file=sys.stderr)
+        await sup.stop()
+        return 1
+    endpoint = f"http://{args.listen}"
+    print(
+        f"blobstore is running ({len(specs)} processes); data in {data}\n"
+        f"  S3 endpoint:  {endpoint}\n"
+        f"  access key:   {creds.access_key}\n"
+        f"  secret key:   {creds.secret_key}\n"
+        f"  logs:         {data / 'logs'}\n"
+        f"Try:\n"
+        f"  AWS_ACCESS_KEY_ID={creds.access_key} AWS_SECRET_ACCESS_KEY={creds.secret_key} "
+        f"aws --endpoint-url {endpoint} s3 mb s3://demo\n"
+        f"Press Ctrl-C to stop.",
+        flush=True,
+    )
+    await stop.wait()
+    print("stopping...", flush=True)
+    await sup.stop()
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    configure_logging(args.log_format, "info")
+    data = Path(args.data).resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    secret = load_or_create_secret(data)
+    creds = load_or_create_credentials(data)
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(_serve(args, data, creds, secret))
+    return 130
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("server", help="run a whole local cluster (S3 on 127.0.0.1:9000)")
+    p.add_argument("--data", default="./blobstore-data", help="data directory")
+    p.add_argument("--listen", default="127.0.0.1:9000", help="S3 endpoint HOST:PORT")
+    p.add_argument("--metadata", type=int, default=3, help="metadata nodes")
+    p.add_argument("--chunkservers", type=int, default=6, help="chunkservers")
+    p.add_argument("--meta-port", type=int, default=7001, help="first metadata port")
+    p.add_argument("--chunk-port", type=int, default=7101, help="first chunkserver port")
+    p.add_argument("--ready-timeout", type=float, default=60.0, help="seconds to wait for ready")
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.set_defaults(func=_run)
