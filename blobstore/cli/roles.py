@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from blobstore.config import ChunkserverConfig, GatewayConfig, MetadataConfig, load_config
+from blobstore.errors import ConfigError
 from blobstore.log import configure_logging
 
 __all__ = ["register"]
@@ -48,7 +49,12 @@ def _run_role(
     config = load_config(cls, path=args.config, section=section, overrides=_overrides(args, names))
     configure_logging(config.common.log_format, config.common.log_level)
     module_name, _, attr = target.partition(":")
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name != module_name:
+            raise
+        raise ConfigError(f"the {section} role is not built yet ({module_name})") from None
     serve: Callable[[Any], Coroutine[Any, Any, None]] = getattr(module, attr)
     asyncio.run(serve(config))
     return 0
