@@ -1,0 +1,81 @@
+"""Storage protocols of a metadata node: the Raft log with hard state, and snapshots.
+
+The Raft core reads the *stable* log through ``LogStore`` (``term``, ``entries``,
+``first_index``, ``last_index``); the node driver writes it (``append``, ``save_hard_state``,
+``sync``, ``compact``). Invariants every implementation keeps:
+- the log is contiguous: indexes ``first_index() .. last_index()`` are present, where
+  ``first_index() - 1`` is the index of the last compacted entry (the snapshot's index) and
+  ``term(first_index() - 1)`` is still answerable (the snapshot's term);
+- ``append`` truncates any existing suffix starting at the first appended index, then
+  appends (Raft §5.3): the caller has already decided there was a term conflict;
+- nothing written is durable until ``sync()`` returns; a crash loses at most what was
+  written after the last ``sync()`` (the simulated store models exactly that);
+- ``compact(index)`` discards entries up to and including ``index`` (which must be
+  covered by a saved snapshot).
+Must not import asyncio or the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from metadata.raft.messages import Entry, HardState, Snapshot
+
+__all__ = ["CompactedError", "LogStore", "SnapshotStore", "UnavailableError"]
+
+
+class CompactedError(Exception):
+    """The requested index is at or before the compaction point (use the snapshot)."""
+
+
+class UnavailableError(Exception):
+    """The requested index is beyond the last index."""
+
+
+class LogStore(Protocol):
+    """The Raft log plus hard state (term, vote, commit)."""
+
+    def hard_state(self) -> HardState:
+        """The last saved hard state (HardState() if none)."""
+        ...
+
+    def first_index(self) -> int:
+        """Index of the first entry still present (snapshot index + 1)."""
+        ...
+
+    def last_index(self) -> int:
+        """Index of the last entry (snapshot index if the log is empty)."""
+        ...
+
+    def term(self, index: int) -> int:
+        """Term of entry ``index``; raises CompactedError / UnavailableError."""
+        ...
+
+    def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> list[Entry]:
+        """Entries in ``[lo, hi)``; at least one if any, then up to ``max_bytes`` of data."""
+        ...
+
+    def append(self, entries: Sequence[Entry], hard_state: HardState | None = None) -> None:
+        """Truncate from ``entries[0].index`` and append; optionally save hard state too."""
+        ...
+
+    def sync(self) -> None:
+        """Make everything written so far durable (fsync)."""
+        ...
+
+    def compact(self, snapshot: Snapshot) -> None:
+        """Drop entries up to ``snapshot.meta.index`` (or reset the log to the snapshot)."""
+        ...
+
+
+class SnapshotStore(Protocol):
+    """The latest state-machine snapshot, written atomically."""
+
+    def save(self, snapshot: Snapshot) -> None:
+        """Durably replace the current snapshot (temp, fsync, rename, dir fsync)."""
+        ...
+
+    def load(self) -> Snapshot | None:
+        """The latest saved snapshot, or None."""
+        ...

@@ -1,0 +1,108 @@
+"""In-memory ``LogStore`` and ``SnapshotStore``, with simulated crashes.
+
+Used by the pure-core tests and the deterministic simulation. ``crash()`` models a power
+loss: everything written since the last ``sync()`` is lost, exactly what a real disk may
+lose. No I/O, no clock: safe inside the pure cores' tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from metadata.raft.messages import Entry, HardState, Snapshot
+from metadata.storage.base import CompactedError, UnavailableError
+
+__all__ = ["MemoryLogStore", "MemorySnapshotStore"]
+
+
+class MemoryLogStore:
+    """A log whose durable image is updated only by ``sync()``."""
+
+    def __init__(self) -> None:
+        # Live view: offset entry holds (index, term) of the compaction point.
+        self._snap_index = 0
+        self._snap_term = 0
+        self._entries: list[Entry] = []
+        self._hs = HardState()
+        self._durable: tuple[int, int, list[Entry], HardState] = (0, 0, [], HardState())
+
+    # -- reads -------------------------------------------------------------------------
+    def hard_state(self) -> HardState:
+        return self._hs
+
+    def first_index(self) -> int:
+        return self._snap_index + 1
+
+    def last_index(self) -> int:
+        return self._snap_index + len(self._entries)
+
+    def term(self, index: int) -> int:
+        if index == self._snap_index:
+            return self._snap_term
+        if index < self._snap_index:
+            raise CompactedError(index)
+        if index > self.last_index():
+            raise UnavailableError(index)
+        return self._entries[index - self._snap_index - 1].term
+
+    def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> list[Entry]:
+        if lo <= self._snap_index:
+            raise CompactedError(lo)
+        if hi > self.last_index() + 1:
+            raise UnavailableError(hi)
+        out = self._entries[lo - self._snap_index - 1 : hi - self._snap_index - 1]
+        if max_bytes is None or not out:
+            return out
+        total = 0
+        for n, e in enumerate(out):
+            total += len(e.data)
+            if total > max_bytes and n > 0:
+                return out[:n]
+        return out
+
+    # -- writes ------------------------------------------------------------------------
+    def append(self, entries: Sequence[Entry], hard_state: HardState | None = None) -> None:
+        if entries:
+            first = entries[0].index
+            if first <= self._snap_index:
+                raise CompactedError(first)
+            if first > self.last_index() + 1:
+                raise UnavailableError(first)
+            del self._entries[first - self._snap_index - 1 :]
+            self._entries.extend(entries)
+        if hard_state is not None:
+            self._hs = hard_state
+
+    def sync(self) -> None:
+        self._durable = (self._snap_index, self._snap_term, list(self._entries), self._hs)
+
+    def compact(self, snapshot: Snapshot) -> None:
+        index, term = snapshot.meta.index, snapshot.meta.term
+        if index <= self._snap_index:
+            return
+        if index <= self.last_index() and self.term(index) == term:
+            del self._entries[: index - self._snap_index]
+        else:  # the snapshot is ahead of (or conflicts with) our log: start over from it
+            self._entries = []
+        self._snap_index, self._snap_term = index, term
+        if self._hs.commit < index:
+            self._hs = HardState(self._hs.term, self._hs.vote, index)
+
+    # -- simulation --------------------------------------------------------------------
+    def crash(self) -> None:
+        """Lose everything not synced (a power failure)."""
+        self._snap_index, self._snap_term, entries, self._hs = self._durable
+        self._entries = list(entries)
+
+
+class MemorySnapshotStore:
+    """Holds the latest snapshot; ``save`` is atomic and durable by construction."""
+
+    def __init__(self) -> None:
+        self._snapshot: Snapshot | None = None
+
+    def save(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+
+    def load(self) -> Snapshot | None:
+        return self._snapshot
