@@ -1,0 +1,183 @@
+"""Erasure coders: the ``ErasureCoder`` Protocol, ``ZfecCoder`` and a name registry.
+
+A coder turns the k equal-length data pieces of one stripe into m parity pieces and
+rebuilds the k data pieces from any k of the k + m. Coders are *systematic*: pieces
+0..k-1 are the data itself, so a healthy read never decodes (``decode`` returns the data
+pieces untouched when they are all present).
+
+Parity from different coders (or the same coder with other k, m) is not interchangeable,
+so every chunk records ``(coder name, k, m)`` in the catalog and in every shard header;
+``get_coder(name, k, m)`` turns that record back into a coder.
+
+Threading: ``encode``/``decode`` are CPU work on up to megabytes; callers run them through
+``asyncio.to_thread`` (never on the event loop). zfec releases the GIL inside its C loops
+(measured by ``bench/ec_bench.py``), so several stripes can be coded in parallel;
+``ec_worker_count`` sizes a dedicated executor from that.
+
+Pure apart from zfec: no asyncio, files, sockets, time or global random. Must not import
+project modules other than ``blobstore.types`` and ``blobstore.codec``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
+
+import zfec
+
+from blobstore.codec.ranges import MAX_SHARDS
+
+__all__ = [
+    "ZFEC",
+    "Buffer",
+    "ErasureCoder",
+    "NotEnoughPieces",
+    "ZfecCoder",
+    "coder_names",
+    "ec_worker_count",
+    "get_coder",
+    "register_coder",
+]
+
+ZFEC = "zfec"
+
+Buffer = bytes | bytearray | memoryview
+
+
+class NotEnoughPieces(ValueError):
+    """Fewer than k distinct pieces were given to ``decode``."""
+
+
+@runtime_checkable
+class ErasureCoder(Protocol):
+    """A systematic k+m erasure code over equal-length pieces of one stripe."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def k(self) -> int: ...
+
+    @property
+    def m(self) -> int: ...
+
+    def encode(self, data: Sequence[Buffer]) -> list[bytes]:
+        """k data pieces (equal length) -> m parity pieces (pieces k..k+m-1)."""
+        ...
+
+    def decode(self, pieces: Sequence[tuple[int, Buffer]]) -> list[bytes]:
+        """At least k ``(index, piece)`` pairs, any indexes -> the k data pieces."""
+        ...
+
+
+def _check_km(k: int, m: int) -> None:
+    if k < 1 or m < 0 or k + m > MAX_SHARDS:
+        raise ValueError(f"invalid erasure code {k}+{m} (need k >= 1, m >= 0, k+m <= 255)")
+
+
+class ZfecCoder:
+    """zfec (Reed-Solomon over GF(2^8), Vandermonde, systematic)."""
+
+    __slots__ = ("_decoder", "_encoder", "_k", "_m", "_parity_nums")
+
+    def __init__(self, k: int, m: int) -> None:
+        _check_km(k, m)
+        self._k, self._m = k, m
+        # zfec's coders hold only their (read-only) matrix: one instance serves many
+        # threads at once.
+        self._encoder = zfec.Encoder(k, k + m)
+        self._decoder = zfec.Decoder(k, k + m)
+        self._parity_nums = tuple(range(k, k + m))
+
+    @property
+    def name(self) -> str:
+        return ZFEC
+
+    @property
+    def k(self) -> int:
+        return self._k
+
+    @property
+    def m(self) -> int:
+        return self._m
+
+    def __repr__(self) -> str:
+        return f"ZfecCoder(k={self._k}, m={self._m})"
+
+    def encode(self, data: Sequence[Buffer]) -> list[bytes]:
+        """k data pieces (equal length) -> m parity pieces."""
+        if len(data) != self._k:
+            raise ValueError(f"encode needs {self._k} data pieces, got {len(data)}")
+        size = len(data[0])
+        if any(len(p) != size for p in data):
+            raise ValueError("data pieces must all have the same length")
+        if self._m == 0:
+            return []
+        out = self._encoder.encode(tuple(data), self._parity_nums)
+        return [bytes(p) for p in out]
+
+    def decode(self, pieces: Sequence[tuple[int, Buffer]]) -> list[bytes]:
+        """Any k distinct ``(index, piece)`` pairs -> the k data pieces, in order."""
+        chosen: dict[int, Buffer] = {}
+        for index, piece in pieces:
+            if not 0 <= index < self._k + self._m:
+                raise ValueError(f"piece index {index} outside 0..{self._k + self._m - 1}")
+            chosen.setdefault(index, piece)
+        if len(chosen) < self._k:
+            raise NotEnoughPieces(
+                f"need {self._k} distinct pieces to decode, got {len(chosen)}: {sorted(chosen)}"
+            )
+        sizes = {len(p) for p in chosen.values()}
+        if len(sizes) != 1:
+            raise ValueError(f"pieces must all have the same length, got {sorted(sizes)}")
+        if all(i in chosen for i in range(self._k)):  # systematic: nothing to decode
+            return [bytes(chosen[i]) for i in range(self._k)]
+        # zfec wants primary block i (if given) at position i; fill the gaps with parity.
+        parity = [i for i in sorted(chosen) if i >= self._k]
+        nums: list[int] = []
+        for i in range(self._k):
+            nums.append(i if i in chosen else parity.pop(0))
+        blocks = tuple(chosen[i] for i in nums)
+        return [bytes(p) for p in self._decoder.decode(blocks, tuple(nums))]
+
+
+CoderFactory = Callable[[int, int], ErasureCoder]
+_REGISTRY: dict[str, CoderFactory] = {ZFEC: ZfecCoder}
+
+
+def register_coder(name: str, factory: CoderFactory) -> None:
+    """Register a coder under ``name`` (ASCII, <= 16 bytes: it goes into shard headers)."""
+    if not name or len(name.encode("ascii")) > 16 or "\x00" in name:
+        raise ValueError(f"coder name {name!r} must be 1..16 ASCII characters")
+    if name in _REGISTRY and _REGISTRY[name] is not factory:
+        raise ValueError(f"coder {name!r} is already registered")
+    _REGISTRY[name] = factory
+    _cached_coder.cache_clear()
+
+
+def coder_names() -> tuple[str, ...]:
+    """Names of all registered coders."""
+    return tuple(sorted(_REGISTRY))
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_coder(name: str, k: int, m: int) -> ErasureCoder:
+    return _REGISTRY[name](k, m)
+
+
+def get_coder(name: str, k: int, m: int) -> ErasureCoder:
+    """The coder recorded as ``(name, k, m)``; ``ValueError`` if unknown or invalid."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown erasure coder {name!r} (known: {', '.join(coder_names())})")
+    _check_km(k, m)
+    return _cached_coder(name, k, m)
+
+
+def ec_worker_count(cpu_count: int | None, *, releases_gil: bool = True) -> int:
+    """Threads worth giving to EC work: one per CPU if the coder releases the GIL, else 1.
+
+    Pass ``os.cpu_count()``; ``None`` (unknown) counts as 1. Capped at 32.
+    """
+    cpus = max(1, cpu_count or 1)
+    return min(32, cpus) if releases_gil else 1

@@ -1,0 +1,100 @@
+"""The ``ShardStore`` Protocol and the values it exchanges.
+
+A shard store keeps the shard files of one chunkserver disk (format:
+``chunkserver.shardfile``). Implementations: ``MemoryShardStore`` (tests, simulation) and
+``DiskShardStore`` (a directory on a local file system).
+
+Contract (checked by ``tests/unit/chunkserver/test_store_contract.py`` on every
+implementation):
+
+* ``write`` consumes the shard's piece data (any slicing) and returns a receipt only once
+  the shard is durable and visible; a failed, short, long or cancelled write leaves no
+  visible shard (and, on disk, no temp file after the next start-up). Writing an
+  existing (chunk, shard) replaces it atomically. A write that would take free space
+  below the reserve raises ``InsufficientSpace`` before touching the disk.
+* ``read`` yields verified bytes of a range of the shard's piece data; a corrupt piece
+  raises ``CorruptShard`` (bytes of earlier good pieces may already have been yielded),
+  a missing shard ``NoSuchShard`` (both on first iteration, not on the call).
+* ``inventory`` lists every visible shard (for garbage collection against the catalog);
+  ``space`` reports capacity, free and used bytes.
+
+Must not import network or gateway code.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from chunkserver.shardfile import Buffer, ShardHeader, ShardReceipt
+
+__all__ = ["ShardInfo", "ShardReceipt", "ShardStore", "SpaceInfo"]
+
+
+@dataclass(frozen=True, slots=True)
+class ShardInfo:
+    """One stored shard, as ``stat`` and ``inventory`` see it (no file contents read)."""
+
+    chunk_id: uuid.UUID
+    shard_index: int
+    size_bytes: int  # whole file
+    mtime: float  # seconds since the epoch
+
+
+@dataclass(frozen=True, slots=True)
+class SpaceInfo:
+    """Free-space accounting of one store."""
+
+    capacity_bytes: int
+    free_bytes: int  # available to this process (statvfs f_bavail)
+    used_bytes: int  # bytes of shard files held by this store
+    reserve_bytes: int  # writes never take free_bytes below this
+
+    @property
+    def writable_bytes(self) -> int:
+        """Bytes that can still be written before hitting the reserve."""
+        return max(0, self.free_bytes - self.reserve_bytes)
+
+
+@runtime_checkable
+class ShardStore(Protocol):
+    """Durable storage of shard files on one disk."""
+
+    async def start(self) -> None:
+        """Prepare the store (create directories, remove leftovers of crashed writes)."""
+        ...
+
+    async def write(self, header: ShardHeader, data: AsyncIterable[Buffer]) -> ShardReceipt:
+        """Store a shard: ``header`` then the piece data from ``data``; durable on return.
+
+        Buffers yielded by ``data`` must not be modified afterwards.
+        """
+        ...
+
+    def read(
+        self, chunk_id: uuid.UUID, shard_index: int, offset: int = 0, length: int | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        """Verified piece-data bytes ``[offset, offset + length)`` (to the end if None).
+
+        A reader that stops early should ``aclose()`` the generator (or use
+        ``contextlib.aclosing``) so a disk store releases its file at once.
+        """
+        ...
+
+    async def stat(self, chunk_id: uuid.UUID, shard_index: int) -> ShardInfo | None:
+        """The shard's size and mtime, or None if it does not exist."""
+        ...
+
+    async def delete(self, chunk_id: uuid.UUID, shard_index: int) -> bool:
+        """Remove a shard; False if it did not exist."""
+        ...
+
+    def inventory(self) -> AsyncIterator[ShardInfo]:
+        """Every stored shard, in no particular order."""
+        ...
+
+    async def space(self) -> SpaceInfo:
+        """Capacity, free and used bytes."""
+        ...

@@ -1,0 +1,122 @@
+"""``MemoryShardStore``: shard files held as bytes in a dict (tests and simulation).
+
+Stores the exact bytes of the on-disk format (``chunkserver.shardfile``) so reads verify
+checksums the same way; ``corrupt_byte`` flips a stored byte to exercise that path.
+Capacity is a fixed number; mtime comes from an injected clock.
+Must not touch the file system or the network.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
+
+from blobstore.errors import InsufficientSpace, NoSuchShard
+from chunkserver.shardfile import (
+    Buffer,
+    ShardEncoder,
+    ShardHeader,
+    ShardReader,
+    ShardReceipt,
+    check_identity,
+    file_length,
+)
+from chunkserver.store.base import ShardInfo, SpaceInfo
+
+__all__ = ["MemoryShardStore"]
+
+_Key = tuple[uuid.UUID, int]
+
+
+class MemoryShardStore:
+    """A ``ShardStore`` in memory, with a fixed capacity and a free-space reserve."""
+
+    def __init__(
+        self,
+        capacity_bytes: int = 1 << 30,
+        reserve_bytes: int = 0,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._capacity = capacity_bytes
+        self._reserve = reserve_bytes
+        self._clock = clock
+        self._files: dict[_Key, tuple[bytes, float]] = {}
+        self._used = 0
+
+    async def start(self) -> None:
+        """Nothing to prepare."""
+
+    async def write(self, header: ShardHeader, data: AsyncIterable[Buffer]) -> ShardReceipt:
+        key = (header.chunk_id, header.shard_index)
+        old = len(self._files[key][0]) if key in self._files else 0
+        needed = file_length(header) - old
+        free = self._capacity - self._used
+        if free - needed < self._reserve:
+            raise InsufficientSpace(
+                f"memory store: {free} bytes free, writing {needed} more would go below the "
+                f"reserve of {self._reserve} bytes",
+                free_bytes=str(free),
+                reserve_bytes=str(self._reserve),
+                needed_bytes=str(needed),
+            )
+        enc = ShardEncoder(header)
+        out = bytearray()
+        for buf in enc.start():
+            out += buf
+        async for chunk in data:
+            for buf in enc.feed(chunk):
+                out += buf
+        receipt = enc.finish()
+        old = len(self._files[key][0]) if key in self._files else 0  # may have changed
+        self._files[key] = (bytes(out), self._clock())
+        self._used += len(out) - old
+        return receipt
+
+    async def read(
+        self, chunk_id: uuid.UUID, shard_index: int, offset: int = 0, length: int | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        entry = self._files.get((chunk_id, shard_index))
+        if entry is None:
+            raise NoSuchShard(
+                f"no shard {shard_index} of chunk {chunk_id}",
+                chunk_id=str(chunk_id),
+                shard=str(shard_index),
+            )
+        reader = ShardReader.from_bytes(entry[0])
+        check_identity(reader.header, chunk_id, shard_index)
+        for block in reader.iter_range(offset, length):
+            yield block
+
+    async def stat(self, chunk_id: uuid.UUID, shard_index: int) -> ShardInfo | None:
+        entry = self._files.get((chunk_id, shard_index))
+        if entry is None:
+            return None
+        return ShardInfo(chunk_id, shard_index, len(entry[0]), entry[1])
+
+    async def delete(self, chunk_id: uuid.UUID, shard_index: int) -> bool:
+        entry = self._files.pop((chunk_id, shard_index), None)
+        if entry is None:
+            return False
+        self._used -= len(entry[0])
+        return True
+
+    async def inventory(self) -> AsyncIterator[ShardInfo]:
+        for (cid, idx), (blob, mtime) in list(self._files.items()):
+            yield ShardInfo(cid, idx, len(blob), mtime)
+
+    async def space(self) -> SpaceInfo:
+        return SpaceInfo(self._capacity, self._capacity - self._used, self._used, self._reserve)
+
+    # -- test hooks (not part of ShardStore) -------------------------------------------
+    def corrupt_byte(self, chunk_id: uuid.UUID, shard_index: int, file_offset: int) -> None:
+        """Flip every bit of one stored byte (simulates silent disk corruption)."""
+        blob, mtime = self._files[(chunk_id, shard_index)]
+        damaged = bytearray(blob)
+        damaged[file_offset] ^= 0xFF
+        self._files[(chunk_id, shard_index)] = (bytes(damaged), mtime)
+
+    def raw_bytes(self, chunk_id: uuid.UUID, shard_index: int) -> bytes:
+        """The stored file bytes of a shard."""
+        return self._files[(chunk_id, shard_index)][0]

@@ -1,0 +1,164 @@
+"""DiskShardStore specifics: directory layout, crash leftovers, full disk, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from blobstore.errors import CorruptShard, InsufficientSpace
+from chunkserver.shardfile import ShardHeader, piece_length
+from chunkserver.store.disk import DiskShardStore, parse_shard_name, shard_name
+
+
+@dataclass(frozen=True)
+class FakeVfs:
+    f_frsize: int
+    f_blocks: int
+    f_bavail: int
+
+
+def hdr(data_length: int, shard: int = 0, stripe: int = 4096) -> ShardHeader:
+    return ShardHeader(uuid.uuid4(), shard, 4, 2, "zfec", stripe, data_length)
+
+
+def pieces(h: ShardHeader) -> list[bytes]:
+    rng = random.Random(h.data_length)
+    return [rng.randbytes(piece_length(h, s)) for s in range(h.stripe_count)]
+
+
+async def stream(chunks: list[bytes]) -> AsyncIterator[bytes]:
+    for c in chunks:
+        yield c
+
+
+async def read_all(store: DiskShardStore, cid: uuid.UUID, shard: int) -> bytes:
+    return b"".join([b async for b in store.read(cid, shard)])
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_fan_out_layout(tmp_path: Path) -> None:
+    store = DiskShardStore(tmp_path, 0)
+    await store.start()
+    h = hdr(100, shard=5)
+    await store.write(h, stream(pieces(h)))
+    hexid = h.chunk_id.hex
+    path = tmp_path / "shards" / hexid[:2] / hexid[2:4] / f"{hexid}.5"
+    assert path.is_file()
+    assert store.shard_path(h.chunk_id, 5) == path
+    assert parse_shard_name(shard_name(h.chunk_id, 5)) == (h.chunk_id, 5)
+    for bad in ("x.1", f"{hexid}", f"{hexid}.x", f"{hexid}.1.tmp", f"{'g' * 32}.1"):
+        assert parse_shard_name(bad) is None
+
+
+async def test_start_removes_crash_leftovers_and_recounts(tmp_path: Path) -> None:
+    store = DiskShardStore(tmp_path, 0)
+    await store.start()
+    h = hdr(3 * 4096 + 1)
+    receipt = await store.write(h, stream(pieces(h)))
+    # A crash mid-write: a half-written temp file in tmp/, never renamed.
+    (tmp_path / "tmp" / f"{shard_name(uuid.uuid4(), 0)}.abc.tmp").write_bytes(b"partial")
+    # A stray file in a shard directory is ignored (and logged), not listed.
+    (store.shard_path(h.chunk_id, 0).parent / "README").write_text("hi")
+    again = DiskShardStore(tmp_path, 0)
+    await again.start()
+    assert os.listdir(tmp_path / "tmp") == []
+    assert [(i.chunk_id, i.size_bytes) async for i in again.inventory()] == [
+        (h.chunk_id, receipt.file_bytes)
+    ]
+    assert (await again.space()).used_bytes == receipt.file_bytes
+    assert await read_all(again, h.chunk_id, 0) == b"".join(pieces(h))
+
+
+async def test_full_disk_refuses_writes(tmp_path: Path) -> None:
+    vfs = FakeVfs(f_frsize=4096, f_blocks=1000, f_bavail=300)  # 1228800 free
+    store = DiskShardStore(tmp_path, reserve_bytes=1_200_000, statvfs=lambda _p: vfs)
+    await store.start()
+    small = hdr(4096)  # 72 + 1024 + 8 bytes: fits above the reserve
+    await store.write(small, stream(pieces(small)))
+    big = hdr(1 << 20, stripe=1 << 20)
+    with pytest.raises(InsufficientSpace) as info:
+        await store.write(big, stream(pieces(big)))
+    msg = str(info.value)
+    assert "1228800 bytes free" in msg
+    assert "reserve of 1200000 bytes" in msg
+    assert info.value.details["free_bytes"] == "1228800"
+    assert await store.stat(big.chunk_id, 0) is None
+    assert os.listdir(tmp_path / "tmp") == []
+    space = await store.space()
+    assert (space.capacity_bytes, space.free_bytes, space.writable_bytes) == (
+        4096000,
+        1228800,
+        28800,
+    )
+
+
+async def test_cancelled_write_leaves_nothing(tmp_path: Path) -> None:
+    store = DiskShardStore(tmp_path, 0, batch_bytes=1)
+    await store.start()
+    h = hdr(8 * 4096)
+    sent = asyncio.Event()
+    fds = open_fds()
+
+    async def stalls() -> AsyncIterator[bytes]:
+        for p in pieces(h)[:3]:
+            yield p
+        sent.set()
+        await asyncio.Event().wait()  # the sender hangs
+        yield b""  # pragma: no cover
+
+    task = asyncio.create_task(store.write(h, stalls()))
+    await asyncio.wait_for(sent.wait(), 10)
+    assert len(os.listdir(tmp_path / "tmp")) == 1  # the write is in progress
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert os.listdir(tmp_path / "tmp") == []
+    assert await store.stat(h.chunk_id, 0) is None
+    assert open_fds() == fds
+
+
+async def test_abandoned_read_closes_its_fd(tmp_path: Path) -> None:
+    store = DiskShardStore(tmp_path, 0, batch_bytes=1)
+    await store.start()
+    h = hdr(8 * 4096)
+    await store.write(h, stream(pieces(h)))
+    fds = open_fds()
+    reader = store.read(h.chunk_id, 0)
+    assert await anext(reader) == pieces(h)[0]
+    assert open_fds() == fds + 1
+    await reader.aclose()
+    assert open_fds() == fds
+
+
+async def test_misplaced_file_is_corrupt(tmp_path: Path) -> None:
+    store = DiskShardStore(tmp_path, 0)
+    await store.start()
+    h = hdr(500, shard=0)
+    await store.write(h, stream(pieces(h)))
+    wrong = store.shard_path(h.chunk_id, 1)
+    shutil.copy(store.shard_path(h.chunk_id, 0), wrong)
+    with pytest.raises(CorruptShard, match="holds chunk"):
+        await read_all(store, h.chunk_id, 1)
+
+
+async def test_default_stripes_multi_batch(tmp_path: Path) -> None:
+    """1 MiB stripes (256 KiB pieces), written and read through several 1 MiB batches."""
+    store = DiskShardStore(tmp_path, 0)
+    await store.start()
+    h = hdr(9 * (1 << 20) + 1, shard=2, stripe=1 << 20)
+    data = b"".join(pieces(h))
+    await store.write(h, stream([data[i : i + 100_000] for i in range(0, len(data), 100_000)]))
+    blocks = [b async for b in store.read(h.chunk_id, 2)]
+    assert b"".join(blocks) == data
+    assert len(blocks) >= 2

@@ -1,0 +1,259 @@
+"""ShardStore contract, run against every implementation (memory and disk)."""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from blobstore.errors import CorruptShard, InsufficientSpace, InvalidArgument, NoSuchShard
+from chunkserver.shardfile import (
+    Buffer,
+    ShardFormatError,
+    ShardHeader,
+    file_length,
+    piece_checksum,
+    piece_file_offset,
+    piece_length,
+    shard_checksum,
+)
+from chunkserver.store import DiskShardStore, MemoryShardStore, ShardStore
+
+STRIPE = 4096
+
+
+@dataclass
+class Harness:
+    store: ShardStore
+    corrupt: Callable[[uuid.UUID, int, int], None]  # flip the byte at a file offset
+    tmp_files: Callable[[], list[str]]  # leftovers of writes (always [] in memory)
+
+
+def _flip_file(path: Path, offset: int) -> None:
+    with path.open("r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+@pytest.fixture(params=["memory", "disk"])
+async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Harness:
+    if request.param == "memory":
+        mem = MemoryShardStore(capacity_bytes=1 << 30)
+        await mem.start()
+        return Harness(mem, mem.corrupt_byte, list)
+    disk = DiskShardStore(tmp_path / "disk", reserve_bytes=0, batch_bytes=5000)
+    await disk.start()
+    return Harness(
+        disk,
+        lambda cid, shard, off: _flip_file(disk.shard_path(cid, shard), off),
+        lambda: os.listdir(tmp_path / "disk" / "tmp"),
+    )
+
+
+def header(data_length: int, shard: int = 0, cid: uuid.UUID | None = None) -> ShardHeader:
+    return ShardHeader(cid or uuid.uuid4(), shard, 4, 2, "zfec", STRIPE, data_length)
+
+
+def pieces_for(h: ShardHeader, seed: int = 0) -> list[bytes]:
+    rng = random.Random(seed)
+    return [rng.randbytes(piece_length(h, s)) for s in range(h.stripe_count)]
+
+
+async def stream(chunks: Iterable[Buffer]) -> AsyncIterator[Buffer]:
+    for c in chunks:
+        yield c
+
+
+def sliced(data: bytes, step: int) -> list[bytes]:
+    return [data[i : i + step] for i in range(0, len(data), step)]
+
+
+async def read_all(
+    store: ShardStore, cid: uuid.UUID, shard: int, offset: int = 0, length: int | None = None
+) -> bytes:
+    return b"".join([b async for b in store.read(cid, shard, offset, length)])
+
+
+def test_implementations_satisfy_protocol(tmp_path: Path) -> None:
+    assert isinstance(MemoryShardStore(), ShardStore)
+    assert isinstance(DiskShardStore(tmp_path, 0), ShardStore)
+
+
+@pytest.mark.parametrize(
+    "data_length", [0, 1, 3, STRIPE - 1, STRIPE, STRIPE + 1, 3 * STRIPE + 5, 7 * STRIPE]
+)
+async def test_write_read_roundtrip(harness: Harness, data_length: int) -> None:
+    store = harness.store
+    h = header(data_length, shard=1)
+    pieces = pieces_for(h, seed=data_length)
+    receipt = await store.write(h, stream(pieces))
+    assert receipt.file_bytes == file_length(h)
+    assert receipt.data_bytes == sum(len(p) for p in pieces)
+    assert receipt.checksum == shard_checksum(piece_checksum(p) for p in pieces)
+    assert await read_all(store, h.chunk_id, 1) == b"".join(pieces)
+    info = await store.stat(h.chunk_id, 1)
+    assert info is not None
+    assert (info.chunk_id, info.shard_index, info.size_bytes) == (h.chunk_id, 1, file_length(h))
+    assert harness.tmp_files() == []
+
+
+@pytest.mark.parametrize("step", [1, 7, 1000, 5000, 100_000])
+async def test_any_stream_slicing(harness: Harness, step: int) -> None:
+    h = header(5 * STRIPE + 77)
+    data = b"".join(pieces_for(h))
+    receipt = await harness.store.write(h, stream(sliced(data, step)))
+    assert receipt.data_bytes == len(data)
+    assert await read_all(harness.store, h.chunk_id, 0) == data
+
+
+async def test_range_reads(harness: Harness) -> None:
+    h = header(6 * STRIPE + 100)
+    data = b"".join(pieces_for(h))
+    await harness.store.write(h, stream([data]))
+    rng = random.Random(4)
+    for _ in range(40):
+        start = rng.randrange(len(data) + 1)
+        length = rng.randrange(len(data) - start + 1)
+        assert (
+            await read_all(harness.store, h.chunk_id, 0, start, length)
+            == data[start : start + length]
+        )
+    assert await read_all(harness.store, h.chunk_id, 0, 1000) == data[1000:]
+    with pytest.raises(InvalidArgument):
+        await read_all(harness.store, h.chunk_id, 0, len(data), 1)
+
+
+async def test_missing_shard(harness: Harness) -> None:
+    cid = uuid.uuid4()
+    with pytest.raises(NoSuchShard):
+        await read_all(harness.store, cid, 0)
+    assert await harness.store.stat(cid, 0) is None
+    assert await harness.store.delete(cid, 0) is False
+
+
+async def test_delete_inventory_and_space(harness: Harness) -> None:
+    store = harness.store
+    base = (await store.space()).used_bytes
+    written = {}
+    cid = uuid.uuid4()
+    for shard in range(6):
+        h = header(2 * STRIPE + shard, shard=shard, cid=cid)
+        await store.write(h, stream(pieces_for(h)))
+        written[(cid, shard)] = file_length(h)
+    other = header(10)
+    await store.write(other, stream(pieces_for(other)))
+    written[(other.chunk_id, 0)] = file_length(other)
+    listed = {(i.chunk_id, i.shard_index): i.size_bytes async for i in store.inventory()}
+    assert listed == written
+    space = await store.space()
+    assert space.used_bytes == base + sum(written.values())
+    assert space.capacity_bytes > 0
+    assert space.free_bytes <= space.capacity_bytes
+    assert await store.delete(cid, 3) is True
+    assert await store.delete(cid, 3) is False
+    assert await store.stat(cid, 3) is None
+    with pytest.raises(NoSuchShard):
+        await read_all(store, cid, 3)
+    del written[(cid, 3)]
+    listed = {(i.chunk_id, i.shard_index): i.size_bytes async for i in store.inventory()}
+    assert listed == written
+    assert (await store.space()).used_bytes == base + sum(written.values())
+
+
+async def test_overwrite_replaces(harness: Harness) -> None:
+    store = harness.store
+    cid = uuid.uuid4()
+    h1 = header(3 * STRIPE, cid=cid)
+    await store.write(h1, stream(pieces_for(h1, seed=1)))
+    h2 = header(STRIPE + 1, cid=cid)
+    await store.write(h2, stream(pieces_for(h2, seed=2)))
+    assert await read_all(store, cid, 0) == b"".join(pieces_for(h2, seed=2))
+    assert (await store.space()).used_bytes == file_length(h2)
+    assert [i.size_bytes async for i in store.inventory()] == [file_length(h2)]
+
+
+@pytest.mark.parametrize("extra", [-1, 1])
+async def test_wrong_length_stream_leaves_nothing(harness: Harness, extra: int) -> None:
+    h = header(2 * STRIPE + 3)
+    data = b"".join(pieces_for(h))
+    data = data[:-1] if extra < 0 else data + b"x"
+    with pytest.raises(InvalidArgument):
+        await harness.store.write(h, stream([data]))
+    assert await harness.store.stat(h.chunk_id, 0) is None
+    assert harness.tmp_files() == []
+    assert (await harness.store.space()).used_bytes == 0
+
+
+async def test_failing_stream_leaves_nothing(harness: Harness) -> None:
+    h = header(4 * STRIPE)
+    first = pieces_for(h)[0]
+
+    async def broken() -> AsyncIterator[bytes]:
+        yield first
+        yield first
+        raise ConnectionResetError("sender went away")
+
+    with pytest.raises(ConnectionResetError):
+        await harness.store.write(h, broken())
+    assert await harness.store.stat(h.chunk_id, 0) is None
+    assert harness.tmp_files() == []
+
+
+async def test_corrupt_piece_fails_only_that_piece(harness: Harness) -> None:
+    store = harness.store
+    h = header(4 * STRIPE)  # pieces of 1024 bytes
+    pieces = pieces_for(h)
+    await store.write(h, stream(pieces))
+    harness.corrupt(h.chunk_id, 0, piece_file_offset(h, 2) + 100)
+    with pytest.raises(CorruptShard) as info:
+        await read_all(store, h.chunk_id, 0, 2 * 1024 + 5, 10)
+    assert info.value.details["stripe"] == "2"
+    assert await read_all(store, h.chunk_id, 0, 0, 2048) == pieces[0] + pieces[1]
+    assert await read_all(store, h.chunk_id, 0, 3072, 1024) == pieces[3]
+    with pytest.raises(CorruptShard):
+        await read_all(store, h.chunk_id, 0)
+
+
+async def test_corrupt_header(harness: Harness) -> None:
+    h = header(STRIPE)
+    await harness.store.write(h, stream(pieces_for(h)))
+    harness.corrupt(h.chunk_id, 0, 20)
+    with pytest.raises(ShardFormatError):
+        await read_all(harness.store, h.chunk_id, 0)
+
+
+async def test_insufficient_space_memory() -> None:
+    store = MemoryShardStore(capacity_bytes=70_000, reserve_bytes=30_000)
+    h = header(16 * STRIPE)  # 16584 file bytes per shard
+    await store.write(h, stream(pieces_for(h)))
+    await store.write(header(16 * STRIPE), stream(pieces_for(h)))
+    h3 = header(16 * STRIPE)
+    with pytest.raises(InsufficientSpace, match="reserve of 30000 bytes") as info:
+        await store.write(h3, stream(pieces_for(h3)))
+    assert info.value.details["reserve_bytes"] == "30000"
+    assert await store.stat(h3.chunk_id, 0) is None
+
+
+async def test_random_byte_damage_never_serves_bad_bytes(harness: Harness) -> None:
+    """Flip random bytes of stored shards: every read is either right or CorruptShard."""
+    rng = random.Random(7)
+    for round_ in range(30):
+        h = header(rng.randrange(1, 5 * STRIPE), shard=round_ % 6)
+        data = b"".join(pieces_for(h, seed=round_))
+        await harness.store.write(h, stream([data]))
+        for _ in range(rng.randint(1, 3)):
+            harness.corrupt(h.chunk_id, h.shard_index, rng.randrange(file_length(h)))
+        start = rng.randrange(len(data) + 1)
+        length = rng.randrange(len(data) - start + 1)
+        try:
+            got = await read_all(harness.store, h.chunk_id, h.shard_index, start, length)
+        except CorruptShard:
+            continue
+        assert got == data[start : start + length]
