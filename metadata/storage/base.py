@@ -1,8 +1,10 @@
 """Storage protocols of a metadata node: the Raft log with hard state, and snapshots.
 
 The Raft core reads the *stable* log through ``LogStore`` (``term``, ``entries``,
-``first_index``, ``last_index``); the node driver writes it (``append``, ``save_hard_state``,
-``sync``, ``compact``). Invariants every implementation keeps:
+``first_index``, ``last_index``); the node driver writes it (``append`` with the hard
+state, ``sync``, ``compact``). Implementations are not thread-safe: the driver serializes
+every call (it may run ``sync`` in a worker thread while no other call is in progress).
+Invariants every implementation keeps:
 - the log is contiguous: indexes ``first_index() .. last_index()`` are present, where
   ``first_index() - 1`` is the index of the last compacted entry (the snapshot's index) and
   ``term(first_index() - 1)`` is still answerable (the snapshot's term);
@@ -10,8 +12,8 @@ The Raft core reads the *stable* log through ``LogStore`` (``term``, ``entries``
   appends (Raft §5.3): the caller has already decided there was a term conflict;
 - nothing written is durable until ``sync()`` returns; a crash loses at most what was
   written after the last ``sync()`` (the simulated store models exactly that);
-- ``compact(index)`` discards entries up to and including ``index`` (which must be
-  covered by a saved snapshot).
+- ``compact(snapshot)`` discards entries up to and including the snapshot's index; the
+  snapshot must already be saved (order: save snapshot -> compact -> sync).
 Must not import asyncio or the network.
 """
 
