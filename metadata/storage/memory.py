@@ -25,6 +25,9 @@ class MemoryLogStore:
         self._entries: list[Entry] = []
         self._hs = HardState()
         self._durable: tuple[int, int, list[Entry], HardState] = (0, 0, [], HardState())
+        # Lowest index written since the last sync (None: nothing), so sync() copies only
+        # the changed suffix instead of the whole log.
+        self._dirty_from: int | None = None
 
     # -- reads -------------------------------------------------------------------------
     def hard_state(self) -> HardState:
@@ -70,11 +73,22 @@ class MemoryLogStore:
                 raise UnavailableError(first)
             del self._entries[first - self._snap_index - 1 :]
             self._entries.extend(entries)
+            self._dirty_from = first if self._dirty_from is None else min(self._dirty_from, first)
         if hard_state is not None:
             self._hs = hard_state
 
     def sync(self) -> None:
-        self._durable = (self._snap_index, self._snap_term, list(self._entries), self._hs)
+        d_index, _, d_entries, _ = self._durable
+        if d_index != self._snap_index:  # compacted since: take a full copy
+            durable = list(self._entries)
+        else:
+            durable = d_entries
+            if self._dirty_from is not None:
+                cut = self._dirty_from - self._snap_index - 1
+                del durable[cut:]
+                durable.extend(self._entries[cut:])
+        self._durable = (self._snap_index, self._snap_term, durable, self._hs)
+        self._dirty_from = None
 
     def compact(self, snapshot: Snapshot) -> None:
         index, term = snapshot.meta.index, snapshot.meta.term
@@ -93,6 +107,7 @@ class MemoryLogStore:
         """Lose everything not synced (a power failure)."""
         self._snap_index, self._snap_term, entries, self._hs = self._durable
         self._entries = list(entries)
+        self._dirty_from = None
 
 
 class MemorySnapshotStore:
