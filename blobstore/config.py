@@ -30,6 +30,7 @@ __all__ = [
     "GatewayConfig",
     "MetadataConfig",
     "load_config",
+    "load_secret",
 ]
 
 ENV_PREFIX = "BLOBSTORE_"
@@ -78,6 +79,10 @@ class CommonConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_ca: Path | None = None
+
+    @property
+    def secret_path(self) -> Path:
+        return self.secret_file if self.secret_file is not None else self.data / "cluster.secret"
 
     def validate(self) -> None:
         if self.log_format not in ("text", "json"):
@@ -274,3 +279,24 @@ def load_config(
     config = _build(cls, layers)
     config.validate()  # type: ignore[attr-defined]
     return config
+
+
+def load_secret(common: CommonConfig) -> bytes:
+    """The cluster secret (hex text file); ``ConfigError`` if missing or malformed."""
+    path = common.secret_path
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"secret_file: cluster secret {path} does not exist (copy the cluster's "
+            "cluster.secret there or pass --secret-file)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"secret_file: cannot read {path}: {exc}") from None
+    try:
+        secret = bytes.fromhex(text)
+    except ValueError:
+        raise ConfigError(f"secret_file: {path} does not hold hex text") from None
+    if len(secret) < 16:
+        raise ConfigError(f"secret_file: {path} holds fewer than 16 bytes of secret")
+    return secret

@@ -132,6 +132,7 @@ class RaftNode:
         self._state = StateType.FOLLOWER
         self.leader_changes = 0
         self.failed = False
+        self.failure = asyncio.Event()  # set when the node stopped itself on a fatal error
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -295,6 +296,7 @@ class RaftNode:
                     if not isinstance(e, asyncio.CancelledError):
                         log.exception("raft node failed; stopping", node=self.id)
                         self.failed = True
+                        self.failure.set()
                     self._fail_all(Unavailable("raft node stopped"))
                     raise
                 raw.advance(rd)

@@ -8,6 +8,7 @@ Tags are part of the wire format: never reuse or renumber one.
 from __future__ import annotations
 
 from blobstore.rpc import codec
+from metadata import api
 from metadata.raft import messages as raft
 
 __all__ = ["register_all"]
@@ -22,7 +23,40 @@ _RAFT: dict[int, type] = {
 }
 
 
+_API: dict[int, type] = {
+    1500: api.ProposeRequest,
+    1501: api.ProposeResponse,
+    1502: api.QueryRequest,
+    1503: api.QueryResponse,
+    1504: api.ClusterStatusQuery,
+    1505: api.MemberStatus,
+    1506: api.ClusterStatusResponse,
+    1507: api.MembershipChangeRequest,
+    1508: api.MembershipChangeResponse,
+    1509: api.TransferLeaderRequest,
+    1520: api.GetBucketQuery,
+    1521: api.ListBucketsQuery,
+    1522: api.HeadObjectQuery,
+    1523: api.ListObjectsQuery,
+    1524: api.ListObjectsV2Query,
+    1525: api.ListObjectVersionsQuery,
+    1526: api.ListMultipartUploadsQuery,
+    1527: api.ListPartsQuery,
+    1528: api.GetAccessKeyQuery,
+    1529: api.ListUsersQuery,
+    1530: api.ListChunkserversQuery,
+    1531: api.GetChunkQuery,
+    1532: api.ListChunksQuery,
+    1533: api.DeleteQueueQuery,
+    1534: api.GetErasureProfileQuery,
+}
+
+
 def register_all() -> None:
     """Idempotent: register every metadata wire type."""
-    for tag, cls in _RAFT.items():
-        codec.register(tag, cls)
+    for table in (_RAFT, _API):
+        for tag, cls in table.items():
+            codec.register(tag, cls)
+
+
+register_all()

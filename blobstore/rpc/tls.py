@@ -8,7 +8,7 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-__all__ = ["build_ssl_context"]
+__all__ = ["build_ssl_context", "internal_contexts"]
 
 
 def build_ssl_context(
@@ -23,3 +23,16 @@ def build_ssl_context(
     if not server_side:
         ctx.check_hostname = True
     return ctx
+
+
+def internal_contexts(
+    cert: str | Path | None, key: str | Path | None, ca: str | Path | None
+) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
+    """(server, client) contexts for internal links: mutual TLS when cert, key and CA are
+    all given, plain TCP (HMAC-authenticated) when none is."""
+    if cert is None or key is None or ca is None:
+        return None, None
+    return (
+        build_ssl_context(cert=cert, key=key, ca=ca, server_side=True),
+        build_ssl_context(cert=cert, key=key, ca=ca, server_side=False),
+    )
