@@ -1,0 +1,317 @@
+"""Results of catalog commands and queries.
+
+``apply`` returns ``Result``: one of the command results below or a ``BlobstoreError``
+(returned, never raised: apply is total). Queries return the page/info types below and raise
+``BlobstoreError`` subclasses (NoSuchBucket, NoSuchKey, ...). All are frozen dataclasses.
+
+Pure: imports only the stdlib, ``blobstore.errors`` and sibling record types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from blobstore.errors import BlobstoreError
+from metadata.fsm.records import (
+    BucketRecord,
+    Chunk,
+    ChunkserverRecord,
+    ErasureProfile,
+    ObjectRecord,
+    PartRecord,
+    ShardDelete,
+    ShardRef,
+    UploadRecord,
+)
+
+__all__ = [
+    "AccessKeyDeleted",
+    "AccessKeyPut",
+    "BucketCreated",
+    "BucketDeleted",
+    "BucketUpdated",
+    "ChunkserverUpdated",
+    "CommandResult",
+    "DeleteError",
+    "DeleteQueuePage",
+    "ErasureProfileSet",
+    "ListObjectsPage",
+    "ListPartsPage",
+    "ListUploadsPage",
+    "ListVersionsPage",
+    "NoopApplied",
+    "ObjectCommitted",
+    "ObjectDeleted",
+    "ObjectInfo",
+    "ObjectSummary",
+    "ObjectTagged",
+    "ObjectsDeleted",
+    "PartCommitted",
+    "PlacementUpdated",
+    "Result",
+    "ShardDeletesAcked",
+    "UploadAborted",
+    "UploadCreated",
+    "UploadSummary",
+    "UserDeleted",
+    "UserPut",
+    "VersionSummary",
+]
+
+
+# -- command results --------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class BucketCreated:
+    bucket: str
+
+
+@dataclass(frozen=True, slots=True)
+class BucketDeleted:
+    bucket: str
+    aborted_uploads: int
+
+
+@dataclass(frozen=True, slots=True)
+class BucketUpdated:
+    """A bucket setting was changed; carries the new record."""
+
+    bucket: BucketRecord
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectCommitted:
+    """A new object version is visible. ``version_id`` is None in unversioned buckets."""
+
+    bucket: str
+    key: str
+    version_id: str | None
+    etag: str
+    size: int
+    last_modified_ms: int
+    copy_source_version_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectDeleted:
+    """Outcome of deleting one key (also for a key that did not exist, as S3 does)."""
+
+    key: str
+    version_id: str | None
+    delete_marker: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectTagged:
+    """PutObjectTagging succeeded; ``version_id`` None in unversioned buckets."""
+
+    key: str
+    version_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteError:
+    """A per-key failure inside DeleteObjects."""
+
+    key: str
+    version_id: str | None
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectsDeleted:
+    deleted: tuple[ObjectDeleted, ...]
+    errors: tuple[DeleteError, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UploadCreated:
+    bucket: str
+    key: str
+    upload_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PartCommitted:
+    upload_id: str
+    part_number: int
+    etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class UploadAborted:
+    upload_id: str
+    parts: int
+
+
+@dataclass(frozen=True, slots=True)
+class UserPut:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserDeleted:
+    name: str
+    access_keys: int
+
+
+@dataclass(frozen=True, slots=True)
+class AccessKeyPut:
+    access_key_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccessKeyDeleted:
+    access_key_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkserverUpdated:
+    """Register / heartbeat / state change: the chunkserver's new record."""
+
+    server: ChunkserverRecord
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementUpdated:
+    chunk: Chunk
+    queued_deletes: int
+
+
+@dataclass(frozen=True, slots=True)
+class ShardDeletesAcked:
+    removed: int
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureProfileSet:
+    profile: ErasureProfile
+
+
+@dataclass(frozen=True, slots=True)
+class NoopApplied:
+    pass
+
+
+CommandResult = (
+    BucketCreated
+    | BucketDeleted
+    | BucketUpdated
+    | ObjectCommitted
+    | ObjectDeleted
+    | ObjectsDeleted
+    | ObjectTagged
+    | UploadCreated
+    | PartCommitted
+    | UploadAborted
+    | UserPut
+    | UserDeleted
+    | AccessKeyPut
+    | AccessKeyDeleted
+    | ChunkserverUpdated
+    | PlacementUpdated
+    | ShardDeletesAcked
+    | ErasureProfileSet
+    | NoopApplied
+)
+Result = CommandResult | BlobstoreError
+
+
+# -- query results ----------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """An object version with its chunks resolved (what GET/HEAD need)."""
+
+    bucket: str
+    key: str
+    record: ObjectRecord
+    chunks: tuple[Chunk, ...]
+    is_latest: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectSummary:
+    """One ``<Contents>`` entry of a listing."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified_ms: int
+    storage_class: str
+    owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListObjectsPage:
+    """A ListObjects (v1) / ListObjectsV2 page.
+
+    ``next_marker`` is the last returned entry (key or common prefix) when truncated (v1);
+    ``next_continuation_token`` is its opaque v2 form.
+    """
+
+    contents: tuple[ObjectSummary, ...]
+    common_prefixes: tuple[str, ...]
+    is_truncated: bool
+    next_marker: str | None
+    next_continuation_token: str | None
+
+    @property
+    def key_count(self) -> int:
+        return len(self.contents) + len(self.common_prefixes)
+
+
+@dataclass(frozen=True, slots=True)
+class VersionSummary:
+    """One ``<Version>`` / ``<DeleteMarker>`` entry of ListObjectVersions."""
+
+    key: str
+    version_id: str
+    is_latest: bool
+    is_delete_marker: bool
+    size: int
+    etag: str
+    last_modified_ms: int
+    storage_class: str
+    owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListVersionsPage:
+    """A ListObjectVersions page: versions newest first within each key."""
+
+    versions: tuple[VersionSummary, ...]
+    common_prefixes: tuple[str, ...]
+    is_truncated: bool
+    next_key_marker: str | None
+    next_version_id_marker: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UploadSummary:
+    key: str
+    upload: UploadRecord
+
+
+@dataclass(frozen=True, slots=True)
+class ListUploadsPage:
+    uploads: tuple[UploadSummary, ...]
+    common_prefixes: tuple[str, ...]
+    is_truncated: bool
+    next_key_marker: str | None
+    next_upload_id_marker: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ListPartsPage:
+    upload: UploadRecord
+    parts: tuple[PartRecord, ...]
+    is_truncated: bool
+    next_part_number_marker: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteQueuePage:
+    """Shards to delete, ordered by (server, chunk, shard index); ``next_after`` resumes."""
+
+    entries: tuple[ShardDelete, ...]
+    next_after: ShardRef | None
