@@ -112,6 +112,16 @@ TAGS: dict[type[Any], int] = {
     res.ErasureProfileSet: 97,
     res.NoopApplied: 98,
     res.ObjectTagged: 99,
+    # query answers 120..159 (they cross the wire from the metadata service, never the log)
+    res.ObjectInfo: 120,
+    res.ObjectSummary: 121,
+    res.ListObjectsPage: 122,
+    res.VersionSummary: 123,
+    res.ListVersionsPage: 124,
+    res.UploadSummary: 125,
+    res.ListUploadsPage: 126,
+    res.ListPartsPage: 127,
+    res.DeleteQueuePage: 128,
 }
 _CLASSES: dict[int, type[Any]] = {tag: cls for cls, tag in TAGS.items()}
 if len(_CLASSES) != len(TAGS) or ERROR_TAG in _CLASSES:
