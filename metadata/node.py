@@ -8,6 +8,8 @@ after Ready in the order ``metadata/raft/ready.py`` prescribes:
 2. append entries and hard state to the log store, then ``fsync`` in a worker thread when
    the Ready says ``must_sync`` -- an entry counts toward commit on this node only after
    this returns, and votes/acks are sent only after it (they travel in ``messages``);
+   a leader's own messages (appends, heartbeats) go out *before* its fsync, so the
+   followers' disks work in parallel with the leader's (Raft thesis 10.2.1);
 3. hand messages to per-peer outboxes (bounded; a full outbox drops and tells Raft the
    peer is unreachable, so one slow peer never stalls the others);
 4. apply committed entries, resolve the proposals and linearizable reads waiting on them;
@@ -307,13 +309,22 @@ class RaftNode:
             self._on_soft_state(rd.soft_state.lead, rd.soft_state.state)
         if rd.snapshot is not None:
             await self._install_snapshot(rd.snapshot)
+        # A leader replicates while it writes its own disk (Raft thesis 10.2.1, as etcd
+        # does): its messages are appends/heartbeats whose entries it counts for itself
+        # only after advance() confirms they are durable. Everyone else's messages (votes,
+        # append acks) vouch for state on disk, so they wait for the fsync.
+        early = self._state == StateType.LEADER
+        if early:
+            for msg in rd.messages:
+                self._send(msg)
         if rd.entries or rd.hard_state is not None or rd.must_sync:
             async with self._storage_lock:
                 self._log_store.append(rd.entries, rd.hard_state)
                 if rd.must_sync:
                     await asyncio.to_thread(self._log_store.sync)
-        for msg in rd.messages:
-            self._send(msg)
+        if not early:
+            for msg in rd.messages:
+                self._send(msg)
         for entry in rd.committed_entries:
             self._apply(entry)
         for rs in rd.read_states:
