@@ -1,0 +1,421 @@
+"""Erasure-coded reads: any byte range of an object, streamed, degraded when needed.
+
+``read_range(chunks, start, length, ...)`` yields the bytes of ``[start, start+length)``
+of the object described by ``chunks`` (chunk offsets are the running sum of their
+lengths), one stripe's worth at a time, in order.
+
+Healthy path: the stripes of a chunk are read in runs of ``run_stripes``; for each run,
+every data shard the range touches gets ONE ranged ``ReadShard`` call covering exactly
+its needed bytes of the run (for one data shard those bytes are contiguous in its shard
+data), all in parallel. A stripe is yielded only once all its slices arrived, so no
+partial stripe is ever emitted.
+
+Degraded path: when a slice fails (``CorruptShard``, ``NoSuchShard``, connection loss,
+deadline) or lags longer than ``hedge_delay_s`` (hedging: the slow data shard is replaced
+by a parity shard), the rest of the run is re-read as whole pieces from k other shards
+(data shards first, then parity) and decoded in a worker thread. Further failures there
+exclude more shards, as long as k remain. Every shard given up on is reported once
+through ``on_bad_shard`` with its reason. Only when fewer than k shards of a chunk can be
+read does the read fail (``Unavailable``).
+
+Memory: a run in flight is bounded by the RPC stream windows (k streams), plus one
+stripe being assembled or decoded.
+
+Must not import: gateway or metadata packages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import itertools
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+
+from blobstore import errors
+from blobstore.codec.ec import Buffer, ErasureCoder, get_coder
+from blobstore.codec.ranges import ChunkSpan, StripeSpan, chunk_spans, stripe_spans
+from blobstore.datapath.refs import BadShard, BadShardReason, ChunkRef, ServerDirectory
+from blobstore.log import get_logger
+from blobstore.rpc.transport import Transport
+from blobstore.types import Address
+from chunkserver.messages import ReadShardRequest
+
+__all__ = [
+    "ChunkReader",
+    "OnBadShard",
+    "ReadOptions",
+    "ServerHealth",
+    "object_size",
+    "read_range",
+]
+
+log = get_logger(__name__)
+
+OnBadShard = Callable[[BadShard], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadOptions:
+    """Tuning of reads."""
+
+    hedge_delay_s: float = 0.5  # a data shard lagging this long is replaced by parity
+    call_timeout_s: float = 120.0  # deadline of one ranged ReadShard call (one run)
+    run_stripes: int = 16  # stripes covered by one ranged call per shard
+
+
+def _ignore(_: BadShard) -> None:
+    return None
+
+
+def object_size(chunks: Sequence[ChunkRef]) -> int:
+    """Bytes of the object made of ``chunks``."""
+    return sum(c.data_length for c in chunks)
+
+
+class ServerHealth:
+    """Servers recently found slow or unreachable: asked last for ``ttl_s`` seconds.
+
+    Share one instance across reads (a gateway holds one) so a dead chunkserver costs one
+    hedge delay, not one per request.
+    """
+
+    def __init__(self, ttl_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl_s
+        self._clock = clock
+        self._until: dict[int, float] = {}
+
+    def mark(self, server_id: int) -> None:
+        self._until[server_id] = self._clock() + self._ttl
+
+    def is_avoided(self, server_id: int) -> bool:
+        until = self._until.get(server_id)
+        if until is None:
+            return False
+        if until <= self._clock():
+            del self._until[server_id]
+            return False
+        return True
+
+
+class _Failed(Exception):
+    """Internal: shard ``index`` could not deliver (reason, cause)."""
+
+    def __init__(self, index: int, reason: BadShardReason, cause: BaseException | str) -> None:
+        super().__init__(f"shard {index}: {reason.value}: {cause}")
+        self.index, self.reason, self.cause = index, reason, cause
+
+
+def _classify(exc: BaseException) -> BadShardReason:
+    if isinstance(exc, errors.CorruptShard):
+        return BadShardReason.CORRUPT
+    if isinstance(exc, errors.NoSuchShard):
+        return BadShardReason.MISSING
+    return BadShardReason.UNREACHABLE
+
+
+class _Stream:
+    """Exact-length reads from one ranged ReadShard call (opened in the background)."""
+
+    __slots__ = ("_body", "_buf", "_open", "index")
+
+    def __init__(
+        self,
+        index: int,
+        transport: Transport,
+        addr: Address,
+        req: ReadShardRequest,
+        timeout_s: float,
+    ) -> None:
+        self.index = index
+        self._open = asyncio.ensure_future(transport.call_stream(addr, req, timeout_s=timeout_s))
+        self._body: AsyncIterator[memoryview] | None = None
+        self._buf = memoryview(b"")
+
+    async def take(self, n: int) -> list[memoryview]:
+        """Exactly the next ``n`` bytes, as views (raises ``_Failed``)."""
+        parts: list[memoryview] = []
+        try:
+            body: AsyncIterator[memoryview]
+            if self._body is None:
+                _, body = await asyncio.shield(self._open)
+                self._body = body
+            else:
+                body = self._body
+            while n:
+                if not self._buf:
+                    self._buf = await anext(body)
+                    if not self._buf:
+                        continue
+                part = self._buf[:n]
+                self._buf = self._buf[len(part) :]
+                parts.append(part)
+                n -= len(part)
+        except StopAsyncIteration:
+            raise _Failed(self.index, BadShardReason.CORRUPT, "stream ended early") from None
+        except errors.BlobstoreError as exc:
+            raise _Failed(self.index, _classify(exc), exc) from None
+        except OSError as exc:
+            raise _Failed(self.index, BadShardReason.UNREACHABLE, exc) from None
+        return parts
+
+    async def close(self) -> None:
+        if not self._open.done():
+            self._open.cancel()
+            with contextlib.suppress(BaseException):
+                await self._open
+            return
+        if self._open.cancelled() or self._open.exception() is not None:
+            return
+        body = self._body if self._body is not None else self._open.result()[1]
+        aclose = getattr(body, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()
+
+
+async def _take(stream: _Stream, n: int, timeout_s: float | None) -> list[memoryview]:
+    if timeout_s is None:
+        return await stream.take(n)
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await stream.take(n)
+    except TimeoutError:
+        raise _Failed(stream.index, BadShardReason.SLOW, f"no data for {timeout_s} s") from None
+
+
+def _decode(coder: ErasureCoder, pieces: dict[int, Buffer]) -> list[Buffer]:
+    return list(coder.decode(list(pieces.items())))
+
+
+class ChunkReader:
+    """Reads one chunk's bytes or data pieces, tolerating up to m bad shards."""
+
+    def __init__(
+        self,
+        ref: ChunkRef,
+        *,
+        directory: ServerDirectory,
+        transport: Transport,
+        options: ReadOptions | None = None,
+        on_bad_shard: OnBadShard = _ignore,
+        exclude: Sequence[int] = (),
+        health: ServerHealth | None = None,
+    ) -> None:
+        self.ref = ref
+        # servers found slow or unreachable lately: asked last, not first
+        self.health = health if health is not None else ServerHealth()
+        self._opts = options or ReadOptions()
+        self._transport = transport
+        self._on_bad = on_bad_shard
+        self._coder = get_coder(ref.coder, ref.k, ref.m)
+        self._where: dict[int, tuple[int, Address]] = {}
+        self.bad: set[int] = set(exclude)
+        for s in ref.shards:
+            addr = directory.address_of(s.server_id)
+            if addr is None:
+                self._give_up(s.shard_index, BadShardReason.MISSING, "server address unknown")
+            else:
+                self._where[s.shard_index] = (s.server_id, addr)
+
+    # -- bookkeeping --------------------------------------------------------------------
+    def _give_up(self, index: int, reason: BadShardReason, cause: BaseException | str) -> None:
+        if index in self.bad:
+            return
+        self.bad.add(index)
+        server = self.ref.shard(index)
+        if server is not None and reason in (BadShardReason.SLOW, BadShardReason.UNREACHABLE):
+            self.health.mark(server.server_id)
+        bad = BadShard(
+            self.ref.chunk_id, index, server.server_id if server else -1, reason, str(cause)
+        )
+        log.info(
+            "read gave up on a shard",
+            chunk_id=str(self.ref.chunk_id),
+            shard=index,
+            reason=reason.value,
+            error=str(cause),
+        )
+        self._on_bad(bad)
+
+    def usable(self) -> list[int]:
+        """Shard indexes still worth asking: data shards first, avoided servers last."""
+        ok = [i for i in range(self.ref.k + self.ref.m) if i in self._where and i not in self.bad]
+        return sorted(ok, key=lambda i: self.health.is_avoided(self._where[i][0]))
+
+    def _avoided(self, index: int) -> bool:
+        return index in self._where and self.health.is_avoided(self._where[index][0])
+
+    def _open(self, index: int, offset: int, length: int) -> _Stream:
+        _, addr = self._where[index]
+        req = ReadShardRequest(self.ref.chunk_id.bytes, index, offset, length)
+        return _Stream(index, self._transport, addr, req, self._opts.call_timeout_s)
+
+    # -- object bytes -------------------------------------------------------------------
+    async def read(self, start: int, length: int) -> AsyncGenerator[bytes, None]:
+        """Bytes ``[start, start + length)`` of the chunk, one stripe portion at a time."""
+        ref = self.ref
+        spans = list(chunk_spans(ref.layout, ref.data_length, start, length))
+        for span in spans:
+            stripes = stripe_spans(ref.layout, span)
+            while True:
+                run = list(itertools.islice(stripes, self._opts.run_stripes))
+                if not run:
+                    break
+                async with contextlib.aclosing(self._read_run(span, run)) as blocks:
+                    async for block in blocks:
+                        yield block
+
+    async def _read_run(
+        self, span: ChunkSpan, run: list[StripeSpan]
+    ) -> AsyncGenerator[bytes, None]:
+        done = 0
+        touched = {sl.shard for sp in run for sl in sp.slices}
+        healthy = not touched & self.bad and touched <= set(self._where)
+        if healthy and not any(self._avoided(j) for j in touched):
+            try:
+                async with contextlib.aclosing(self._sliced(run)) as sliced:
+                    async for block in sliced:
+                        yield block
+                        done += 1
+                return
+            except _Failed as f:
+                self._give_up(f.index, f.reason, f.cause)
+        async with contextlib.aclosing(self.data_pieces(run[done:])) as stripes:
+            async for sp, data in stripes:
+                yield _cut(sp, data)
+
+    async def _sliced(self, run: list[StripeSpan]) -> AsyncGenerator[bytes, None]:
+        ranges: dict[int, list[int]] = {}
+        for sp in run:
+            for sl in sp.slices:
+                lo_hi = ranges.setdefault(sl.shard, [sl.offset, sl.offset + sl.length])
+                lo_hi[0] = min(lo_hi[0], sl.offset)
+                lo_hi[1] = max(lo_hi[1], sl.offset + sl.length)
+        streams = {j: self._open(j, lo, hi - lo) for j, (lo, hi) in ranges.items()}
+        hedge = self._opts.hedge_delay_s if len(self.usable()) > self.ref.k else None
+        try:
+            for sp in run:
+                parts: list[memoryview] = []
+                for sl in sp.slices:
+                    parts.extend(await _take(streams[sl.shard], sl.length, hedge))
+                yield parts[0].tobytes() if len(parts) == 1 else b"".join(parts)
+        finally:
+            await asyncio.gather(*(s.close() for s in streams.values()))
+
+    # -- data pieces (degraded reads, repair) -------------------------------------------
+    async def data_pieces(
+        self, run: Sequence[StripeSpan], *, decode_ahead: int = 2
+    ) -> AsyncGenerator[tuple[StripeSpan, list[Buffer]], None]:
+        """For each stripe of ``run`` (consecutive), its k data pieces, decoding if needed.
+
+        Decoding runs in worker threads, up to ``decode_ahead`` stripes behind the fetch,
+        so fetching and decoding overlap.
+        """
+        k = self.ref.k
+        done = 0
+        inflight: collections.deque[tuple[StripeSpan, asyncio.Future[list[Buffer]]]]
+        inflight = collections.deque()
+        try:
+            while done < len(run):
+                usable = self.usable()
+                if len(usable) < k:
+                    raise errors.Unavailable(
+                        f"chunk {self.ref.chunk_id}: only {len(usable)} of {k + self.ref.m} "
+                        f"shards readable, {k} needed",
+                        chunk_id=str(self.ref.chunk_id),
+                    )
+                chosen = usable[:k]
+                hedge = self._opts.hedge_delay_s if len(usable) > k else None
+                first, last = run[done], run[-1]
+                lo, hi = first.piece_offset, last.piece_offset + last.piece_len
+                streams = [self._open(j, lo, hi - lo) for j in chosen]
+                failed: _Failed | None = None
+                fetched = done
+                try:
+                    while fetched < len(run):
+                        sp = run[fetched]
+                        pieces: dict[int, Buffer] = {}
+                        for st in streams:
+                            pieces[st.index] = _join(await _take(st, sp.piece_len, hedge))
+                        inflight.append((sp, self._data_of(pieces)))
+                        fetched += 1
+                        while len(inflight) > decode_ahead:
+                            sp0, fut = inflight.popleft()
+                            yield sp0, await fut
+                            done += 1
+                except _Failed as f:
+                    failed = f
+                finally:
+                    await asyncio.gather(*(s.close() for s in streams))
+                while inflight:  # stripes fetched before a failure are still good
+                    sp0, fut = inflight.popleft()
+                    yield sp0, await fut
+                    done += 1
+                if failed is not None:
+                    self._give_up(failed.index, failed.reason, failed.cause)
+        finally:
+            for _, fut in inflight:
+                fut.cancel()
+
+    def _data_of(self, pieces: dict[int, Buffer]) -> asyncio.Future[list[Buffer]]:
+        loop = asyncio.get_running_loop()
+        if all(j < self.ref.k for j in pieces):
+            fut: asyncio.Future[list[Buffer]] = loop.create_future()
+            fut.set_result([pieces[j] for j in range(self.ref.k)])
+            return fut
+        if len(next(iter(pieces.values()))) >= 64 * 1024:
+            return asyncio.ensure_future(asyncio.to_thread(_decode, self._coder, pieces))
+        fut = loop.create_future()
+        fut.set_result(_decode(self._coder, pieces))
+        return fut
+
+
+def _join(parts: list[memoryview]) -> Buffer:
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _cut(sp: StripeSpan, data: Sequence[Buffer]) -> bytes:
+    parts = [
+        memoryview(data[sl.shard])[sl.offset - sp.piece_offset :][: sl.length] for sl in sp.slices
+    ]
+    return parts[0].tobytes() if len(parts) == 1 else b"".join(parts)
+
+
+async def read_range(
+    chunks: Sequence[ChunkRef],
+    start: int,
+    length: int,
+    *,
+    directory: ServerDirectory,
+    transport: Transport,
+    options: ReadOptions | None = None,
+    on_bad_shard: OnBadShard = _ignore,
+    health: ServerHealth | None = None,
+) -> AsyncGenerator[bytes, None]:
+    """The bytes ``[start, start + length)`` of the object made of ``chunks``, in order."""
+    total = object_size(chunks)
+    if start < 0 or length < 0 or start + length > total:
+        raise errors.InvalidRange(f"range {start}+{length} outside an object of {total} bytes")
+    end = start + length
+    offset = 0
+    health = health if health is not None else ServerHealth()
+    for ref in chunks:
+        c0, c1 = offset, offset + ref.data_length
+        offset = c1
+        if c1 <= start or c0 >= end or ref.data_length == 0:
+            continue
+        lo, hi = max(start, c0) - c0, min(end, c1) - c0
+        reader = ChunkReader(
+            ref,
+            directory=directory,
+            transport=transport,
+            options=options,
+            on_bad_shard=on_bad_shard,
+            health=health,
+        )
+        async with contextlib.aclosing(reader.read(lo, hi - lo)) as blocks:
+            async for block in blocks:
+                yield block

@@ -1,0 +1,144 @@
+"""Repair primitive: rebuild one shard of a chunk from any k good shards, streaming.
+
+``rebuild_shard(ref, shard_index, target, ...)`` reads whole pieces of every stripe from k
+readable shards (data shards first; ``ChunkReader.data_pieces`` handles failures and
+decodes), re-encodes parity when the lost shard is a parity shard, and streams piece
+``shard_index`` of each stripe into a ``WriteShard`` call on ``target``. Memory is a few
+stripes (the write pipe is bounded like the writer's).
+
+Because coding is deterministic, the rebuilt shard's checksum must equal the one the
+catalog recorded for that shard index (when it recorded one); a mismatch raises
+``CorruptShard`` and deletes the rebuilt shard. The caller (the metadata service's repair
+scheduler) commits the returned ``ShardRef`` as the chunk's new placement.
+
+Must not import: gateway or metadata packages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from blobstore import errors
+from blobstore.codec.ec import Buffer, get_coder
+from blobstore.codec.ranges import ChunkSpan, StripeSpan, stripe_spans
+from blobstore.datapath.reader import ChunkReader, OnBadShard, ReadOptions
+from blobstore.datapath.refs import BadShard, ChunkRef, ServerDirectory, ShardRef, Target
+from blobstore.datapath.writer import encode_stripe
+from blobstore.log import get_logger
+from blobstore.rpc.transport import Transport
+from chunkserver.messages import DeleteShardRequest, WriteShardRequest, WriteShardResponse
+
+__all__ = ["rebuild_shard"]
+
+
+def _ignore(_: BadShard) -> None:
+    return None
+
+
+log = get_logger(__name__)
+
+
+def _all_stripes(ref: ChunkRef) -> list[StripeSpan]:
+    if ref.data_length == 0:
+        return []
+    span = ChunkSpan(
+        chunk=0,
+        chunk_offset=0,
+        chunk_len=ref.data_length,
+        start=0,
+        length=ref.data_length,
+        first_stripe=0,
+        last_stripe=(ref.data_length - 1) // ref.stripe_bytes,
+    )
+    return list(stripe_spans(ref.layout, span))
+
+
+async def rebuild_shard(
+    ref: ChunkRef,
+    shard_index: int,
+    target: Target,
+    *,
+    directory: ServerDirectory,
+    transport: Transport,
+    options: ReadOptions | None = None,
+    on_bad_shard: OnBadShard | None = None,
+    call_timeout_s: float = 3600.0,
+    pipe_depth: int = 4,
+) -> ShardRef:
+    """Rebuild shard ``shard_index`` of ``ref`` onto ``target``; its new ``ShardRef``."""
+    n = ref.k + ref.m
+    if not 0 <= shard_index < n:
+        raise errors.InvalidArgument(f"shard index {shard_index} outside 0..{n - 1}")
+    coder = get_coder(ref.coder, ref.k, ref.m)
+    reader = ChunkReader(
+        ref,
+        directory=directory,
+        transport=transport,
+        options=options,
+        exclude=(shard_index,),
+        on_bad_shard=on_bad_shard if on_bad_shard is not None else _ignore,
+    )
+    queue: asyncio.Queue[Buffer | None] = asyncio.Queue(pipe_depth)
+
+    async def produce() -> None:
+        run = _all_stripes(ref)
+        pieces_of = contextlib.aclosing(reader.data_pieces(run))
+        async with pieces_of as stripes:
+            async for _, data in stripes:
+                piece: Buffer
+                if shard_index < ref.k:
+                    piece = data[shard_index]
+                else:
+                    stripe = b"".join(data)
+                    pieces, _ = await asyncio.to_thread(encode_stripe, coder, stripe)
+                    piece = bytes(pieces[shard_index])
+                await queue.put(piece)
+        await queue.put(None)
+
+    async def body() -> AsyncIterator[Buffer]:
+        while (item := await queue.get()) is not None:
+            yield item
+
+    req = WriteShardRequest(
+        ref.chunk_id.bytes, shard_index, ref.k, ref.m, ref.coder, ref.stripe_bytes, ref.data_length
+    )
+    producer = asyncio.create_task(produce())
+    call = asyncio.create_task(
+        transport.call(target.addr, req, timeout_s=call_timeout_s, body=body())
+    )
+    try:
+        await asyncio.wait([producer, call], return_when=asyncio.FIRST_EXCEPTION)
+        if producer.done() and producer.exception() is not None:
+            call.cancel()
+            raise producer.exception()  # type: ignore[misc]
+        reply = await call
+        await producer
+    finally:
+        for t in (producer, call):
+            if not t.done():
+                t.cancel()
+        await asyncio.gather(producer, call, return_exceptions=True)
+    if not isinstance(reply, WriteShardResponse):
+        raise errors.ProtocolError(f"WriteShard answered {type(reply).__name__}")
+    known = ref.shard(shard_index)
+    if known is not None and known.checksum != reply.checksum:
+        with contextlib.suppress(errors.BlobstoreError):
+            await transport.call(
+                target.addr, DeleteShardRequest(ref.chunk_id.bytes, shard_index), timeout_s=10.0
+            )
+        raise errors.CorruptShard(
+            f"rebuilt shard {shard_index} of chunk {ref.chunk_id} has checksum "
+            f"{reply.checksum:#x}, the catalog recorded {known.checksum:#x}",
+            chunk_id=str(ref.chunk_id),
+            shard=str(shard_index),
+        )
+    log.info(
+        "shard rebuilt",
+        chunk_id=str(ref.chunk_id),
+        shard=shard_index,
+        server_id=target.server_id,
+        bytes=reply.data_bytes,
+    )
+    return ShardRef(target.server_id, shard_index, reply.checksum)

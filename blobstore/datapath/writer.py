@@ -1,0 +1,604 @@
+"""Erasure-coded object writes: stream bytes in, k+m shards out, chunk refs back.
+
+``write_object`` consumes an async stream of bytes, cuts it into chunks and stripes
+(``blobstore.codec.ranges``), encodes each stripe's parity in a worker thread (zfec
+releases the GIL), and streams piece ``i`` of every stripe to the chunkserver holding
+shard ``i`` (one ``WriteShard`` call per shard, its body fed from a bounded pipe). MD5 of
+the whole object is computed on a dedicated single worker thread, in order.
+
+Flow control: each shard's pipe holds at most ``stripes_in_flight`` pieces; the encoder
+pushes a stripe only when every live pipe has room, so the slowest shard paces the write.
+A shard that stays full for ``straggler_timeout_s`` while a write quorum of the others
+keeps up is abandoned (its call cancelled, its temp file discarded by the chunkserver)
+and reported as missing. Memory is therefore about ``(stripes_in_flight + encode_ahead)``
+stripes times ``(k+m)/k``, independent of the object size, when the size is known.
+With an unknown size (``size_bytes=None``) the writer must see how long a chunk is before
+its shards' headers can be sent, so it reads up to one chunk ahead: memory is then about
+one chunk. Callers that know the size (S3 Content-Length) pass it.
+
+Success: every chunk has at least ``write_quorum`` shards durable (default k+1, capped at
+k+m) with receipts whose checksum matches the checksum computed here from the pieces
+sent. Failure: ``InsufficientSpace`` if that is why the quorum was lost, else
+``Unavailable``; shards already written are deleted best effort (GC covers the rest).
+
+Must not import: gateway or metadata packages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import functools
+import hashlib
+import struct
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import xxhash
+
+from blobstore import errors
+from blobstore.codec.ec import ErasureCoder, get_coder
+from blobstore.codec.ranges import Layout, ceil_div
+from blobstore.datapath.refs import (
+    ChunkRef,
+    MissingShard,
+    PlacementSource,
+    ShardRef,
+    Target,
+    WriteResult,
+)
+from blobstore.log import get_logger
+from blobstore.rpc.transport import Transport
+from blobstore.types import Address
+from chunkserver.messages import DeleteShardRequest, WriteShardRequest, WriteShardResponse
+
+__all__ = ["WriteOptions", "encode_stripe", "write_object"]
+
+log = get_logger(__name__)
+
+Buffer = bytes | bytearray | memoryview
+_U64 = struct.Struct("<Q")
+_INLINE_MD5_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOptions:
+    """Tuning of one write (defaults suit 1 MiB stripes on a LAN)."""
+
+    coder: str = "zfec"
+    write_quorum: int | None = None  # shards per chunk that must be durable; None = k+1
+    stripes_in_flight: int = 4  # pieces buffered per shard pipe
+    encode_ahead: int = 3  # stripes being encoded ahead of the pipes
+    straggler_timeout_s: float = 5.0  # a full pipe this long (quorum keeping up) is dropped
+    stall_timeout_s: float = 120.0  # no quorum of shards accepting data this long: fail
+    call_timeout_s: float = 3600.0  # deadline of one WriteShard call (a whole chunk)
+    finish_grace_s: float = 10.0  # after quorum: wait this long for the remaining receipts
+    cleanup_timeout_s: float = 5.0
+
+    def quorum(self, k: int, m: int) -> int:
+        q = k + 1 if self.write_quorum is None else self.write_quorum
+        if not k <= q <= k + m:
+            raise errors.InvalidArgument(f"write quorum {q} must be in {k}..{k + m}")
+        return min(q, k + m)
+
+
+def encode_stripe(coder: ErasureCoder, stripe: Buffer) -> tuple[list[Buffer], list[int]]:
+    """One stripe's k+m pieces (data pieces are views, padded as needed) and checksums.
+
+    CPU work: run it in a worker thread for big stripes.
+    """
+    k = coder.k
+    length = len(stripe)
+    plen = ceil_div(length, k)
+    if plen * k != length:
+        padded = bytearray(plen * k)
+        padded[:length] = stripe
+        stripe = padded
+    view = memoryview(stripe)
+    data: list[Buffer] = [view[i * plen : (i + 1) * plen] for i in range(k)]
+    pieces = data + list(coder.encode(data))
+    return pieces, [xxhash.xxh3_64_intdigest(p) for p in pieces]
+
+
+class _StripeSource:
+    """Cuts the input stream into stripes; reads ahead one chunk when the size is unknown."""
+
+    def __init__(self, data: AsyncIterable[Buffer], layout: Layout, size: int | None) -> None:
+        self._it = aiter(data)
+        self._layout = layout
+        self._size = size
+        self._ahead: collections.deque[Buffer] = collections.deque()
+        self._ahead_bytes = 0
+        self._rest: memoryview = memoryview(b"")
+        self._eof = False
+        self.consumed = 0  # bytes handed out as stripes
+
+    async def _read_stripe(self) -> Buffer | None:
+        sb = self._layout.stripe_bytes
+        if len(self._rest) >= sb:  # zero-copy slice of a big input buffer
+            out, self._rest = self._rest[:sb], self._rest[sb:]
+            return out
+        buf = bytearray(self._rest)
+        self._rest = memoryview(b"")
+        while len(buf) < sb and not self._eof:
+            try:
+                chunk = await anext(self._it)
+            except StopAsyncIteration:
+                self._eof = True
+                break
+            view = memoryview(chunk).cast("B") if len(chunk) else memoryview(b"")
+            if not buf and len(view) >= sb:
+                self._rest = view[sb:]
+                return view[:sb]
+            take = sb - len(buf)
+            buf += view[:take]
+            if len(view) > take:
+                self._rest = view[take:]
+        return buf if buf else None
+
+    async def chunk_length(self) -> int:
+        """Length of the next chunk (0 at the end of the input)."""
+        cb = self._layout.chunk_bytes
+        if self._size is not None:
+            return min(cb, self._size - self.consumed)
+        while self._ahead_bytes < cb:
+            stripe = await self._read_stripe()
+            if stripe is None:
+                break
+            self._ahead.append(stripe)
+            self._ahead_bytes += len(stripe)
+        return min(cb, self._ahead_bytes)
+
+    async def next_stripe(self, want: int) -> Buffer:
+        """The next stripe (``want`` bytes; ``InvalidArgument`` if the input ends early)."""
+        if self._ahead:
+            stripe = self._ahead.popleft()
+            self._ahead_bytes -= len(stripe)
+        else:
+            got = await self._read_stripe()
+            stripe = got if got is not None else b""
+        if len(stripe) != want:
+            raise errors.InvalidArgument(
+                f"request body ended after {self.consumed + len(stripe)} of {self._size} bytes",
+                reason="incomplete_body",
+            )
+        self.consumed += want
+        return stripe
+
+    async def check_end(self) -> None:
+        """``InvalidArgument`` if the input holds more bytes than the declared size."""
+        if self._ahead or len(self._rest):
+            extra = True
+        else:
+            extra = False
+            while not self._eof:
+                try:
+                    chunk = await anext(self._it)
+                except StopAsyncIteration:
+                    self._eof = True
+                    break
+                if len(chunk):
+                    extra = True
+                    break
+        if extra:
+            raise errors.InvalidArgument(
+                f"request body is longer than the declared {self._size} bytes",
+                reason="body_too_long",
+            )
+
+
+class _Pipe:
+    """A bounded FIFO of pieces feeding one WriteShard body."""
+
+    __slots__ = ("_data", "_items", "_last_pull", "_space", "dead", "depth")
+
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+        self._items: collections.deque[Buffer | None] = collections.deque()
+        self._data = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+        self.dead = False
+        self._last_pull = asyncio.get_running_loop().time()
+
+    def idle_since(self, now: float) -> float:
+        """Seconds the consumer has left queued items untaken (0 if nothing is queued)."""
+        return now - self._last_pull if self._items else 0.0
+
+    def stall_at(self, after_s: float) -> float:
+        return self._last_pull + after_s if self._items else float("inf")
+
+    def has_room(self) -> bool:
+        return self.dead or len(self._items) < self.depth
+
+    async def wait_room(self) -> None:
+        while not self.has_room():
+            self._space.clear()
+            await self._space.wait()
+
+    def push(self, item: Buffer | None) -> None:
+        if not self._items:
+            self._last_pull = asyncio.get_running_loop().time()
+        self._items.append(item)
+        self._data.set()
+
+    def kill(self) -> None:
+        self.dead = True
+        self._items.clear()
+        self._space.set()
+
+    async def body(self) -> AsyncIterator[Buffer]:
+        while True:
+            while not self._items:
+                self._data.clear()
+                await self._data.wait()
+            item = self._items.popleft()
+            self._last_pull = asyncio.get_running_loop().time()
+            self._space.set()
+            if item is None:
+                return
+            yield item
+
+
+@dataclass(slots=True)
+class _Shard:
+    index: int
+    target: Target
+    pipe: _Pipe
+    task: asyncio.Task[WriteShardResponse]
+    expected: xxhash.xxh3_64
+    receipt: WriteShardResponse | None = None
+    error: BaseException | None = None
+    settled: bool = False
+
+
+class _ChunkWrite:
+    """The k+m WriteShard calls of one chunk."""
+
+    def __init__(
+        self,
+        index: int,
+        chunk_id: uuid.UUID,
+        length: int,
+        layout: Layout,
+        opts: WriteOptions,
+        quorum: int,
+        targets: Sequence[Target],
+        transport: Transport,
+    ) -> None:
+        self.index, self.chunk_id, self.length = index, chunk_id, length
+        self.layout, self.opts, self.quorum = layout, opts, quorum
+        self.transport = transport
+        self.changed = asyncio.Event()
+        self.shards: list[_Shard] = []
+        for i, target in enumerate(targets):
+            pipe = _Pipe(opts.stripes_in_flight)
+            req = WriteShardRequest(
+                chunk_id.bytes, i, layout.k, layout.m, opts.coder, layout.stripe_bytes, length
+            )
+            task = asyncio.create_task(
+                _call_write(transport, target.addr, req, opts.call_timeout_s, pipe.body())
+            )
+            shard = _Shard(i, target, pipe, task, xxhash.xxh3_64())
+            task.add_done_callback(functools.partial(self._done, shard))
+            self.shards.append(shard)
+
+    def _done(self, shard: _Shard, task: asyncio.Task[WriteShardResponse]) -> None:
+        if shard.settled:
+            return
+        shard.settled = True
+        shard.pipe.kill()
+        if task.cancelled():
+            shard.error = shard.error or asyncio.CancelledError("abandoned")
+        elif task.exception() is not None:
+            shard.error = task.exception()
+        else:
+            receipt = task.result()
+            if receipt.checksum != shard.expected.intdigest() or receipt.shard_index != shard.index:
+                shard.error = errors.CorruptShard(
+                    f"shard {shard.index} receipt checksum {receipt.checksum:#x} does not match "
+                    f"the pieces sent ({shard.expected.intdigest():#x})"
+                )
+            else:
+                shard.receipt = receipt
+        self.changed.set()
+
+    def _settle_all(self) -> None:
+        for s in self.shards:
+            if s.task.done():  # its done-callback may not have run yet
+                self._done(s, s.task)
+
+    def live(self) -> list[_Shard]:
+        return [s for s in self.shards if not s.pipe.dead]
+
+    def _check_live(self) -> None:
+        if len(self.live()) < self.quorum:
+            raise self.failure()
+
+    async def push(self, pieces: Sequence[Buffer], checksums: Sequence[int]) -> None:
+        """Hand one stripe's pieces to the pipes once every live pipe has room."""
+        loop = asyncio.get_running_loop()
+        stall_at = loop.time() + self.opts.stall_timeout_s
+        while True:
+            self._check_live()
+            lagging = [s for s in self.live() if not s.pipe.has_room()]
+            if not lagging:
+                break
+            straggle_at = min(loop.time() + self.opts.straggler_timeout_s, stall_at)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(straggle_at):
+                    for s in lagging:
+                        await s.pipe.wait_room()
+            lagging = [s for s in self.live() if not s.pipe.has_room()]
+            if not lagging:
+                break
+            if len(self.live()) - len(lagging) >= self.quorum:
+                self._abandon(lagging, "shard write fell behind the quorum")
+            elif loop.time() >= stall_at:
+                raise errors.DeadlineExceeded(
+                    f"chunk {self.index}: fewer than {self.quorum} chunkservers accepted data "
+                    f"for {self.opts.stall_timeout_s} s"
+                )
+        for s in self.live():
+            s.pipe.push(pieces[s.index])
+            s.expected.update(_U64.pack(checksums[s.index]))
+
+    async def finish(self) -> tuple[ChunkRef, list[MissingShard]]:
+        """End the bodies; wait for a quorum of receipts (then a grace for the rest)."""
+        for s in self.live():
+            s.pipe.push(None)
+        loop = asyncio.get_running_loop()
+        grace_end: float | None = None
+        straggle = self.opts.straggler_timeout_s
+        while True:
+            self._settle_all()
+            ok = [s for s in self.shards if s.receipt is not None]
+            pending = [s for s in self.shards if not s.task.done()]
+            if not pending or len(ok) + len(pending) < self.quorum:
+                break
+            now = loop.time()
+            if len(ok) >= self.quorum and grace_end is None:
+                grace_end = now + self.opts.finish_grace_s
+            if grace_end is not None and now >= grace_end:
+                self._abandon(pending, "no receipt within the grace period")
+                await asyncio.wait([s.task for s in pending])
+                break
+            # a shard that has not taken data for a while (peer down, dial retrying) is
+            # abandoned; one that took everything and is fsyncing is waited for
+            stalled = [s for s in pending if s.pipe.idle_since(now) >= straggle]
+            if stalled:
+                self._abandon(stalled, f"took no data for {straggle} s")
+                await asyncio.wait([s.task for s in stalled])
+                continue
+            wakes = [s.pipe.stall_at(straggle) for s in pending]
+            if grace_end is not None:
+                wakes.append(grace_end)
+            wake = min(wakes)
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(wake if wake != float("inf") else None):
+                    await self.changed.wait()
+        self._settle_all()
+        ok = [s for s in self.shards if s.receipt is not None]
+        if len(ok) < self.quorum:
+            raise self.failure()
+        ref = ChunkRef(
+            chunk_id=self.chunk_id,
+            coder=self.opts.coder,
+            k=self.layout.k,
+            m=self.layout.m,
+            stripe_bytes=self.layout.stripe_bytes,
+            data_length=self.length,
+            shards=tuple(
+                ShardRef(s.target.server_id, s.index, s.receipt.checksum)
+                for s in ok
+                if s.receipt is not None
+            ),
+        )
+        missing = [
+            MissingShard(self.index, self.chunk_id, s.index, s.target.server_id, _describe(s))
+            for s in self.shards
+            if s.receipt is None
+        ]
+        return ref, missing
+
+    def _abandon(self, shards: Sequence[_Shard], why: str) -> None:
+        for s in shards:
+            log.warning(
+                "abandoning a shard write",
+                chunk_id=str(self.chunk_id),
+                shard=s.index,
+                server_id=s.target.server_id,
+                reason=why,
+            )
+            if s.error is None:
+                s.error = errors.DeadlineExceeded(why)
+            s.pipe.kill()
+            s.task.cancel()
+
+    def failure(self) -> errors.BlobstoreError:
+        self._settle_all()
+        failed = [s for s in self.shards if s.error is not None]
+        space = [s for s in failed if isinstance(s.error, errors.InsufficientSpace)]
+        ok = sum(1 for s in self.shards if s.receipt is not None)
+        detail = "; ".join(f"shard {s.index}@{s.target.server_id}: {_describe(s)}" for s in failed)
+        msg = (
+            f"chunk {self.index} ({self.chunk_id}): write quorum {self.quorum} of "
+            f"{len(self.shards)} not reached ({ok} durable): {detail}"
+        )
+        if space and len(space) > len(self.shards) - self.quorum:
+            return errors.InsufficientSpace(msg, chunk_id=str(self.chunk_id))
+        return errors.Unavailable(msg, chunk_id=str(self.chunk_id))
+
+    async def abort(self) -> None:
+        for s in self.shards:
+            s.pipe.kill()
+            s.task.cancel()
+        await asyncio.wait([s.task for s in self.shards])
+
+    async def delete_written(self) -> None:
+        async def one(s: _Shard) -> None:
+            with contextlib.suppress(Exception):
+                await self.transport.call(
+                    s.target.addr,
+                    DeleteShardRequest(self.chunk_id.bytes, s.index),
+                    timeout_s=self.opts.cleanup_timeout_s,
+                )
+
+        written = [s for s in self.shards if s.receipt is not None]
+        if written:
+            await asyncio.gather(*(one(s) for s in written))
+
+
+async def _call_write(
+    transport: Transport,
+    addr: Address,
+    req: WriteShardRequest,
+    timeout_s: float,
+    body: AsyncIterator[Buffer],
+) -> WriteShardResponse:
+    reply = await transport.call(addr, req, timeout_s=timeout_s, body=body)
+    if not isinstance(reply, WriteShardResponse):
+        raise errors.ProtocolError(f"WriteShard answered {type(reply).__name__}")
+    return reply
+
+
+def _describe(s: _Shard) -> str:
+    err = s.error
+    if err is None:
+        return "unknown"
+    if isinstance(err, errors.BlobstoreError):
+        return f"{err.code}: {err.message}"
+    return f"{type(err).__name__}: {err}"
+
+
+def _check_targets(targets: Sequence[Target], n: int, chunk_index: int) -> None:
+    if len(targets) != n or len({t.server_id for t in targets}) != n:
+        raise errors.InternalError(
+            f"placement for chunk {chunk_index} returned {len(targets)} targets "
+            f"({len({t.server_id for t in targets})} distinct); need {n} distinct"
+        )
+
+
+class _Md5:
+    """MD5 of the stream, updated in order on one worker thread (big buffers)."""
+
+    def __init__(self, max_pending: int) -> None:
+        self._h = hashlib.md5(usedforsecurity=False)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: collections.deque[Future[None]] = collections.deque()
+        self._max = max_pending
+
+    async def update(self, data: Buffer) -> None:
+        if len(data) < _INLINE_MD5_BYTES and not self._pending:
+            self._h.update(data)
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="md5")
+        self._pending.append(self._pool.submit(self._h.update, data))
+        while len(self._pending) > self._max:
+            await asyncio.wrap_future(self._pending.popleft())
+
+    async def digest(self) -> bytes:
+        while self._pending:
+            await asyncio.wrap_future(self._pending.popleft())
+        return self._h.digest()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def write_object(
+    data: AsyncIterable[Buffer],
+    *,
+    layout: Layout,
+    placement: PlacementSource,
+    transport: Transport,
+    size_bytes: int | None = None,
+    options: WriteOptions | None = None,
+    new_chunk_id: Callable[[], uuid.UUID] = uuid.uuid4,
+) -> WriteResult:
+    """Erasure-code and store the bytes of ``data``; see the module docstring.
+
+    Buffers yielded by ``data`` must not be modified afterwards (they may be sent as is).
+    """
+    opts = options or WriteOptions()
+    coder = get_coder(opts.coder, layout.k, layout.m)
+    quorum = opts.quorum(layout.k, layout.m)
+    if size_bytes is not None and size_bytes < 0:
+        raise errors.InvalidArgument(f"size must be >= 0, got {size_bytes}")
+    source = _StripeSource(data, layout, size_bytes)
+    md5 = _Md5(opts.encode_ahead + opts.stripes_in_flight)
+    chunks: list[_ChunkWrite] = []
+    finishing: list[asyncio.Task[tuple[ChunkRef, list[MissingShard]]]] = []
+    try:
+        index = 0
+        while True:
+            length = await source.chunk_length()
+            if length == 0:
+                break
+            targets = await placement.allocate(index)
+            _check_targets(targets, layout.n, index)
+            chunk = _ChunkWrite(
+                index, new_chunk_id(), length, layout, opts, quorum, targets, transport
+            )
+            chunks.append(chunk)
+            await _stream_chunk(chunk, source, coder, md5, opts)
+            finishing.append(asyncio.create_task(chunk.finish()))
+            while len([t for t in finishing if not t.done()]) > 1:  # bound chunks in flight
+                await asyncio.wait(finishing, return_when=asyncio.FIRST_COMPLETED)
+                for t in finishing:
+                    if t.done() and t.exception() is not None:
+                        raise t.exception()  # type: ignore[misc]
+            index += 1
+        if size_bytes is not None:
+            await source.check_end()
+        results = await asyncio.gather(*finishing)
+        digest = await md5.digest()
+    except BaseException:
+        for t in finishing:
+            t.cancel()
+        await asyncio.gather(*finishing, return_exceptions=True)
+        await asyncio.gather(*(c.abort() for c in chunks), return_exceptions=True)
+        await asyncio.gather(*(c.delete_written() for c in chunks), return_exceptions=True)
+        raise
+    finally:
+        md5.close()
+    refs = tuple(r for r, _ in results)
+    missing = tuple(m for _, ms in results for m in ms)
+    if missing:
+        log.warning("write completed without some shards", missing=len(missing))
+    return WriteResult(source.consumed, digest, refs, missing)
+
+
+async def _stream_chunk(
+    chunk: _ChunkWrite,
+    source: _StripeSource,
+    coder: ErasureCoder,
+    md5: _Md5,
+    opts: WriteOptions,
+) -> None:
+    layout = chunk.layout
+    encoding: collections.deque[asyncio.Future[tuple[list[Buffer], list[int]]]] = (
+        collections.deque()
+    )
+    remaining = chunk.length
+    try:
+        while remaining or encoding:
+            while remaining and len(encoding) < opts.encode_ahead:
+                want = min(layout.stripe_bytes, remaining)
+                stripe = await source.next_stripe(want)
+                remaining -= want
+                await md5.update(stripe)
+                encoding.append(
+                    asyncio.ensure_future(asyncio.to_thread(encode_stripe, coder, stripe))
+                )
+            pieces, checksums = await encoding.popleft()
+            await chunk.push(pieces, checksums)
+    finally:
+        for fut in encoding:
+            fut.cancel()

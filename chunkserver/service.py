@@ -1,0 +1,428 @@
+"""The chunkserver process: shard RPC handlers over a ``ShardStore``, heartbeat and scrub.
+
+``Chunkserver`` wires one store to an authenticated ``RpcServer`` (handlers for the
+messages of ``chunkserver.messages``), a heartbeat loop calling a ``MetadataLink`` every
+``heartbeat_s``, and a background ``Scrubber``. ``serve(config)`` is the process entry
+point used by ``blobstore chunkserver``: a ``DiskShardStore`` under ``<data>``, the cluster
+secret from ``secret_file`` (default ``<data>/cluster.secret``, hex text), and a graceful
+stop on SIGTERM/SIGINT.
+
+Invariants:
+* A WriteShard is answered only after the store returned its receipt (fsync + rename).
+* Stopping first refuses new writes (``Unavailable``), gives in-flight ones
+  ``drain_timeout_s`` to finish, then cancels the rest; a cancelled write leaves at most
+  a temp file, which the store removes on the next start. Never a partial visible shard.
+* Corruption found by reads or by the scrubber is reported through the link (deduplicated
+  per shard until it is rewritten or deleted).
+
+The metadata link is a Protocol with a no-op implementation (``NoopMetadataLink``); the
+real one (registration, heartbeats and bad-shard reports to the metadata service) drops in
+through ``Chunkserver(link=...)`` / ``serve(config, link_factory=...)``.
+
+Must not import: gateway code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import signal
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from blobstore import errors
+from blobstore.clock import Clock, SystemClock
+from blobstore.config import ChunkserverConfig
+from blobstore.log import get_logger
+from blobstore.rpc import CallContext, RpcServer, StreamResponse
+from blobstore.rpc.tls import build_ssl_context
+from blobstore.types import Address
+from chunkserver.messages import (
+    DeleteShardRequest,
+    DeleteShardResponse,
+    GetSpaceRequest,
+    GetSpaceResponse,
+    ListInventoryRequest,
+    ListInventoryResponse,
+    ReadShardRequest,
+    ReadShardResponse,
+    ShardStat,
+    StatShardRequest,
+    StatShardResponse,
+    WriteShardRequest,
+    WriteShardResponse,
+)
+from chunkserver.scrub import CorruptShardReport, Scrubber, ScrubProgress
+from chunkserver.store.base import ShardInfo, ShardStore, SpaceInfo
+from chunkserver.store.disk import DiskShardStore
+
+__all__ = [
+    "BadShardReport",
+    "Chunkserver",
+    "ChunkserverNode",
+    "ChunkserverStats",
+    "MetadataLink",
+    "NoopMetadataLink",
+    "load_secret",
+    "serve",
+]
+
+log = get_logger(__name__)
+
+MAX_INVENTORY_PAGE = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkserverNode:
+    """What a chunkserver tells the metadata service about itself when registering."""
+
+    addr: Address
+    zone: str
+    data_dir: str
+    server_id: int = 0  # 0 = never registered (the metadata service assigns one)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkserverStats:
+    """One heartbeat's payload."""
+
+    server_id: int
+    space: SpaceInfo
+    inflight_writes: int
+    inflight_reads: int
+    scrub: ScrubProgress | None
+
+
+@dataclass(frozen=True, slots=True)
+class BadShardReport:
+    """A shard found corrupt or unreadable on this server."""
+
+    chunk_id: uuid.UUID
+    shard_index: int
+    reason: str
+
+
+class MetadataLink(Protocol):
+    """The chunkserver's view of the metadata service."""
+
+    async def register(self, node: ChunkserverNode, space: SpaceInfo) -> int:
+        """Register (or re-register) this server; returns its server id."""
+        ...
+
+    async def heartbeat(self, stats: ChunkserverStats) -> None:
+        """Periodic liveness and capacity report."""
+        ...
+
+    async def report_bad_shards(self, shards: Sequence[BadShardReport]) -> None:
+        """Shards that need repair."""
+        ...
+
+
+class NoopMetadataLink:
+    """A ``MetadataLink`` that talks to nobody (standalone chunkservers, tests)."""
+
+    def __init__(self, server_id: int = 0) -> None:
+        self.server_id = server_id
+        self.heartbeats = 0
+        self.bad_shards: list[BadShardReport] = []
+
+    async def register(self, node: ChunkserverNode, space: SpaceInfo) -> int:
+        return node.server_id or self.server_id
+
+    async def heartbeat(self, stats: ChunkserverStats) -> None:
+        self.heartbeats += 1
+
+    async def report_bad_shards(self, shards: Sequence[BadShardReport]) -> None:
+        self.bad_shards.extend(shards)
+
+
+def load_secret(path: Path) -> bytes:
+    """The cluster secret from a hex text file (``ConfigError`` if missing or malformed)."""
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        raise errors.ConfigError(
+            f"secret_file: cluster secret {path} does not exist (copy the cluster's "
+            "cluster.secret there or pass --secret-file)"
+        ) from None
+    except OSError as exc:
+        raise errors.ConfigError(f"secret_file: cannot read {path}: {exc}") from None
+    try:
+        secret = bytes.fromhex(text)
+    except ValueError:
+        raise errors.ConfigError(f"secret_file: {path} does not hold hex text") from None
+    if len(secret) < 16:
+        raise errors.ConfigError(f"secret_file: {path} holds fewer than 16 bytes of secret")
+    return secret
+
+
+def _stat(info: ShardInfo) -> ShardStat:
+    return ShardStat(info.chunk_id.bytes, info.shard_index, info.size_bytes, info.mtime)
+
+
+def _chunk_id(raw: bytes) -> uuid.UUID:
+    if len(raw) != 16:
+        raise errors.InvalidArgument(f"chunk id must be 16 bytes, got {len(raw)}")
+    return uuid.UUID(bytes=raw)
+
+
+class Chunkserver:
+    """One chunkserver: RPC handlers, heartbeat loop and scrubber over a ``ShardStore``."""
+
+    def __init__(
+        self,
+        store: ShardStore,
+        secret: bytes,
+        *,
+        link: MetadataLink | None = None,
+        zone: str = "",
+        data_dir: str = "",
+        heartbeat_s: float = 1.0,
+        scrub_mb_s: float = 0.0,
+        clock: Clock | None = None,
+        drain_timeout_s: float = 5.0,
+        server_id: int = 0,
+        rpc: RpcServer | None = None,
+    ) -> None:
+        self.store = store
+        self.link: MetadataLink = link or NoopMetadataLink()
+        self.rpc = rpc or RpcServer(secret)
+        self._zone = zone
+        self._data_dir = data_dir
+        self._heartbeat_s = heartbeat_s
+        self._clock = clock or SystemClock()
+        self._drain_timeout_s = drain_timeout_s
+        self.server_id = server_id
+        self.scrubber = (
+            Scrubber(store, rate_mb_s=scrub_mb_s, on_corrupt=self._scrub_found, clock=self._clock)
+            if scrub_mb_s > 0
+            else None
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._writes = 0
+        self._reads = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._reported: set[tuple[uuid.UUID, int]] = set()
+        self.address: Address | None = None
+        for cls, handler in (
+            (WriteShardRequest, self._write),
+            (ReadShardRequest, self._read),
+            (DeleteShardRequest, self._delete),
+            (StatShardRequest, self._stat),
+            (ListInventoryRequest, self._inventory),
+            (GetSpaceRequest, self._space),
+        ):
+            self.rpc.handle(cls, handler)
+
+    # -- life cycle ---------------------------------------------------------------------
+    async def start(self, listen: Address) -> Address:
+        """Start the store, listen, register with the metadata service, start loops."""
+        await self.store.start()
+        self.address = await self.rpc.start(listen)
+        node = ChunkserverNode(self.address, self._zone, self._data_dir, self.server_id)
+        self.server_id = await self.link.register(node, await self.store.space())
+        self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
+        if self.scrubber is not None:
+            self._tasks.append(asyncio.create_task(self.scrubber.run()))
+        log.info("chunkserver started", addr=str(self.address), server_id=self.server_id)
+        return self.address
+
+    async def stop(self) -> None:
+        """Refuse new writes, let in-flight ones finish (bounded), then shut down."""
+        self._stopping = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._drain_timeout_s):
+                await self._idle.wait()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.rpc.stop()
+        log.info("chunkserver stopped", addr=str(self.address))
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            try:
+                await self._heartbeat_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the link may be down; keep beating
+                log.warning("heartbeat failed", error=str(exc))
+            await self._clock.sleep(self._heartbeat_s)
+
+    async def _heartbeat_once(self) -> None:
+        stats = ChunkserverStats(
+            server_id=self.server_id,
+            space=await self.store.space(),
+            inflight_writes=self._writes,
+            inflight_reads=self._reads,
+            scrub=self.scrubber.progress() if self.scrubber is not None else None,
+        )
+        await self.link.heartbeat(stats)
+
+    async def _report(self, reports: Sequence[BadShardReport]) -> None:
+        fresh = [r for r in reports if (r.chunk_id, r.shard_index) not in self._reported]
+        if not fresh:
+            return
+        self._reported.update((r.chunk_id, r.shard_index) for r in fresh)
+        try:
+            await self.link.report_bad_shards(fresh)
+        except Exception as exc:
+            log.warning("bad shard report failed", error=str(exc))
+            self._reported.difference_update((r.chunk_id, r.shard_index) for r in fresh)
+
+    async def _scrub_found(self, report: CorruptShardReport) -> None:
+        await self._report([BadShardReport(report.chunk_id, report.shard_index, report.reason)])
+
+    # -- handlers -----------------------------------------------------------------------
+    def _enter(self) -> None:
+        self._idle.clear()
+
+    def _leave(self) -> None:
+        if self._writes == 0 and self._reads == 0:
+            self._idle.set()
+
+    async def _write(self, req: WriteShardRequest, ctx: CallContext) -> WriteShardResponse:
+        if self._stopping:
+            raise errors.Unavailable("chunkserver is stopping")
+        try:
+            header = req.to_header()
+        except ValueError as exc:
+            raise errors.InvalidArgument(f"bad shard header: {exc}") from None
+        self._writes += 1
+        self._enter()
+        try:
+            receipt = await self.store.write(header, ctx.body)
+        finally:
+            self._writes -= 1
+            self._leave()
+        self._reported.discard((header.chunk_id, header.shard_index))
+        return WriteShardResponse(
+            receipt.chunk_id.bytes,
+            receipt.shard_index,
+            receipt.file_bytes,
+            receipt.data_bytes,
+            receipt.checksum,
+        )
+
+    async def _read(self, req: ReadShardRequest, ctx: CallContext) -> StreamResponse:
+        cid = _chunk_id(req.chunk_id)
+        if req.offset < 0 or req.length < 0:
+            raise errors.InvalidArgument(f"bad range {req.offset}+{req.length}")
+        blocks = self.store.read(cid, req.shard_index, req.offset, req.length)
+        try:
+            first = await anext(blocks, None)  # NoSuchShard / CorruptShard surface here
+        except errors.CorruptShard as exc:
+            await blocks.aclose()
+            await self._report([BadShardReport(cid, req.shard_index, _reason(exc))])
+            raise
+        except BaseException:
+            await blocks.aclose()
+            raise
+        return StreamResponse(ReadShardResponse(req.length), self._body(cid, req, first, blocks))
+
+    async def _body(
+        self,
+        cid: uuid.UUID,
+        req: ReadShardRequest,
+        first: bytes | None,
+        blocks: AsyncIterator[bytes],
+    ) -> AsyncIterator[bytes]:
+        self._reads += 1
+        self._enter()
+        try:
+            if first is not None:
+                yield first
+            async for block in blocks:
+                yield block
+        except errors.CorruptShard as exc:
+            await self._report([BadShardReport(cid, req.shard_index, _reason(exc))])
+            raise
+        finally:
+            aclose = getattr(blocks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            self._reads -= 1
+            self._leave()
+
+    async def _delete(self, req: DeleteShardRequest, ctx: CallContext) -> DeleteShardResponse:
+        cid = _chunk_id(req.chunk_id)
+        existed = await self.store.delete(cid, req.shard_index)
+        self._reported.discard((cid, req.shard_index))
+        return DeleteShardResponse(existed)
+
+    async def _stat(self, req: StatShardRequest, ctx: CallContext) -> StatShardResponse:
+        info = await self.store.stat(_chunk_id(req.chunk_id), req.shard_index)
+        return StatShardResponse(None if info is None else _stat(info))
+
+    async def _inventory(
+        self, req: ListInventoryRequest, ctx: CallContext
+    ) -> ListInventoryResponse:
+        # TODO(#inventory): an ordered on-disk walk instead of sorting the whole inventory
+        # per page once chunkservers hold millions of shards.
+        limit = max(1, min(req.limit, MAX_INVENTORY_PAGE))
+        found = sorted(
+            [(i.chunk_id.bytes, i.shard_index, i) async for i in self.store.inventory()],
+            key=lambda t: (t[0], t[1]),
+        )
+        keys = [(c, s) for c, s, _ in found]
+        start = bisect.bisect_right(keys, (req.after_chunk_id, req.after_shard_index))
+        page = found[start : start + limit]
+        return ListInventoryResponse(
+            tuple(_stat(i) for _, _, i in page), start + limit < len(found)
+        )
+
+    async def _space(self, req: GetSpaceRequest, ctx: CallContext) -> GetSpaceResponse:
+        s = await self.store.space()
+        return GetSpaceResponse(s.capacity_bytes, s.free_bytes, s.used_bytes, s.reserve_bytes)
+
+
+def _reason(exc: errors.CorruptShard) -> str:
+    return exc.details.get("reason", "corrupt")
+
+
+LinkFactory = Callable[[ChunkserverConfig], MetadataLink]
+
+
+async def serve(config: ChunkserverConfig, *, link_factory: LinkFactory | None = None) -> None:
+    """Run a chunkserver until SIGTERM/SIGINT (the ``blobstore chunkserver`` command)."""
+    data = config.common.data
+    secret = load_secret(config.common.secret_file or data / "cluster.secret")
+    common = config.common
+    ssl_context = None
+    if common.tls_cert is not None and common.tls_key is not None:
+        if common.tls_ca is None:
+            raise errors.ConfigError("tls_ca: required with tls_cert (mutual TLS between roles)")
+        ssl_context = build_ssl_context(
+            cert=common.tls_cert, key=common.tls_key, ca=common.tls_ca, server_side=True
+        )
+    store = DiskShardStore(data, config.reserve_bytes)
+    server = Chunkserver(
+        store,
+        secret,
+        link=link_factory(config) if link_factory is not None else NoopMetadataLink(),
+        zone=config.zone,
+        data_dir=str(data),
+        heartbeat_s=config.heartbeat_s,
+        scrub_mb_s=config.scrub_mb_s,
+        rpc=RpcServer(secret, ssl_context=ssl_context),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.start(config.listen)
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await server.stop()

@@ -1,0 +1,197 @@
+"""Degraded reads, corruption, lost servers, hedging, write quorum and space errors."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from blobstore import errors
+from blobstore.datapath import (
+    BadShardReason,
+    ChunkRef,
+    ReadOptions,
+    ShardRef,
+    WriteOptions,
+    read_range,
+    rebuild_shard,
+    write_object,
+)
+from blobstore.rpc import CallContext
+from chunkserver.messages import ReadShardRequest
+from chunkserver.shardfile import HEADER_BYTES
+from tests.unit.datapath.conftest import SMALL, Cluster, payload, start_cluster, stream
+
+
+async def _read(c: Cluster, chunks, start=0, length=None, options=None) -> bytes:  # type: ignore[no-untyped-def]
+    if length is None:
+        length = sum(x.data_length for x in chunks) - start
+    out = bytearray()
+    async for block in read_range(
+        chunks,
+        start,
+        length,
+        directory=c.placement,
+        transport=c.client,
+        on_bad_shard=c.bad.append,
+        options=options,
+    ):
+        out += block
+    return bytes(out)
+
+
+async def _write(c: Cluster, data: bytes, **kw):  # type: ignore[no-untyped-def]
+    return await write_object(
+        stream(data),
+        layout=SMALL,
+        placement=c.placement,
+        transport=c.client,
+        size_bytes=len(data),
+        **kw,
+    )
+
+
+async def test_read_survives_m_lost_servers(cluster: Cluster) -> None:
+    data = payload(2 * SMALL.chunk_bytes + 12345, 1)
+    res = await _write(cluster, data)
+    await cluster.stop_server(1)
+    await cluster.stop_server(3)
+    assert await _read(cluster, res.chunks) == data
+    assert await _read(cluster, res.chunks, 5000, 40000) == data[5000:45000]
+    # a refused port is retried by the RPC client until the deadline, so it shows as slow
+    assert {b.reason for b in cluster.bad} <= {BadShardReason.UNREACHABLE, BadShardReason.SLOW}
+    assert {b.server_id for b in cluster.bad} <= {1, 3} and cluster.bad
+
+
+async def test_more_than_m_lost_fails_clearly(cluster: Cluster) -> None:
+    data = payload(SMALL.chunk_bytes, 2)
+    res = await _write(cluster, data)
+    for sid in (1, 2, 3):
+        await cluster.stop_server(sid)
+    opts = ReadOptions(hedge_delay_s=0.1, call_timeout_s=1.0)
+    with pytest.raises(errors.Unavailable, match="readable"):
+        await _read(cluster, res.chunks, options=opts)
+
+
+async def test_corrupt_piece_is_decoded_around_and_reported(cluster: Cluster) -> None:
+    data = payload(SMALL.chunk_bytes + 999, 3)
+    res = await _write(cluster, data)
+    ref = res.chunks[0]
+    victim = ref.shard(1)
+    assert victim is not None
+    # flip a byte inside the piece of stripe 2 of data shard 1
+    plen = SMALL.piece_bytes
+    cluster.store_of(victim.server_id).corrupt_byte(
+        ref.chunk_id, 1, HEADER_BYTES + 2 * (plen + 8) + 17
+    )
+    assert await _read(cluster, res.chunks) == data
+    corrupt = [b for b in cluster.bad if b.reason is BadShardReason.CORRUPT]
+    assert [(b.chunk_id, b.shard_index) for b in corrupt] == [(ref.chunk_id, 1)]
+    # the chunkserver reported it to its metadata link too
+    link = cluster.links[victim.server_id - 1]
+    assert [(r.chunk_id, r.shard_index) for r in link.bad_shards] == [(ref.chunk_id, 1)]
+
+
+async def test_missing_shard_file_is_tolerated(cluster: Cluster) -> None:
+    data = payload(30000, 4)
+    res = await _write(cluster, data)
+    ref = res.chunks[0]
+    for idx in (0, 2):
+        s = ref.shard(idx)
+        assert s is not None
+        await cluster.store_of(s.server_id).delete(ref.chunk_id, idx)
+    assert await _read(cluster, res.chunks, 100, 20000) == data[100:20100]
+    assert {b.reason for b in cluster.bad} == {BadShardReason.MISSING}
+
+
+async def test_slow_data_shard_is_hedged_with_parity(cluster: Cluster) -> None:
+    data = payload(SMALL.chunk_bytes, 5)
+    res = await _write(cluster, data)
+    ref = res.chunks[0]
+    slow = ref.shard(0)
+    assert slow is not None
+    server = cluster.servers[slow.server_id - 1]
+    release = asyncio.Event()
+    original = server._read
+
+    async def stalled(req: ReadShardRequest, ctx: CallContext) -> object:
+        await release.wait()
+        return await original(req, ctx)
+
+    server.rpc.handle(ReadShardRequest, stalled)
+    try:
+        got = await _read(cluster, res.chunks, options=ReadOptions(hedge_delay_s=0.05))
+    finally:
+        release.set()
+    assert got == data
+    assert [(b.shard_index, b.reason) for b in cluster.bad] == [(0, BadShardReason.SLOW)]
+
+
+async def test_write_with_one_server_down_reports_the_missing_shard(cluster: Cluster) -> None:
+    await cluster.stop_server(2)
+    data = payload(SMALL.chunk_bytes + 1, 6)
+    opts = WriteOptions(straggler_timeout_s=0.5, finish_grace_s=0.5)
+    res = await _write(cluster, data, options=opts)
+    assert len(res.missing) == len(res.chunks) == 2
+    assert all(m.server_id == 2 for m in res.missing)
+    assert all(len(c.shards) == SMALL.n - 1 for c in res.chunks)
+    assert await _read(cluster, res.chunks) == data
+
+
+async def test_write_without_quorum_fails_and_cleans_up(cluster: Cluster) -> None:
+    await cluster.stop_server(2)
+    await cluster.stop_server(5)
+    opts = WriteOptions(straggler_timeout_s=0.3)
+    with pytest.raises(errors.Unavailable, match="quorum"):
+        await _write(cluster, payload(20000, 7), options=opts)
+    for sid in (1, 3, 4, 6):
+        await asyncio.sleep(0)
+        assert not cluster.store_of(sid)._files
+
+
+async def test_full_disks_give_insufficient_space() -> None:
+    c = await start_cluster()
+    try:
+        for s in c.stores:
+            s._reserve = s._capacity
+        with pytest.raises(errors.InsufficientSpace):
+            await _write(c, payload(1000, 8))
+    finally:
+        await c.client.close()
+        for s in c.servers:
+            await s.stop()
+
+
+async def test_rebuild_shard_restores_an_identical_shard() -> None:
+    c = await start_cluster(count=7, n=6)  # server 7 holds nothing of chunk 0
+    try:
+        data = payload(SMALL.chunk_bytes - 3, 9)
+        res = await _write(c, data)
+        ref = res.chunks[0]
+        spare = c.targets[6]
+        assert spare.server_id not in {s.server_id for s in ref.shards}
+        rebuilt = {}
+        for lost in (5, 1):  # a parity shard, then a data shard
+            old = ref.shard(lost)
+            assert old is not None
+            await c.store_of(old.server_id).delete(ref.chunk_id, lost)
+            new = await rebuild_shard(ref, lost, spare, directory=c.placement, transport=c.client)
+            assert new == ShardRef(spare.server_id, lost, old.checksum)
+            rebuilt[lost] = new
+        # read with shards 1 and 5 only on the spare and two other shards lost
+        shards = tuple(rebuilt.get(s.shard_index, s) for s in ref.shards)
+        moved = ChunkRef(
+            ref.chunk_id, ref.coder, ref.k, ref.m, ref.stripe_bytes, ref.data_length, shards
+        )
+        for idx in (0, 2):
+            s = ref.shard(idx)
+            assert s is not None
+            await c.store_of(s.server_id).delete(ref.chunk_id, idx)
+        out = bytearray()
+        async for b in read_range([moved], 0, len(data), directory=c.placement, transport=c.client):
+            out += b
+        assert bytes(out) == data
+    finally:
+        await c.client.close()
+        for s in c.servers:
+            await s.stop()
