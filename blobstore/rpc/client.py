@@ -212,6 +212,7 @@ class RpcClient:
         send_timeout_s: float = 0.5,
         max_send_buffer: int = 8 * 1024 * 1024,
         stream_window: int | None = None,
+        fail_fast: bool = False,
     ) -> None:
         if not secret:
             raise errors.ConfigError("the cluster secret must not be empty")
@@ -223,6 +224,10 @@ class RpcClient:
         self._send_timeout = send_timeout_s
         self._max_send_buffer = max_send_buffer
         self.stream_window = stream_window
+        # fail_fast: a peer that refuses connections (or is in its redial backoff) fails
+        # the call with Unavailable at once, so callers with alternatives (other metadata
+        # nodes, parity shards) move on instead of waiting out their deadline.
+        self._fail_fast = fail_fast
         self._links: dict[Address, _ClientLink] = {}
         self._dials: dict[Address, _DialState] = {}
         self._closed = False
@@ -261,6 +266,10 @@ class RpcClient:
                 return link
             wait = state.next_attempt - self._clock.monotonic()
             if wait > 0:
+                if self._fail_fast:
+                    raise errors.Unavailable(
+                        f"{addr} is unreachable (redial backoff)", addr=str(addr)
+                    )
                 await self._clock.sleep(wait)
             self.dial_attempts += 1
             try:
@@ -271,6 +280,10 @@ class RpcClient:
             except (OSError, errors.Unavailable, errors.ProtocolError) as exc:
                 self._note_failure(state)
                 log.info("rpc dial failed", addr=str(addr), error=str(exc), retry_s=state.backoff_s)
+                if self._fail_fast:
+                    raise errors.Unavailable(
+                        f"{addr} is unreachable: {exc}", addr=str(addr)
+                    ) from None
                 continue
             state.backoff_s = 0.0
             state.failures = 0

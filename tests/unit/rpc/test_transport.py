@@ -466,3 +466,16 @@ async def test_redial_backoff_is_exponential_and_bounded() -> None:
     assert len(clock.sleeps) >= 6
     assert clock.sleeps[:6] == [0.05, 0.1, 0.2, 0.4, 0.4, 0.4]
     assert client.dial_attempts - client.dial_failures <= 1  # the last one hit the deadline
+
+
+async def test_fail_fast_client_does_not_wait_for_a_dead_peer() -> None:
+    client = RpcClient(SECRET, fail_fast=True, backoff_base_s=5.0)
+    dead = Address("127.0.0.1", _closed_port())
+    try:
+        for _ in range(2):  # refused, then inside the backoff window: neither waits
+            with pytest.raises(errors.Unavailable) as info:
+                await client.call(dead, Echo(1), timeout_s=30)
+            assert not isinstance(info.value, errors.DeadlineExceeded)
+        assert client.dial_attempts == 1  # the second call did not even dial
+    finally:
+        await client.close()
