@@ -35,11 +35,12 @@ from pathlib import Path
 from typing import Protocol
 
 from blobstore import errors
+from blobstore.client.catalog import RemoteCatalog
 from blobstore.clock import Clock, SystemClock
-from blobstore.config import ChunkserverConfig
+from blobstore.config import ChunkserverConfig, load_secret
 from blobstore.log import get_logger
-from blobstore.rpc import CallContext, RpcServer, StreamResponse
-from blobstore.rpc.tls import build_ssl_context
+from blobstore.rpc import CallContext, RpcClient, RpcServer, StreamResponse
+from blobstore.rpc.tls import internal_contexts
 from blobstore.types import Address
 from chunkserver.messages import (
     DeleteShardRequest,
@@ -67,7 +68,6 @@ __all__ = [
     "ChunkserverStats",
     "MetadataLink",
     "NoopMetadataLink",
-    "load_secret",
     "serve",
 ]
 
@@ -140,26 +140,6 @@ class NoopMetadataLink:
         self.bad_shards.extend(shards)
 
 
-def load_secret(path: Path) -> bytes:
-    """The cluster secret from a hex text file (``ConfigError`` if missing or malformed)."""
-    try:
-        text = path.read_text().strip()
-    except FileNotFoundError:
-        raise errors.ConfigError(
-            f"secret_file: cluster secret {path} does not exist (copy the cluster's "
-            "cluster.secret there or pass --secret-file)"
-        ) from None
-    except OSError as exc:
-        raise errors.ConfigError(f"secret_file: cannot read {path}: {exc}") from None
-    try:
-        secret = bytes.fromhex(text)
-    except ValueError:
-        raise errors.ConfigError(f"secret_file: {path} does not hold hex text") from None
-    if len(secret) < 16:
-        raise errors.ConfigError(f"secret_file: {path} holds fewer than 16 bytes of secret")
-    return secret
-
-
 def _stat(info: ShardInfo) -> ShardStat:
     return ShardStat(info.chunk_id.bytes, info.shard_index, info.size_bytes, info.mtime)
 
@@ -226,8 +206,8 @@ class Chunkserver:
         await self.store.start()
         self.address = await self.rpc.start(listen)
         node = ChunkserverNode(self.address, self._zone, self._data_dir, self.server_id)
-        self.server_id = await self.link.register(node, await self.store.space())
-        self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
+        # Registration may wait for the metadata service; shard I/O is served meanwhile.
+        self._tasks.append(asyncio.create_task(self._heartbeat_loop(node)))
         if self.scrubber is not None:
             self._tasks.append(asyncio.create_task(self.scrubber.run()))
         log.info("chunkserver started", addr=str(self.address), server_id=self.server_id)
@@ -248,7 +228,8 @@ class Chunkserver:
         await self.rpc.stop()
         log.info("chunkserver stopped", addr=str(self.address))
 
-    async def _heartbeat_loop(self) -> None:
+    async def _heartbeat_loop(self, node: ChunkserverNode) -> None:
+        self.server_id = await self.link.register(node, await self.store.space())
         while True:
             try:
                 await self._heartbeat_once()
@@ -395,20 +376,26 @@ LinkFactory = Callable[[ChunkserverConfig], MetadataLink]
 async def serve(config: ChunkserverConfig, *, link_factory: LinkFactory | None = None) -> None:
     """Run a chunkserver until SIGTERM/SIGINT (the ``blobstore chunkserver`` command)."""
     data = config.common.data
-    secret = load_secret(config.common.secret_file or data / "cluster.secret")
     common = config.common
-    ssl_context = None
-    if common.tls_cert is not None and common.tls_key is not None:
-        if common.tls_ca is None:
-            raise errors.ConfigError("tls_ca: required with tls_cert (mutual TLS between roles)")
-        ssl_context = build_ssl_context(
-            cert=common.tls_cert, key=common.tls_key, ca=common.tls_ca, server_side=True
-        )
+    secret = load_secret(common)
+    if common.tls_cert is not None and common.tls_ca is None:
+        raise errors.ConfigError("tls_ca: required with tls_cert (mutual TLS between roles)")
+    ssl_context, client_ssl = internal_contexts(common.tls_cert, common.tls_key, common.tls_ca)
     store = DiskShardStore(data, config.reserve_bytes)
+    transport: RpcClient | None = None
+    if link_factory is not None:
+        link: MetadataLink = link_factory(config)
+    else:
+        from chunkserver.metalink import CatalogLink, load_or_create_server_id
+
+        transport = RpcClient(secret, ssl_context=client_ssl, fail_fast=True)
+        link = CatalogLink(
+            RemoteCatalog(config.meta, transport), load_or_create_server_id(Path(data))
+        )
     server = Chunkserver(
         store,
         secret,
-        link=link_factory(config) if link_factory is not None else NoopMetadataLink(),
+        link=link,
         zone=config.zone,
         data_dir=str(data),
         heartbeat_s=config.heartbeat_s,
@@ -426,3 +413,5 @@ async def serve(config: ChunkserverConfig, *, link_factory: LinkFactory | None =
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await server.stop()
+        if transport is not None:
+            await transport.close()

@@ -85,7 +85,7 @@ class ChunkCluster:
             "--listen",
             f"127.0.0.1:{self.ports[i]}",
             "--meta",
-            "127.0.0.1:1",  # the no-op metadata link ignores it
+            "127.0.0.1:1",  # no metadata service: registration retries in the background
             "--data",
             str(self.data_dir(i)),
             "--secret-file",

@@ -112,12 +112,12 @@ class MetaCluster:
         self.procs[node_id].send_signal(signal.SIGCONT)
 
     def client(self, **kwargs: object) -> tuple[RemoteCatalog, RpcClient]:
-        transport = RpcClient(self.secret)
+        transport = RpcClient(self.secret, fail_fast=True)
         return RemoteCatalog(self.addrs, transport, **kwargs), transport  # type: ignore[arg-type]
 
     async def leader(self, timeout_s: float = 20.0) -> int:
         """The id of the node that a majority of live nodes call leader."""
-        transport = RpcClient(self.secret)
+        transport = RpcClient(self.secret, fail_fast=True)
         catalog = RemoteCatalog(self.addrs, transport)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from blobstore.config import ChunkserverConfig, GatewayConfig, MetadataConfig, load_config
+from blobstore.config import (
+    ChunkserverConfig,
+    CommonConfig,
+    GatewayConfig,
+    MetadataConfig,
+    load_config,
+    load_secret,
+)
 from blobstore.errors import ConfigError
 from blobstore.types import Address
 
@@ -93,3 +100,19 @@ def test_role_configs() -> None:
     assert gw.workers == 4
     with pytest.raises(ConfigError, match="tls_cert and tls_key"):
         load_config(GatewayConfig, env={}, overrides={"meta": "h:1", "tls_cert": "/c"})
+
+
+def test_load_secret(tmp_path: Path) -> None:
+    def common(name: str) -> CommonConfig:
+        return CommonConfig(data=tmp_path, secret_file=tmp_path / name)
+
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_secret(common("nope"))
+    (tmp_path / "bad").write_text("not hex")
+    with pytest.raises(ConfigError, match="hex"):
+        load_secret(common("bad"))
+    (tmp_path / "short").write_text("abcd")
+    with pytest.raises(ConfigError, match="fewer than 16 bytes"):
+        load_secret(common("short"))
+    (tmp_path / "cluster.secret").write_text("ab" * 32 + "\n")
+    assert load_secret(CommonConfig(data=tmp_path)) == bytes([0xAB]) * 32

@@ -25,7 +25,7 @@ from chunkserver.messages import (
     WriteShardRequest,
     WriteShardResponse,
 )
-from chunkserver.service import Chunkserver, NoopMetadataLink, load_secret
+from chunkserver.service import Chunkserver, NoopMetadataLink
 from chunkserver.shardfile import ShardHeader, piece_checksum, shard_checksum
 from chunkserver.store.disk import DiskShardStore
 from chunkserver.store.memory import MemoryShardStore
@@ -53,8 +53,8 @@ async def _serve(store: object) -> tuple[Chunkserver, Address, RpcClient, NoopMe
 async def test_write_read_stat_delete_inventory_space() -> None:
     cs, addr, client, link = await _serve(MemoryShardStore())
     try:
+        await eventually(lambda: link.heartbeats >= 2)  # registered in the background first
         assert cs.server_id == 7
-        await eventually(lambda: link.heartbeats >= 2)
         data = (bytes(range(256)) * 20)[:5000]  # pieces 2048 + 2048 + 904 (10_000-byte chunk)
         ids = sorted(uuid.uuid4() for _ in range(5))
         for cid in ids:
@@ -155,18 +155,6 @@ async def test_stop_aborts_inflight_writes_leaving_no_shard(tmp_path: Path) -> N
     await client.close()
     assert await store.stat(cid, 0) is None
     assert list((tmp_path / "tmp").iterdir()) == []
-
-
-def test_load_secret(tmp_path: Path) -> None:
-    with pytest.raises(errors.ConfigError, match="does not exist"):
-        load_secret(tmp_path / "nope")
-    bad = tmp_path / "bad"
-    bad.write_text("not hex")
-    with pytest.raises(errors.ConfigError, match="hex"):
-        load_secret(bad)
-    good = tmp_path / "good"
-    good.write_text("ab" * 32 + "\n")
-    assert load_secret(good) == bytes([0xAB]) * 32
 
 
 async def test_scrubber_reports_corruption_through_the_link() -> None:

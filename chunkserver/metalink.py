@@ -1,0 +1,97 @@
+"""The chunkserver's link to the metadata service, over the catalog client.
+
+Registration proposes ``RegisterChunkserver`` with this server's persistent id (kept in
+``<data>/server.id``, created on first start), address, zone and capacity, retrying until
+the metadata service answers; heartbeats propose ``ChunkserverHeartbeat`` so the last
+heartbeat is committed state that any new leader agrees on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+
+from blobstore.client.catalog import CatalogClient
+from blobstore.errors import BlobstoreError
+from blobstore.log import get_logger
+from chunkserver.service import BadShardReport, ChunkserverNode, ChunkserverStats
+from chunkserver.store.base import SpaceInfo
+from metadata.fsm.commands import ChunkserverHeartbeat, RegisterChunkserver
+
+__all__ = ["CatalogLink", "load_or_create_server_id"]
+
+log = get_logger(__name__)
+
+
+def load_or_create_server_id(data: Path) -> int:
+    """This chunkserver's id: read from ``<data>/server.id`` or created there (atomically)."""
+    path = data / "server.id"
+    try:
+        return int(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    server_id = secrets.randbelow(2**48) + 1
+    data.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, f"{server_id}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(data, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    return server_id
+
+
+class CatalogLink:
+    """``MetadataLink`` backed by the replicated catalog."""
+
+    def __init__(self, catalog: CatalogClient, server_id: int, *, retry_s: float = 1.0) -> None:
+        self._catalog = catalog
+        self.server_id = server_id
+        self._retry_s = retry_s
+
+    async def register(self, node: ChunkserverNode, space: SpaceInfo) -> int:
+        cmd = RegisterChunkserver(
+            server_id=self.server_id,
+            addr=node.addr,
+            zone=node.zone,
+            capacity_bytes=space.capacity_bytes,
+            free_bytes=space.free_bytes,
+        )
+        while True:
+            try:
+                await self._catalog.execute(cmd, timeout_s=10)
+                log.info("registered with the metadata service", server_id=self.server_id)
+                return self.server_id
+            except BlobstoreError as e:
+                if not e.retryable:
+                    raise
+                log.warning("metadata service unavailable; retrying registration", error=str(e))
+                await asyncio.sleep(self._retry_s)  # retry period while the cluster starts
+
+    async def heartbeat(self, stats: ChunkserverStats) -> None:
+        await self._catalog.execute(
+            ChunkserverHeartbeat(
+                server_id=self.server_id,
+                capacity_bytes=stats.space.capacity_bytes,
+                free_bytes=stats.space.free_bytes,
+            ),
+            timeout_s=5,
+        )
+
+    async def report_bad_shards(self, shards: Sequence[BadShardReport]) -> None:
+        # TODO(#7): record reports in the catalog so the leader schedules repair.
+        for report in shards:
+            log.warning(
+                "bad shard", chunk=str(report.chunk_id), shard=report.shard_index,
+                reason=str(report.reason),
+            )  # fmt: skip

@@ -1,0 +1,76 @@
+"""Chunkservers register with the real metadata service, heartbeat, and keep their id."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from metadata.api import ListChunkserversQuery, ReadMode
+from metadata.fsm.records import ChunkserverRecord
+from tests.integration.metacluster import MetaCluster, free_ports
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def meta(tmp_path: Path) -> AsyncIterator[MetaCluster]:
+    c = MetaCluster(tmp_path / "meta")
+    await c.start()
+    try:
+        yield c
+    finally:
+        await c.stop()
+
+
+def _chunkserver(meta: MetaCluster, data: Path, port: int) -> subprocess.Popen[bytes]:
+    meta_addrs = ",".join(str(a) for a in meta.addrs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "blobstore", "chunkserver", "--listen", f"127.0.0.1:{port}",
+         "--meta", meta_addrs, "--data", str(data), "--secret-file", str(meta.secret_file),
+         "--zone", "z1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def _servers(meta: MetaCluster, want: int) -> tuple[ChunkserverRecord, ...]:
+    cat, transport = meta.client()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    try:
+        while True:
+            found = await cat.query(ListChunkserversQuery(), mode=ReadMode.LINEARIZABLE)
+            assert isinstance(found, tuple)
+            if len(found) >= want:
+                return found
+            assert loop.time() < deadline, f"only {len(found)} of {want} registered"
+            await asyncio.sleep(0.1)  # poll interval of a deadline-bounded wait
+    finally:
+        await transport.close()
+
+
+async def test_register_heartbeat_and_stable_id(meta: MetaCluster, tmp_path: Path) -> None:
+    ports = free_ports(2)
+    procs = [_chunkserver(meta, tmp_path / f"cs{i}", p) for i, p in enumerate(ports)]
+    try:
+        first = await _servers(meta, 2)
+        assert {r.addr.port for r in first} == set(ports)
+        assert all(r.zone == "z1" and r.capacity_bytes > 0 for r in first)
+        ids = {r.addr.port: r.server_id for r in first}
+        # restart one chunkserver: it comes back under the same id
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait(10)
+        procs[0] = _chunkserver(meta, tmp_path / "cs0", ports[0])
+        again = await _servers(meta, 2)
+        assert len(again) == 2
+        assert {r.addr.port: r.server_id for r in again} == ids
+        assert (tmp_path / "cs0" / "server.id").read_text().strip() == str(ids[ports[0]])
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(10)
