@@ -98,7 +98,9 @@ def load_or_create_credentials(data: Path, env: dict[str, str] | None = None) ->
     return creds
 
 
-def _role_specs(args: argparse.Namespace, data: Path, secret: Path) -> list[RoleSpec]:
+def _role_specs(
+    args: argparse.Namespace, data: Path, secret: Path, creds: Credentials
+) -> list[RoleSpec]:
     exe = [sys.executable, "-m", "blobstore"]
     common = ["--secret-file", str(secret), "--log-format", args.log_format]
     meta_ports = [args.meta_port + i for i in range(args.metadata)]
@@ -163,9 +165,30 @@ def _role_specs(args: argparse.Namespace, data: Path, secret: Path) -> list[Role
             ],
             data / "logs" / "gateway.log",
             ready=tcp_ready(host, int(port_text)),
+            # The gateway makes sure the admin user exists in the catalog at start.
+            env={
+                "BLOBSTORE_ROOT_ACCESS_KEY": creds.access_key,
+                "BLOBSTORE_ROOT_SECRET_KEY": creds.secret_key,
+            },
         )
     )
     return specs
+
+
+def _banner(processes: int, data: Path, endpoint: str, creds: Credentials) -> str:
+    return f"""blobstore is running ({processes} processes); data in {data}
+  S3 endpoint:  {endpoint}
+  access key:   {creds.access_key}
+  secret key:   {creds.secret_key}
+  logs:         {data / "logs"}
+
+Try it (in another shell):
+  export AWS_ACCESS_KEY_ID={creds.access_key} AWS_SECRET_ACCESS_KEY={creds.secret_key}
+  aws --endpoint-url {endpoint} s3 mb s3://demo
+  aws --endpoint-url {endpoint} s3 cp ./some-file s3://demo/
+  rclone copy ./some-dir :s3,provider=Other,env_auth=true,endpoint={endpoint}:demo/some-dir
+  restic -r s3:{endpoint}/backups init      # then: restic -r ... backup ./some-dir
+Press Ctrl-C to stop."""
 
 
 def _available(spec: RoleSpec) -> bool:
@@ -174,7 +197,7 @@ def _available(spec: RoleSpec) -> bool:
 
 
 async def _serve(args: argparse.Namespace, data: Path, creds: Credentials, secret: Path) -> int:
-    specs = _role_specs(args, data, secret)
+    specs = _role_specs(args, data, secret, creds)
     missing = sorted({s.argv[3] for s in specs if not _available(s)})
     specs = [s for s in specs if _available(s)]
     if missing:
@@ -194,18 +217,7 @@ async def _serve(args: argparse.Namespace, data: Path, creds: Credentials, secre
         await sup.stop()
         return 1
     endpoint = f"http://{args.listen}"
-    print(
-        f"blobstore is running ({len(specs)} processes); data in {data}\n"
-        f"  S3 endpoint:  {endpoint}\n"
-        f"  access key:   {creds.access_key}\n"
-        f"  secret key:   {creds.secret_key}\n"
-        f"  logs:         {data / 'logs'}\n"
-        f"Try:\n"
-        f"  AWS_ACCESS_KEY_ID={creds.access_key} AWS_SECRET_ACCESS_KEY={creds.secret_key} "
-        f"aws --endpoint-url {endpoint} s3 mb s3://demo\n"
-        f"Press Ctrl-C to stop.",
-        flush=True,
-    )
+    print(_banner(len(specs), data, endpoint, creds), flush=True)
     await stop.wait()
     print("stopping...", flush=True)
     await sup.stop()
