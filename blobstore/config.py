@@ -104,6 +104,7 @@ class MetadataConfig:
     election_ticks: int = 10
     heartbeat_ticks: int = 1
     snapshot_entries: int = 10_000
+    join: bool = False  # joining a running cluster (added with `blobstore admin members add`)
     common: CommonConfig = field(default_factory=CommonConfig)
 
     def validate(self) -> None:

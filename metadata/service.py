@@ -177,6 +177,7 @@ async def serve(config: MetadataConfig) -> None:
         election_ticks=config.election_ticks,
         heartbeat_ticks=config.heartbeat_ticks,
         snapshot_entries=config.snapshot_entries,
+        join=config.join,
     )
     node = RaftNode(config.id, peers, log_store, snapshots, fsm, transport, options=options)
     server = RpcServer(secret, ssl_context=tls)

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from blobstore import __version__
-from blobstore.cli import roles, server
+from blobstore.cli import admin, roles, server
 from blobstore.errors import BlobstoreError, ConfigError
 
 __all__ = ["build_parser", "main"]
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     roles.register(sub)
     server.register(sub)
+    admin.register(sub)
     return parser
 
 

@@ -66,9 +66,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     meta.add_argument("--id", help="this node's id (positive integer)")
     meta.add_argument("--listen", help="HOST:PORT to listen on")
     meta.add_argument("--peers", help="all voters: ID=HOST:PORT,ID=HOST:PORT,...")
+    meta.add_argument(
+        "--join",
+        action="store_const",
+        const="true",
+        help="join a running cluster (after `blobstore admin members add`)",
+    )
     meta.set_defaults(
         func=lambda a: _run_role(
-            a, MetadataConfig, "metadata", ("id", "listen", "peers"), "metadata.service:serve"
+            a,
+            MetadataConfig,
+            "metadata",
+            ("id", "listen", "peers", "join"),
+            "metadata.service:serve",
         )
     )
 

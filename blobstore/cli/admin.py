@@ -1,0 +1,159 @@
+"""``blobstore admin``: cluster status and metadata membership, straight to the cluster.
+
+Talks to the metadata service over the internal RPC with the cluster secret (defaults fit
+``blobstore server``: metadata on 127.0.0.1:7001-7003, secret in ./blobstore-data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections.abc import Callable, Coroutine
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from blobstore.client.catalog import RemoteCatalog
+from blobstore.config import PARSERS as _PARSERS
+from blobstore.config import AddressList, CommonConfig, load_secret
+from blobstore.errors import BlobstoreError, ConfigError
+from blobstore.rpc import RpcClient
+from blobstore.types import Address, parse_address
+from metadata.api import ClusterStatusResponse, ListChunkserversQuery, ReadMode
+from metadata.fsm.records import ChunkserverRecord
+
+__all__ = ["register"]
+
+DEFAULT_META = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
+
+
+def _human(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def _connect(args: argparse.Namespace) -> tuple[RemoteCatalog, RpcClient, list[Address]]:
+    try:
+        addrs: list[Address] = list(_PARSERS[AddressList](args.meta))
+    except ValueError as e:
+        raise ConfigError(f"--meta: {e}") from None
+    secret_file = Path(args.secret_file) if args.secret_file else None
+    secret = load_secret(CommonConfig(data=Path(args.data), secret_file=secret_file))
+    transport = RpcClient(secret, fail_fast=True)
+    return RemoteCatalog(addrs, transport, slots=1), transport, addrs
+
+
+async def _status(args: argparse.Namespace) -> dict[str, Any]:
+    catalog, transport, addrs = _connect(args)
+    try:
+        nodes: list[dict[str, Any]] = []
+        for addr in addrs:
+            try:
+                st = await catalog.status(addr, timeout_s=2)
+                assert isinstance(st, ClusterStatusResponse)
+                nodes.append({"address": str(addr), "state": "up", **asdict(st)})
+            except BlobstoreError as e:
+                nodes.append({"address": str(addr), "state": "down", "error": e.message})
+        servers = await catalog.query(ListChunkserversQuery(), mode=ReadMode.LINEARIZABLE)
+        assert isinstance(servers, tuple)
+        return {"metadata": nodes, "chunkservers": [_server(s) for s in servers]}
+    finally:
+        await transport.close()
+
+
+def _server(s: ChunkserverRecord) -> dict[str, Any]:
+    doc = asdict(s)
+    doc["addr"] = str(s.addr)
+    doc["state"] = str(getattr(s.state, "value", s.state))
+    return doc
+
+
+def _print_status(doc: dict[str, Any]) -> None:
+    print("METADATA")
+    print(f"  {'address':<22} {'state':<6} {'id':>3} {'role':<10} {'term':>5} "
+          f"{'leader':>6} {'commit':>9} {'applied':>9}")  # fmt: skip
+    for n in doc["metadata"]:
+        if n["state"] != "up":
+            print(f"  {n['address']:<22} {'down':<6}  ({n['error']})")
+            continue
+        print(f"  {n['address']:<22} {'up':<6} {n['node_id']:>3} {n['role']:<10} "
+              f"{n['term']:>5} {n['leader_id']:>6} {n['commit_index']:>9} "
+              f"{n['applied_index']:>9}")  # fmt: skip
+    print("CHUNKSERVERS")
+    print(f"  {'id':>16} {'address':<22} {'zone':<6} {'state':<9} {'capacity':>11} "
+          f"{'free':>11}")  # fmt: skip
+    for s in doc["chunkservers"]:
+        print(f"  {s['server_id']:>16} {s['addr']:<22} {s['zone'] or '-':<6} {s['state']:<9} "
+              f"{_human(s['capacity_bytes']):>11} {_human(s['free_bytes']):>11}")  # fmt: skip
+
+
+async def _members(args: argparse.Namespace) -> dict[str, Any]:
+    catalog, transport, _ = _connect(args)
+    try:
+        if args.action == "list":
+            st = await catalog.status()
+            assert isinstance(st, ClusterStatusResponse)
+            return asdict(st)
+        if args.action == "transfer-leader":
+            st = await catalog.transfer_leader(args.node_id)
+            assert isinstance(st, ClusterStatusResponse)
+            return asdict(st)
+        address = ""
+        if args.action == "add":
+            if not args.address:
+                raise ConfigError("members add needs the new node's HOST:PORT")
+            try:
+                address = str(parse_address(args.address))
+            except ValueError as e:
+                raise ConfigError(f"address: {e}") from None
+        action = "add-learner" if args.action == "add" and args.learner else args.action
+        result = await catalog.change_membership(action, args.node_id, address)
+        return {"voters": list(result.voters), "learners": list(result.learners)}
+    finally:
+        await transport.close()
+
+
+def _run(
+    coro: Callable[[argparse.Namespace], Coroutine[Any, Any, dict[str, Any]]],
+) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        doc = asyncio.run(coro(args))
+        if args.json or coro is not _status:
+            print(json.dumps(doc, indent=2, default=str))
+        else:
+            _print_status(doc)
+        return 0
+
+    return run
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    admin = sub.add_parser("admin", help="cluster administration (status, members)")
+    admin.add_argument("--meta", default=DEFAULT_META, help="metadata nodes HOST:PORT,...")
+    admin.add_argument("--data", default="./blobstore-data", help="local cluster data dir")
+    admin.add_argument("--secret-file", help="cluster secret (default: <data>/cluster.secret)")
+    admin.add_argument("--json", action="store_true", help="machine-readable output")
+    cmds = admin.add_subparsers(dest="admin_command", metavar="COMMAND")
+    cmds.required = True
+
+    status = cmds.add_parser("status", help="metadata nodes, leader, terms, chunkservers")
+    status.set_defaults(func=_run(_status))
+
+    members = cmds.add_parser("members", help="metadata Raft membership")
+    actions = members.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    actions.add_parser("list", help="members and their replication progress")
+    add = actions.add_parser("add", help="add a node (start it with --join first)")
+    add.add_argument("node_id", type=int)
+    add.add_argument("address", help="the new node's HOST:PORT")
+    add.add_argument("--learner", action="store_true", help="add as a non-voting learner")
+    remove = actions.add_parser("remove", help="remove a node")
+    remove.add_argument("node_id", type=int)
+    transfer = actions.add_parser("transfer-leader", help="move leadership to a node")
+    transfer.add_argument("node_id", type=int)
+    members.set_defaults(func=_run(_members))
