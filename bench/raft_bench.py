@@ -30,11 +30,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.etcd_baseline import EtcdCluster, LoadResult, etcd_available, run_http_puts  # noqa: E402
-from blobstore.client.catalog import RemoteCatalog  # noqa: E402
-from blobstore.rpc import RpcClient  # noqa: E402
-from blobstore.types import Address  # noqa: E402
-from metadata.fsm.commands import CommitObject, CreateBucket  # noqa: E402
+from bench.etcd_baseline import EtcdCluster, LoadResult, etcd_available, run_http_puts
+from blobstore.client.catalog import RemoteCatalog
+from blobstore.rpc import RpcClient
+from blobstore.types import Address
+from metadata.fsm.commands import CommitObject, CreateBucket
 
 VALUE = b"v" * 256
 
@@ -62,16 +62,14 @@ class MetadataCluster:
         secret_file.write_text(self.secret)
         peers = ",".join(f"{i + 1}=127.0.0.1:{p}" for i, p in enumerate(self.ports))
         for i, port in enumerate(self.ports):
-            log = open(self.root / f"meta-{i + 1}.log", "wb")  # noqa: SIM115
-            self.procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "blobstore", "metadata", "--id", str(i + 1),
-                     "--listen", f"127.0.0.1:{port}", "--peers", peers,
-                     "--data", str(self.root / f"meta-{i + 1}"),
-                     "--secret-file", str(secret_file), "--log-level", "warning"],
-                    stdout=log, stderr=subprocess.STDOUT,
-                )  # fmt: skip
-            )
+            log = open(self.root / f"meta-{i + 1}.log", "wb")
+            argv = [
+                sys.executable, "-m", "blobstore", "metadata", "--id", str(i + 1),
+                "--listen", f"127.0.0.1:{port}", "--peers", peers,
+                "--data", str(self.root / f"meta-{i + 1}"),
+                "--secret-file", str(secret_file), "--log-level", "warning",
+            ]  # fmt: skip
+            self.procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
         return self
 
     @property
@@ -143,12 +141,14 @@ def main() -> None:
     args = ap.parse_args()
 
     rows: list[tuple[str, LoadResult]] = []
-    with tempfile.TemporaryDirectory(prefix="raft-bench-") as tmp:
-        with MetadataCluster(Path(tmp)) as cluster:
-            secret = bytes.fromhex(cluster.secret)
-            asyncio.run(_wait_ready(cluster.addrs, secret, 30))
-            ours_c1 = asyncio.run(_drive(cluster.addrs, secret, 1, args.ops_c1))
-            ours_c64 = asyncio.run(_drive(cluster.addrs, secret, 64, args.ops_c64))
+    with (
+        tempfile.TemporaryDirectory(prefix="raft-bench-") as tmp,
+        MetadataCluster(Path(tmp)) as cluster,
+    ):
+        secret = bytes.fromhex(cluster.secret)
+        asyncio.run(_wait_ready(cluster.addrs, secret, 30))
+        ours_c1 = asyncio.run(_drive(cluster.addrs, secret, 1, args.ops_c1))
+        ours_c64 = asyncio.run(_drive(cluster.addrs, secret, 64, args.ops_c64))
     rows += [("blobstore c=1", ours_c1), ("blobstore c=64", ours_c64)]
 
     etcd_c1 = etcd_c64 = None
