@@ -1,0 +1,350 @@
+"""The S3 gateway ASGI application and ``serve`` (the ``blobstore gateway`` process).
+
+Request flow (one place, no middleware): new request id (also the log trace id) ->
+authenticate (SigV4 / presigned / SigV2; anonymous refused; OPTIONS preflight excepted) ->
+``parse_request`` -> ``gateway.handlers.dispatch`` (one ``match``) -> response. Every
+response carries ``x-amz-request-id`` and ``x-amz-id-2``; every error becomes HTTP only
+through ``gateway.errors.to_response`` (domain ``Unavailable`` / deadlines -> 503).
+Bodies stream in (``gateway.context.body_stream``) and out (``StreamingResponse``);
+``Expect: 100-continue`` is answered by uvicorn when a handler first reads the body.
+
+``serve(config)`` wires the production services (``RemoteCatalog`` + ``ClusterObjectStore``
+over one ``RpcClient``), bootstraps the root user from ``BLOBSTORE_ROOT_ACCESS_KEY`` /
+``BLOBSTORE_ROOT_SECRET_KEY`` and runs uvicorn (httptools / uvloop when importable); with
+``workers > 1`` it binds the socket once and runs that many worker processes on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import importlib.util
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
+
+import uvicorn
+from starlette.responses import Response
+
+from blobstore.client.catalog import CatalogClient, RemoteCatalog
+from blobstore.config import GatewayConfig, load_secret
+from blobstore.errors import AccessDenied
+from blobstore.log import configure_logging, get_logger, new_trace_id, trace_context
+from blobstore.rpc import RpcClient
+from blobstore.rpc.tls import internal_contexts
+from gateway import operations as op
+from gateway.auth import Authenticator
+from gateway.context import RequestContext, Services, make_response
+from gateway.errors import resolve, to_response
+from gateway.handlers import dispatch
+from gateway.handlers.bucket import cors_headers
+from gateway.router import Headers, RouterLimits, parse_request
+from gateway.sigv4 import RequestParts
+from gateway.storage import ClusterObjectStore, ObjectStore
+from metadata.api import GetAccessKeyQuery
+from metadata.fsm.commands import PutAccessKey, PutUser
+
+__all__ = ["GatewayApp", "create_app", "ensure_root_user", "serve", "server_options"]
+
+log = get_logger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+ROOT_USER = "root"
+
+
+class GatewayApp:
+    """The ASGI callable."""
+
+    def __init__(
+        self,
+        services: Services,
+        authenticator: Authenticator,
+        *,
+        domain: str | None = None,
+        host_id: str | None = None,
+    ) -> None:
+        self.services = services
+        self.authenticator = authenticator
+        self.domain = domain or None
+        self.host_id = host_id or new_trace_id()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        request_id = new_trace_id()
+        with trace_context(request_id):
+            started = time.monotonic()
+            response = await self._handle(scope, receive, request_id)
+            try:
+                await response(scope, receive, send)
+            except Exception as exc:  # mid-stream failure: the status line is already sent
+                log.warning("response aborted", error=type(exc).__name__, detail=str(exc)[:200])
+            log.debug(
+                "request",
+                method=scope.get("method", ""),
+                path=scope.get("path", ""),
+                status=response.status_code,
+                ms=round((time.monotonic() - started) * 1000, 1),
+            )
+
+    def _virtual_host_bucket(self, host: str) -> str | None:
+        if not self.domain:
+            return None
+        name = host.rsplit(":", 1)[0].lower() if not host.startswith("[") else host
+        suffix = "." + self.domain.lower().strip(".")
+        return name[: -len(suffix)] if name.endswith(suffix) and name != suffix[1:] else None
+
+    async def _handle(self, scope: Scope, receive: Receive, request_id: str) -> Response:
+        method = str(scope["method"]).upper()
+        raw_path: bytes = scope.get("raw_path") or str(scope["path"]).encode("utf-8")
+        query: bytes = scope.get("query_string", b"")
+        raw_headers = scope.get("headers", [])
+        headers = Headers.from_raw(raw_headers)
+        host = headers.get("host") or ""
+        ctx = RequestContext(
+            request_id=request_id,
+            method=method,
+            raw_path=raw_path,
+            headers=headers,
+            parts=RequestParts.build(method, raw_path, query, raw_headers),
+            receive=receive,
+            host=host,
+            scheme=str(scope.get("scheme", "http")),
+        )
+        sv = self.services
+        try:
+            if method != "OPTIONS":
+                ctx.auth, ctx.principal = await self.authenticator.authenticate(
+                    ctx.parts, sv.now(), virtual_host_bucket=self._virtual_host_bucket(host)
+                )
+            operation = parse_request(
+                method, raw_path, query, headers, host, self.domain, limits=sv.limits
+            )
+            if ctx.principal is None and method != "OPTIONS":
+                raise AccessDenied("Anonymous access is not allowed")
+            response = await dispatch(sv, ctx, operation)
+            origin = headers.get("origin")
+            if origin and method != "OPTIONS" and isinstance(operation, op.BucketOperation):
+                cors = await cors_headers(sv, operation.bucket, origin, method)
+                response.raw_headers.extend(
+                    (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in cors
+                )
+        except Exception as exc:
+            response = self._error(exc, scope, request_id, method)
+        else:
+            response.raw_headers.append((b"x-amz-request-id", request_id.encode("ascii")))
+            response.raw_headers.append((b"x-amz-id-2", self.host_id.encode("ascii")))
+        if ctx.has_body and not ctx.body_done:
+            # the body was not read (early error, or a handler that needs none): the
+            # connection cannot carry another request after it
+            response.raw_headers.append((b"connection", b"close"))
+        return response
+
+    def _error(self, exc: Exception, scope: Scope, request_id: str, method: str) -> Response:
+        s3 = resolve(exc)
+        if s3.status >= 500:
+            log.error(
+                "request failed",
+                code=s3.code,
+                error=type(exc).__name__,
+                detail=str(exc)[:300],
+                method=method,
+                path=str(scope.get("path", "")),
+            )
+            if s3.code == "InternalError":
+                log.exception("unexpected error", error=type(exc).__name__)
+        else:
+            log.debug("request refused", code=s3.code, method=method)
+        status, headers, body = to_response(
+            exc, str(scope.get("path", "/")), request_id, self.host_id, is_head=method == "HEAD"
+        )
+        content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
+        rest = [(k, v) for k, v in headers if k.lower() != "content-type"]
+        return make_response(status, rest, body, content_type=content_type)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def create_app(
+    catalog: CatalogClient,
+    store: ObjectStore,
+    *,
+    region: str = "us-east-1",
+    domain: str | None = None,
+    max_object_bytes: int = 5 * 1024**4,
+    max_part_bytes: int = 5 * 1024**3,
+    auth_ttl_s: float = 5.0,
+    host_id: str | None = None,
+    wall_clock: Callable[[], float] = time.time,
+) -> GatewayApp:
+    """Build the gateway ASGI app over a catalog client and an object store."""
+    limits = RouterLimits(max_object_bytes=max_object_bytes, max_part_bytes=max_part_bytes)
+    services = Services(catalog, store, region=region, limits=limits, wall_clock=wall_clock)
+    return GatewayApp(
+        services,
+        Authenticator(catalog, ttl_s=auth_ttl_s),
+        domain=domain,
+        host_id=host_id,
+    )
+
+
+async def ensure_root_user(
+    catalog: CatalogClient, env: Mapping[str, str] | None = None, *, timeout_s: float = 60.0
+) -> bool:
+    """Create/refresh admin user ``root`` with the env's key pair (idempotent).
+
+    Returns False when ``BLOBSTORE_ROOT_ACCESS_KEY`` / ``BLOBSTORE_ROOT_SECRET_KEY`` are not
+    both set. Retries while the catalog is unavailable, up to ``timeout_s``.
+    """
+    env = os.environ if env is None else env
+    access_key = env.get("BLOBSTORE_ROOT_ACCESS_KEY", "")
+    secret = env.get("BLOBSTORE_ROOT_SECRET_KEY", "")
+    if not access_key or not secret:
+        return False
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        try:
+            try:
+                found = await catalog.query(GetAccessKeyQuery(access_key))
+            except AccessDenied:
+                found = None
+            if (
+                isinstance(found, tuple)
+                and found[0].secret == secret
+                and found[0].user_name == ROOT_USER
+                and found[1].is_admin
+            ):
+                return True
+            await catalog.execute(PutUser(ROOT_USER, is_admin=True))
+            await catalog.execute(PutAccessKey(access_key, secret, ROOT_USER))
+            log.info("root user ensured", access_key=access_key)
+            return True
+        except Exception as exc:
+            if loop.time() >= deadline or not getattr(exc, "retryable", False):
+                raise
+            log.warning("catalog not ready for root bootstrap", error=type(exc).__name__)
+            await asyncio.sleep(0.5)
+
+
+def server_options() -> dict[str, str]:
+    """uvicorn ``http`` / ``loop`` implementations: the fast ones when importable."""
+    return {
+        "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
+        "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+    }
+
+
+def _uvicorn_config(config: GatewayConfig, app: GatewayApp) -> uvicorn.Config:
+    common = config.common
+    tls: dict[str, Any] = {}
+    if common.tls_cert is not None and common.tls_key is not None:
+        tls = {"ssl_certfile": str(common.tls_cert), "ssl_keyfile": str(common.tls_key)}
+    return uvicorn.Config(
+        app,
+        host=config.listen.host,
+        port=config.listen.port,
+        http=server_options()["http"],
+        lifespan="off",
+        access_log=False,
+        server_header=False,
+        log_config=None,
+        timeout_keep_alive=30,
+        **tls,
+    )
+
+
+async def _serve_one(config: GatewayConfig, sockets: list[socket.socket] | None) -> None:
+    common = config.common
+    _server_tls, client_tls = internal_contexts(common.tls_cert, common.tls_key, common.tls_ca)
+    transport = RpcClient(load_secret(common), ssl_context=client_tls)
+    catalog = RemoteCatalog(list(config.meta), transport)
+    store = ClusterObjectStore(catalog, transport)
+    try:
+        await ensure_root_user(catalog)
+        app = create_app(
+            catalog,
+            store,
+            region=config.region,
+            domain=config.domain or None,
+            max_object_bytes=config.max_object_bytes,
+        )
+        server = uvicorn.Server(_uvicorn_config(config, app))
+        log.info(
+            "gateway serving",
+            listen=str(config.listen),
+            http=server_options()["http"],
+            loop=type(asyncio.get_running_loop()).__module__,
+        )
+        await server.serve(sockets=sockets)
+    finally:
+        await transport.close()
+
+
+def _worker_main(config: GatewayConfig, sock: socket.socket) -> None:
+    configure_logging(config.common.log_format, config.common.log_level)
+    runner_kwargs: dict[str, Any] = {}
+    if server_options()["loop"] == "uvloop":
+        runner_kwargs["loop_factory"] = importlib.import_module("uvloop").new_event_loop
+    with asyncio.Runner(**runner_kwargs) as runner:
+        runner.run(_serve_one(config, [sock]))
+
+
+async def serve(config: GatewayConfig) -> None:
+    """Run the S3 gateway until SIGTERM/SIGINT (``blobstore gateway``).
+
+    One worker runs in this process, on the caller's event loop, unless uvloop is
+    importable: then (as with ``workers > 1``) workers are processes running uvloop."""
+    if config.workers <= 1 and server_options()["loop"] != "uvloop":
+        await _serve_one(config, None)
+        return
+    sock = socket.socket(socket.AF_INET6 if ":" in config.listen.host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((config.listen.host, config.listen.port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    spawn = multiprocessing.get_context("spawn")
+    procs = [
+        spawn.Process(target=_worker_main, args=(config, sock), name=f"gateway-{i}")
+        for i in range(max(1, config.workers))
+    ]
+    for p in procs:
+        p.start()
+    log.info("gateway workers started", workers=len(procs), listen=str(config.listen))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        while not stop.is_set() and any(p.is_alive() for p in procs):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            await asyncio.to_thread(p.join, 10)
+        sock.close()

@@ -1,0 +1,228 @@
+"""Per-gateway services and per-request state shared by the S3 handlers.
+
+``Services`` bundles what every handler may use (catalog client, object store, limits,
+region, clock, id generation). ``RequestContext`` is one authenticated request: its parsed
+headers, the SigV4 context, the principal, and the raw ASGI body channel. Bodies are read
+ONLY through ``body_stream`` (streaming, verified by ``gateway.chunked.VerifiedBody``,
+size-capped) or ``read_small_body`` (XML documents, capped); both raise on any mismatch, so
+a handler that commits after them never commits unverified bytes.
+
+Also the response helpers (``make_response``...) that set exact headers and lengths.
+
+Must not import the handlers or the app.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.responses import Response, StreamingResponse
+
+from blobstore.client.catalog import CatalogClient
+from blobstore.errors import AccessDenied
+from gateway.auth import Principal, authorize_bucket
+from gateway.checksums import Checksum, ChecksumAlgorithm
+from gateway.chunked import VerifiedBody
+from gateway.errors import S3Error
+from gateway.router import Headers, RouterLimits
+from gateway.sigv4 import AuthContext, IncompleteBody, RequestParts
+from gateway.storage import ObjectStore
+from metadata.api import GetBucketQuery
+from metadata.fsm.records import BucketRecord
+
+__all__ = [
+    "BodyCounter",
+    "RequestContext",
+    "Services",
+    "body_stream",
+    "make_response",
+    "read_small_body",
+    "receive_body",
+    "streaming_response",
+    "xml_response",
+]
+
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+
+
+@dataclass(slots=True)
+class Services:
+    """What the handlers share for the life of the gateway."""
+
+    catalog: CatalogClient
+    store: ObjectStore
+    region: str = "us-east-1"
+    limits: RouterLimits = field(default_factory=RouterLimits)
+    wall_clock: Callable[[], float] = time.time
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.wall_clock(), UTC)
+
+    @staticmethod
+    def new_id() -> str:
+        """A fresh id for versions and uploads (time-ordered prefix, random suffix)."""
+        return f"{time.time_ns():x}{secrets.token_hex(8)}"
+
+    @staticmethod
+    def new_uuid() -> str:
+        return uuid.uuid4().hex
+
+    async def bucket(self, ctx: RequestContext, name: str) -> BucketRecord:
+        """The bucket (NoSuchBucket) if ``ctx``'s principal may use it (AccessDenied)."""
+        rec = await self.catalog.query(GetBucketQuery(name))
+        assert isinstance(rec, BucketRecord)
+        if ctx.principal is None:
+            raise AccessDenied("Anonymous access is not allowed")
+        authorize_bucket(ctx.principal, rec)
+        return rec
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """One request as the handlers see it."""
+
+    request_id: str
+    method: str
+    raw_path: bytes
+    headers: Headers
+    parts: RequestParts
+    receive: Receive
+    host: str
+    scheme: str = "http"
+    auth: AuthContext | None = None
+    principal: Principal | None = None
+    body_done: bool = False  # the ASGI body was received to its end
+
+    @property
+    def has_body(self) -> bool:
+        length = self.headers.get("content-length")
+        if length is not None:
+            return length.strip() not in ("", "0")
+        return "chunked" in (self.headers.get("transfer-encoding") or "").lower()
+
+    @property
+    def owner(self) -> str:
+        if self.principal is None:
+            raise AccessDenied("Anonymous access is not allowed")
+        return self.principal.user
+
+
+async def receive_body(ctx: RequestContext) -> AsyncIterator[bytes]:
+    """The raw request body from the ASGI channel (sends 100-continue on first read)."""
+    while True:
+        message = await ctx.receive()
+        kind = message.get("type")
+        if kind == "http.request":
+            body = message.get("body", b"")
+            if body:
+                yield bytes(body)
+            if not message.get("more_body", False):
+                ctx.body_done = True
+                return
+        elif kind == "http.disconnect":
+            raise IncompleteBody("The client disconnected before sending the whole body")
+
+
+class BodyCounter:
+    """Wraps a decoded body: enforces a byte cap and records that it ran to its end.
+
+    It has ONE underlying iterator (``aiter`` always returns it), so ``drain`` resumes the
+    very iteration a consumer stopped, and the final checks of ``VerifiedBody`` (trailing
+    checksum, payload hash, lengths) run exactly once."""
+
+    __slots__ = ("_cap", "_it", "_source", "finished", "size_bytes")
+
+    def __init__(self, source: VerifiedBody, cap_bytes: int) -> None:
+        self._source = source
+        self._cap = cap_bytes
+        self._it: AsyncIterator[bytes] | None = None
+        self.size_bytes = 0
+        self.finished = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._it is None:
+            self._it = self._run()
+        return self._it
+
+    async def _run(self) -> AsyncIterator[bytes]:
+        async for piece in self._source:
+            self.size_bytes += len(piece)
+            if self.size_bytes > self._cap:
+                raise S3Error.entity_too_large(self.size_bytes, self._cap)
+            yield piece
+        self.finished = True
+
+    async def drain(self) -> None:
+        """Run the body to its end if the consumer stopped early (extra bytes: error)."""
+        if self.finished:
+            return
+        async for _piece in aiter(self):
+            raise IncompleteBody("The request body is longer than declared")
+
+    @property
+    def checksums(self) -> tuple[Checksum, ...]:
+        return self._source.checksums
+
+
+def body_stream(
+    ctx: RequestContext, cap_bytes: int, compute: Iterable[ChecksumAlgorithm] = ()
+) -> BodyCounter:
+    """The verified, decoded request body as a stream (consume it exactly once)."""
+    if ctx.auth is None:
+        raise AccessDenied("Anonymous access is not allowed")
+    verified = VerifiedBody(receive_body(ctx), ctx.auth, ctx.parts, compute=compute)
+    return BodyCounter(verified, cap_bytes)
+
+
+async def read_small_body(ctx: RequestContext, cap_bytes: int = 8 * 1024 * 1024) -> bytes:
+    """The whole verified body of a small request (XML documents); capped."""
+    stream = body_stream(ctx, cap_bytes)
+    pieces = [piece async for piece in stream]
+    return b"".join(pieces)
+
+
+# -- responses ----------------------------------------------------------------------------
+def _raw(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1", "replace")) for k, v in headers]
+
+
+def make_response(
+    status: int = 200,
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes = b"",
+    *,
+    content_type: str | None = None,
+    content_length: int | None = None,
+) -> Response:
+    """A complete response; ``content_length`` overrides ``len(body)`` (HEAD)."""
+    response = Response(content=body, status_code=status)
+    raw = _raw(headers)
+    if content_type is not None:
+        raw.append((b"content-type", content_type.encode("latin-1")))
+    if status >= 200 and status not in (204, 304):
+        size = len(body) if content_length is None else content_length
+        raw.append((b"content-length", str(size).encode("ascii")))
+    response.raw_headers = raw
+    return response
+
+
+def xml_response(
+    body: bytes, status: int = 200, headers: Iterable[tuple[str, str]] = ()
+) -> Response:
+    return make_response(status, headers, body, content_type="application/xml")
+
+
+def streaming_response(
+    status: int, headers: Iterable[tuple[str, str]], body: AsyncIterator[bytes], length: int
+) -> Response:
+    response = StreamingResponse(body, status_code=status)
+    raw = _raw(headers)
+    raw.append((b"content-length", str(length).encode("ascii")))
+    response.raw_headers = raw
+    return response

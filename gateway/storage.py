@@ -1,0 +1,329 @@
+"""Object bytes for the S3 handlers: the ``ObjectStore`` Protocol and its implementations.
+
+The handlers never talk to chunkservers directly: they stream a (verified) request body
+into ``ObjectStore.write`` and get back a ``StoredData`` -- size, MD5 (the single-part
+ETag) and either the catalog's chunk records or, at or below ``inline_threshold_bytes``,
+the bytes themselves for inline storage in the catalog. ``read`` streams any byte range of
+a committed object (``ObjectInfo``) back.
+
+Implementations:
+
+* ``MemoryObjectStore`` -- bytes in a dict keyed by chunk id (unit and e2e tests).
+* ``ClusterObjectStore`` -- erasure-coded chunks on chunkservers through
+  ``blobstore.datapath``; placement from ``ListChunkserversQuery`` (cached about 1 s) and
+  the pure policy in ``metadata.placement``. Converts between the datapath's ``ChunkRef``
+  (uuid ids, int checksums) and the catalog's ``Chunk`` record (str ids, hex checksums).
+
+Invariants: ``write`` consumes ``body`` to its end (so a verifying body runs its final
+checks) or raises; nothing it stored becomes visible until the caller commits it to the
+catalog; ``discard`` releases data of a write that will never be committed (best effort).
+Memory per write is bounded by the inline threshold plus what the data path buffers.
+
+Must not import starlette.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from blobstore.client.catalog import CatalogClient
+from blobstore.codec.ranges import Layout
+from blobstore.datapath import ChunkRef, Target, read_range, write_object
+from blobstore.datapath import ShardRef as DataShardRef
+from blobstore.errors import InvalidRange, NoSuchShard, Unavailable
+from blobstore.rpc.transport import Transport
+from blobstore.types import Address
+from metadata.api import DeleteQueueQuery, GetErasureProfileQuery, ListChunkserversQuery
+from metadata.fsm.commands import AckShardDeletes
+from metadata.fsm.records import Chunk, ChunkserverRecord, ErasureProfile, ShardPlacement
+from metadata.fsm.results import DeleteQueuePage, ObjectInfo
+from metadata.placement import choose_servers
+
+__all__ = [
+    "DEFAULT_INLINE_THRESHOLD_BYTES",
+    "ClusterObjectStore",
+    "MemoryObjectStore",
+    "ObjectStore",
+    "StoredData",
+]
+
+DEFAULT_INLINE_THRESHOLD_BYTES = 4 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StoredData:
+    """Bytes made durable by ``ObjectStore.write``, ready to commit.
+
+    Exactly one of ``chunks`` (non-empty) / ``inline`` (not None) carries the bytes.
+    """
+
+    size: int
+    md5_hex: str
+    chunks: tuple[Chunk, ...] = ()
+    inline: bytes | None = None
+
+
+class ObjectStore(Protocol):
+    """Where object bytes live (the catalog holds only their description)."""
+
+    async def write(
+        self, body: AsyncIterable[bytes], size_hint: int | None, *, allow_inline: bool = True
+    ) -> StoredData:
+        """Store every byte of ``body`` (consumed to its end); raise on any failure.
+
+        ``allow_inline=False`` (multipart parts) always produces chunks."""
+        ...
+
+    def read(self, obj: ObjectInfo, start: int, length: int) -> AsyncIterator[bytes]:
+        """The bytes ``[start, start + length)`` of a committed object, in order."""
+        ...
+
+    async def discard(self, data: StoredData) -> None:
+        """Forget data that will never be committed (best effort)."""
+        ...
+
+
+async def _split_inline(
+    body: AsyncIterable[bytes], threshold: int
+) -> tuple[bytes | None, list[bytes], AsyncIterator[bytes]]:
+    """Read up to ``threshold + 1`` bytes: (inline bytes if the body ended, head, rest)."""
+    it = aiter(body)
+    if threshold < 0:
+        return None, [], it
+    head: list[bytes] = []
+    have = 0
+    while have <= threshold:  # threshold < 0: never inline, read nothing ahead
+        try:
+            piece = await anext(it)
+        except StopAsyncIteration:
+            return b"".join(head), head, it
+        if piece:
+            head.append(piece)
+            have += len(piece)
+    return None, head, it
+
+
+async def _chain(head: Sequence[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    for piece in head:
+        yield piece
+    async for piece in rest:
+        yield piece
+
+
+def _inline_slice(obj: ObjectInfo, start: int, length: int) -> bytes:
+    data = obj.record.inline_data or b""
+    if start < 0 or length < 0 or start + length > len(data):
+        raise InvalidRange(f"range {start}+{length} outside an object of {len(data)} bytes")
+    return data[start : start + length]
+
+
+# -- memory -------------------------------------------------------------------------------
+class MemoryObjectStore:
+    """Keeps chunk bytes in a dict (tests). Chunks are cut at ``chunk_bytes``."""
+
+    def __init__(
+        self,
+        *,
+        inline_threshold_bytes: int = DEFAULT_INLINE_THRESHOLD_BYTES,
+        chunk_bytes: int = 8 * 1024 * 1024,
+    ) -> None:
+        self.inline_threshold_bytes = inline_threshold_bytes
+        self.chunk_bytes = chunk_bytes
+        self.chunks: dict[str, bytes] = {}
+        self.writes = 0
+
+    async def write(
+        self, body: AsyncIterable[bytes], size_hint: int | None, *, allow_inline: bool = True
+    ) -> StoredData:
+        threshold = self.inline_threshold_bytes if allow_inline else -1
+        inline, head, rest = await _split_inline(body, threshold)
+        if inline is not None:
+            md5 = hashlib.md5(inline, usedforsecurity=False).hexdigest()
+            return StoredData(len(inline), md5, inline=inline)
+        digest = hashlib.md5(usedforsecurity=False)
+        made: list[Chunk] = []
+        buf = bytearray()
+        size = 0
+        try:
+            async for piece in _chain(head, rest):
+                digest.update(piece)
+                size += len(piece)
+                buf += piece
+                while len(buf) >= self.chunk_bytes:
+                    made.append(self._put(bytes(buf[: self.chunk_bytes])))
+                    del buf[: self.chunk_bytes]
+            if buf or not made:
+                made.append(self._put(bytes(buf)))
+        except BaseException:
+            for c in made:
+                self.chunks.pop(c.chunk_id, None)
+            raise
+        self.writes += 1
+        return StoredData(size, digest.hexdigest(), chunks=tuple(made))
+
+    def _put(self, data: bytes) -> Chunk:
+        cid = uuid.uuid4().hex
+        self.chunks[cid] = data
+        return Chunk(cid, "memory", 1, 0, max(1, len(data)), len(data), (ShardPlacement(1, 0),))
+
+    async def read(self, obj: ObjectInfo, start: int, length: int) -> AsyncIterator[bytes]:
+        if not obj.chunks:
+            yield _inline_slice(obj, start, length)
+            return
+        end = start + length
+        offset = 0
+        for c in obj.chunks:
+            c0, c1 = offset, offset + c.data_length
+            offset = c1
+            if c1 <= start or c0 >= end:
+                continue
+            data = self.chunks.get(c.chunk_id)
+            if data is None:
+                raise NoSuchShard(f"chunk {c.chunk_id} is gone", chunk=c.chunk_id)
+            yield data[max(start, c0) - c0 : min(end, c1) - c0]
+            await asyncio.sleep(0)
+
+    async def discard(self, data: StoredData) -> None:
+        for c in data.chunks:
+            self.chunks.pop(c.chunk_id, None)
+
+    async def collect_garbage(self, catalog: CatalogClient) -> int:
+        """Drop the chunks the catalog queued for deletion (deleted/overwritten objects,
+        aborted uploads) and acknowledge them; returns how many were dropped."""
+        dropped = 0
+        while True:
+            page = await catalog.query(DeleteQueueQuery(server_id=1, limit=1000))
+            assert isinstance(page, DeleteQueuePage)
+            if not page.entries:
+                return dropped
+            for entry in page.entries:
+                if self.chunks.pop(entry.shard.chunk_id, None) is not None:
+                    dropped += 1
+            await catalog.execute(AckShardDeletes(tuple(e.shard for e in page.entries)))
+
+
+# -- cluster ------------------------------------------------------------------------------
+class ClusterObjectStore:
+    """Erasure-coded chunks on chunkservers through ``blobstore.datapath``.
+
+    ``catalog`` answers ``ListChunkserversQuery`` / ``GetErasureProfileQuery`` (cached for
+    ``placement_ttl_s``); ``transport`` carries shard traffic.
+    """
+
+    def __init__(
+        self,
+        catalog: CatalogClient,
+        transport: Transport,
+        *,
+        inline_threshold_bytes: int = DEFAULT_INLINE_THRESHOLD_BYTES,
+        placement_ttl_s: float = 1.0,
+    ) -> None:
+        self._catalog = catalog
+        self._transport = transport
+        self.inline_threshold_bytes = inline_threshold_bytes
+        self._ttl = placement_ttl_s
+        self._servers: tuple[ChunkserverRecord, ...] = ()
+        self._addrs: dict[int, Address] = {}
+        self._profile = ErasureProfile()
+        self._fetched_at = -1e9
+        self._lock = asyncio.Lock()
+
+    async def _refresh(self) -> tuple[tuple[ChunkserverRecord, ...], ErasureProfile]:
+        async with self._lock:
+            now = time.monotonic()
+            if now - self._fetched_at > self._ttl:
+                servers = await self._catalog.query(ListChunkserversQuery())
+                profile = await self._catalog.query(GetErasureProfileQuery())
+                assert isinstance(servers, tuple)
+                assert isinstance(profile, ErasureProfile)
+                self._servers, self._profile = servers, profile
+                self._addrs = {s.server_id: s.addr for s in servers}
+                self._fetched_at = now
+            return self._servers, self._profile
+
+    def address_of(self, server_id: int) -> Address | None:
+        """``ServerDirectory``: the address the catalog last reported (cached)."""
+        return self._addrs.get(server_id)
+
+    async def write(
+        self, body: AsyncIterable[bytes], size_hint: int | None, *, allow_inline: bool = True
+    ) -> StoredData:
+        threshold = self.inline_threshold_bytes if allow_inline else -1
+        inline, head, rest = await _split_inline(body, threshold)
+        if inline is not None:
+            md5 = hashlib.md5(inline, usedforsecurity=False).hexdigest()
+            return StoredData(len(inline), md5, inline=inline)
+        _servers, profile = await self._refresh()
+        layout = Layout(profile.chunk_size_bytes, profile.stripe_size_bytes, profile.k, profile.m)
+        store = self
+
+        class _Placement:
+            async def allocate(self, chunk_index: int) -> list[Target]:
+                current, _ = await store._refresh()
+                chosen = choose_servers(current, layout.n)
+                if chosen is None:
+                    raise Unavailable(f"fewer than {layout.n} chunkservers are up with room")
+                return [Target(s.server_id, s.addr) for s in chosen]
+
+        result = await write_object(
+            _chain(head, rest),
+            layout=layout,
+            placement=_Placement(),
+            transport=self._transport,
+            size_bytes=size_hint,
+        )
+        chunks = tuple(
+            Chunk(
+                str(ref.chunk_id),
+                ref.coder,
+                ref.k,
+                ref.m,
+                ref.stripe_bytes,
+                ref.data_length,
+                tuple(
+                    ShardPlacement(s.server_id, s.shard_index, f"{s.checksum:x}")
+                    for s in ref.shards
+                ),
+            )
+            for ref in result.chunks
+        )
+        return StoredData(result.size_bytes, result.etag, chunks=chunks)
+
+    async def read(self, obj: ObjectInfo, start: int, length: int) -> AsyncIterator[bytes]:
+        if not obj.chunks:
+            yield _inline_slice(obj, start, length)
+            return
+        await self._refresh()
+        refs = [
+            ChunkRef(
+                uuid.UUID(c.chunk_id),
+                c.coder,
+                c.k,
+                c.m,
+                c.stripe_size,
+                c.data_length,
+                tuple(
+                    DataShardRef(s.server_id, s.shard_index, int(s.checksum or "0", 16))
+                    for s in sorted(c.shards, key=lambda s: s.shard_index)
+                ),
+            )
+            for c in obj.chunks
+        ]
+        async for block in read_range(
+            refs,
+            start,
+            length,
+            directory=self,
+            transport=self._transport,
+        ):
+            yield bytes(block)
+
+    async def discard(self, data: StoredData) -> None:
+        # Unreferenced shards are garbage-collected by the chunkservers' reconciliation.
+        return None

@@ -1,0 +1,248 @@
+"""ObjectStore implementations (memory, cluster over real in-process chunkservers) and the
+pure placement policy (metadata.placement)."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from blobstore.types import Address
+from gateway.app import create_app
+from gateway.context import BodyCounter
+from gateway.errors import S3Error
+from gateway.storage import ClusterObjectStore, MemoryObjectStore, StoredData
+from metadata.api import HeadObjectQuery
+from metadata.fsm.commands import RegisterChunkserver, SetChunkserverState, SetErasureProfile
+from metadata.fsm.records import ChunkserverRecord, ErasureProfile, ObjectRecord
+from metadata.fsm.results import ObjectInfo
+from metadata.placement import choose_servers
+from tests.unit.datapath.conftest import start_cluster
+from tests.unit.gateway.test_app_support import Gateway, encode_key, make_gateway
+
+
+# -- placement ----------------------------------------------------------------------------
+def _server(sid: int, zone: str = "", free: int = 100, state: str = "up") -> ChunkserverRecord:
+    return ChunkserverRecord(
+        sid,
+        Address("127.0.0.1", 7000 + sid),
+        zone,
+        1000,
+        free,
+        state,
+        0,
+        0,  # type: ignore[arg-type]
+    )
+
+
+def test_placement_prefers_free_space_and_skips_unusable() -> None:
+    servers = [
+        _server(1, free=10),
+        _server(2, free=500),
+        _server(3, free=300, state="down"),
+        _server(4, free=0),
+        _server(5, free=200),
+        _server(6, free=50, state="draining"),
+    ]
+    chosen = choose_servers(servers, 2)
+    assert chosen is not None and [s.server_id for s in chosen] == [2, 5]
+    assert choose_servers(servers, 4) is None
+
+
+def test_placement_spreads_over_zones() -> None:
+    servers = [_server(i, zone=f"z{i % 3}", free=100 + i) for i in range(1, 10)]
+    chosen = choose_servers(servers, 6)
+    assert chosen is not None
+    zones = [s.zone for s in chosen]
+    assert sorted(zones) == ["z0", "z0", "z1", "z1", "z2", "z2"]
+    assert len({s.server_id for s in chosen}) == 6
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["", "a", "b", "c"]),
+            st.integers(0, 50),
+            st.sampled_from(["up", "up", "down"]),
+        ),
+        max_size=12,
+    ),
+    st.integers(1, 8),
+)
+def test_placement_properties(spec: list[tuple[str, int, str]], n: int) -> None:
+    servers = [_server(i + 1, z, f, s) for i, (z, f, s) in enumerate(spec)]
+    usable = [s for s in servers if s.state == "up" and s.free_bytes > 0]
+    chosen = choose_servers(servers, n)
+    if len(usable) < n:
+        assert chosen is None
+        return
+    assert chosen is not None and len(chosen) == n
+    assert len({s.server_id for s in chosen}) == n
+    assert all(s in usable for s in chosen)
+    # zone spread: no zone holds two more shards than another zone that had spare servers
+    counts = {z: sum(1 for s in chosen if s.zone == z) for z in {s.zone for s in usable}}
+    for z, c in counts.items():
+        for z2, c2 in counts.items():
+            spare = sum(1 for s in usable if s.zone == z2) - c2
+            if spare > 0:
+                assert c <= c2 + 1, (z, z2)
+
+
+# -- memory store -----------------------------------------------------------------------------
+async def _gen(data: bytes, piece: int = 1000) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), piece):
+        yield data[i : i + piece]
+
+
+def _info(stored: StoredData) -> ObjectInfo:
+    rec = ObjectRecord(
+        "null",
+        stored.size,
+        stored.md5_hex,
+        0,
+        "u",
+        1,
+        chunk_ids=tuple(c.chunk_id for c in stored.chunks),
+        inline_data=stored.inline,
+    )
+    return ObjectInfo("b", "k", rec, stored.chunks, True)
+
+
+async def test_memory_store_roundtrip_and_discard() -> None:
+    store = MemoryObjectStore(inline_threshold_bytes=100, chunk_bytes=1000)
+    small = await store.write(_gen(b"abc"), 3)
+    assert small.inline == b"abc" and not small.chunks
+    data = random.Random(1).randbytes(5500)
+    big = await store.write(_gen(data, 333), None)
+    assert big.inline is None and len(big.chunks) == 6
+    assert big.md5_hex == hashlib.md5(data).hexdigest() and big.size == 5500
+    part = await store.write(_gen(b"xy"), 2, allow_inline=False)
+    assert part.inline is None and part.chunks
+    got = b"".join([b async for b in store.read(_info(big), 990, 2020)])
+    assert got == data[990:3010]
+    assert b"".join([b async for b in store.read(_info(small), 1, 2)]) == b"bc"
+    await store.discard(big)
+    assert all(c.chunk_id not in store.chunks for c in big.chunks)
+
+
+async def test_memory_store_write_failure_leaves_nothing() -> None:
+    store = MemoryObjectStore(inline_threshold_bytes=10, chunk_bytes=100)
+
+    async def broken() -> AsyncIterator[bytes]:
+        yield b"x" * 250
+        raise ValueError("client went away")
+
+    with pytest.raises(ValueError):
+        await store.write(broken(), None)
+    assert store.chunks == {}
+
+
+# -- cluster store over real in-process chunkservers ----------------------------------------
+@pytest.fixture
+async def cluster_gateway() -> AsyncIterator[tuple[Gateway, ClusterObjectStore]]:
+    base = await make_gateway()
+    cluster = await start_cluster(count=7)
+    catalog = base.catalog
+    for t in cluster.targets:
+        await catalog.execute(
+            RegisterChunkserver(t.server_id, t.addr, f"z{t.server_id % 3}", 1 << 30, 1 << 29)
+        )
+    await catalog.execute(SetChunkserverState(7, "down"))
+    await catalog.execute(SetErasureProfile(ErasureProfile("zfec", 4, 2, 8 * 1024, 64 * 1024)))
+    store = ClusterObjectStore(catalog, cluster.client, inline_threshold_bytes=1024)
+    app = create_app(catalog, store, auth_ttl_s=0.0)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app))
+    gw = Gateway(app, catalog, base.store, client)
+    try:
+        yield gw, store
+    finally:
+        await client.aclose()
+        await base.client.aclose()
+        await cluster.client.close()
+        for s in cluster.servers:
+            await s.stop()
+
+
+async def test_cluster_store_through_the_app(
+    cluster_gateway: tuple[Gateway, ClusterObjectStore],
+) -> None:
+    gw, _store = cluster_gateway
+    assert (await gw.request("PUT", "/bkt")).status_code == 200
+    data = random.Random(7).randbytes(200_000)
+    put = await gw.put("bkt", "obj", data)
+    assert put.status_code == 200, put.text
+    assert put.headers["etag"] == f'"{hashlib.md5(data).hexdigest()}"'
+    got = await gw.get("bkt", "obj")
+    assert got.content == data
+    ranged = await gw.get("bkt", "obj", range="bytes=70000-140000")
+    assert ranged.status_code == 206 and ranged.content == data[70000:140001]
+    info = await gw.catalog.query(HeadObjectQuery("bkt", "obj"))
+    assert isinstance(info, ObjectInfo)
+    assert len(info.chunks) == 4  # 64 KiB chunks
+    for chunk in info.chunks:
+        servers = {s.server_id for s in chunk.shards}
+        assert len(servers) == 6 and 7 not in servers  # server 7 is down
+    small = await gw.put("bkt", "small", b"tiny")
+    assert small.status_code == 200
+    assert (await gw.get("bkt", "small")).content == b"tiny"
+    # multipart parts are always chunked
+    create = await gw.request("POST", f"/bkt/{encode_key('mp')}", "uploads")
+    upload_id = create.text.split("<UploadId>")[1].split("</UploadId>")[0]
+    part = await gw.request(
+        "PUT", "/bkt/mp", f"partNumber=1&uploadId={upload_id}", body=b"small part"
+    )
+    assert part.status_code == 200, part.text
+    body = (
+        "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber>"
+        f"<ETag>{part.headers['etag']}</ETag></Part></CompleteMultipartUpload>"
+    ).encode()
+    done = await gw.request("POST", "/bkt/mp", f"uploadId={upload_id}", body=body)
+    assert done.status_code == 200, done.text
+    assert (await gw.get("bkt", "mp")).content == b"small part"
+
+
+class _CheckedSource:
+    """Yields pieces, then runs a final check (like VerifiedBody) when resumed at the end."""
+
+    def __init__(self, pieces: list[bytes], ok: bool) -> None:
+        self.pieces, self.ok, self.checks = pieces, ok, 0
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._run()
+
+    async def _run(self) -> AsyncIterator[bytes]:
+        for p in self.pieces:
+            yield p
+        self.checks += 1
+        if not self.ok:
+            raise ValueError("trailing checksum mismatch")
+
+
+@pytest.mark.parametrize("ok", [True, False])
+async def test_body_drain_resumes_the_same_iteration(ok: bool) -> None:
+    source = _CheckedSource([b"ab", b"cd"], ok)
+    body = BodyCounter(source, 100)  # type: ignore[arg-type]
+    it = aiter(body)
+    assert [await anext(it), await anext(it)] == [b"ab", b"cd"]  # consumer stops here
+    assert not body.finished and source.checks == 0
+    if ok:
+        await body.drain()
+        assert body.finished
+    else:
+        with pytest.raises(ValueError):
+            await body.drain()
+    assert source.checks == 1
+
+
+async def test_body_cap_is_enforced_while_streaming() -> None:
+    body = BodyCounter(_CheckedSource([b"x" * 60, b"x" * 60], True), 100)  # type: ignore[arg-type]
+    with pytest.raises(S3Error) as exc:
+        async for _ in body:
+            pass
+    assert exc.value.code == "EntityTooLarge"
