@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import os
 import secrets
 import signal
@@ -34,12 +33,6 @@ from blobstore.supervisor import RoleSpec, Supervisor, tcp_ready
 __all__ = ["Credentials", "load_or_create_credentials", "load_or_create_secret", "register"]
 
 log = get_logger(__name__)
-
-ROLE_MODULES = {
-    "metadata": "metadata.service",
-    "chunkserver": "chunkserver.service",
-    "gateway": "gateway.app",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +142,10 @@ def _role_specs(
             )
         )
     host, _, port_text = args.listen.rpartition(":")
+    tls: list[str] = []
+    if args.tls_cert:
+        tls = ["--tls-cert", str(Path(args.tls_cert).resolve())]
+        tls += ["--tls-key", str(Path(args.tls_key).resolve())]
     specs.append(
         RoleSpec(
             "gateway",
@@ -162,6 +159,7 @@ def _role_specs(
                 "--data",
                 str(data / "gateway"),
                 *common,
+                *tls,
             ],
             data / "logs" / "gateway.log",
             ready=tcp_ready(host, int(port_text)),
@@ -191,20 +189,8 @@ Try it (in another shell):
 Press Ctrl-C to stop."""
 
 
-def _available(spec: RoleSpec) -> bool:
-    role = spec.argv[3]
-    return importlib.util.find_spec(ROLE_MODULES[role]) is not None
-
-
 async def _serve(args: argparse.Namespace, data: Path, creds: Credentials, secret: Path) -> int:
     specs = _role_specs(args, data, secret, creds)
-    missing = sorted({s.argv[3] for s in specs if not _available(s)})
-    specs = [s for s in specs if _available(s)]
-    if missing:
-        print(f"note: roles not built yet, not started: {', '.join(missing)}", flush=True)
-    if not specs:
-        print("error: no role can run yet", file=sys.stderr)
-        return 1
     sup = Supervisor(specs)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -216,7 +202,7 @@ async def _serve(args: argparse.Namespace, data: Path, creds: Credentials, secre
         print(f"error: {e}; see the logs in {data / 'logs'}", file=sys.stderr)
         await sup.stop()
         return 1
-    endpoint = f"http://{args.listen}"
+    endpoint = f"{'https' if args.tls_cert else 'http'}://{args.listen}"
     print(_banner(len(specs), data, endpoint, creds), flush=True)
     await stop.wait()
     print("stopping...", flush=True)
@@ -225,6 +211,8 @@ async def _serve(args: argparse.Namespace, data: Path, creds: Credentials, secre
 
 
 def _run(args: argparse.Namespace) -> int:
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ConfigError("--tls-cert and --tls-key go together")
     configure_logging(args.log_format, "info")
     data = Path(args.data).resolve()
     data.mkdir(parents=True, exist_ok=True)
@@ -245,4 +233,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--chunk-port", type=int, default=7101, help="first chunkserver port")
     p.add_argument("--ready-timeout", type=float, default=60.0, help="seconds to wait for ready")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument("--tls-cert", help="serve S3 over https with this certificate (PEM)")
+    p.add_argument("--tls-key", help="private key (PEM) for --tls-cert")
     p.set_defaults(func=_run)
