@@ -24,7 +24,7 @@ from typing import Protocol
 
 from metadata.raft.messages import Entry, HardState, Snapshot
 
-__all__ = ["CompactedError", "LogStore", "SnapshotStore", "UnavailableError"]
+__all__ = ["CompactedError", "LogStore", "LogView", "SnapshotStore", "UnavailableError"]
 
 
 class CompactedError(Exception):
@@ -81,3 +81,49 @@ class SnapshotStore(Protocol):
     def load(self) -> Snapshot | None:
         """The latest saved snapshot, or None."""
         ...
+
+
+class LogView:
+    """The read side of ``LogStore`` over the in-memory tail both implementations keep.
+
+    Subclasses maintain ``_snap_index``/``_snap_term`` (the compaction point), ``_entries``
+    (the entries after it, in order) and ``_hs``; reads never touch disk.
+    """
+
+    _snap_index: int
+    _snap_term: int
+    _entries: list[Entry]
+    _hs: HardState
+
+    def hard_state(self) -> HardState:
+        return self._hs
+
+    def first_index(self) -> int:
+        return self._snap_index + 1
+
+    def last_index(self) -> int:
+        return self._snap_index + len(self._entries)
+
+    def term(self, index: int) -> int:
+        if index == self._snap_index:
+            return self._snap_term
+        if index < self._snap_index:
+            raise CompactedError(index)
+        if index > self.last_index():
+            raise UnavailableError(index)
+        return self._entries[index - self._snap_index - 1].term
+
+    def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> list[Entry]:
+        if lo <= self._snap_index:
+            raise CompactedError(lo)
+        if hi > self.last_index() + 1:
+            raise UnavailableError(hi)
+        out = self._entries[lo - self._snap_index - 1 : hi - self._snap_index - 1]
+        if max_bytes is None or not out:
+            return out
+        total = 0
+        for n, e in enumerate(out):
+            total += len(e.data)
+            if total > max_bytes and n > 0:
+                return out[:n]
+        return out

@@ -55,7 +55,7 @@ from types import TracebackType
 from blobstore.log import get_logger
 from metadata.raft.messages import ConfState, Entry, HardState, Snapshot, SnapshotMeta
 from metadata.storage import wal
-from metadata.storage.base import CompactedError, UnavailableError
+from metadata.storage.base import CompactedError, LogView, UnavailableError
 from metadata.storage.wal import CorruptLogError, StorageError, UnsupportedFormatError
 
 __all__ = [
@@ -108,7 +108,7 @@ class _Segment:
     live_max: int  # highest still-live entry index this segment wrote (0: none)
 
 
-class DiskLogStore:
+class DiskLogStore(LogView):
     """The Raft log and hard state in a segmented WAL under ``directory``."""
 
     def __init__(self, directory: Path, *, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> None:
@@ -212,40 +212,6 @@ class DiskLogStore:
             raise
         self._fd = fd
         return _Segment(seq, path, 0)
-
-    # -- reads ---------------------------------------------------------------------------
-    def hard_state(self) -> HardState:
-        return self._hs
-
-    def first_index(self) -> int:
-        return self._snap_index + 1
-
-    def last_index(self) -> int:
-        return self._snap_index + len(self._entries)
-
-    def term(self, index: int) -> int:
-        if index == self._snap_index:
-            return self._snap_term
-        if index < self._snap_index:
-            raise CompactedError(index)
-        if index > self.last_index():
-            raise UnavailableError(index)
-        return self._entries[index - self._snap_index - 1].term
-
-    def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> list[Entry]:
-        if lo <= self._snap_index:
-            raise CompactedError(lo)
-        if hi > self.last_index() + 1:
-            raise UnavailableError(hi)
-        out = self._entries[lo - self._snap_index - 1 : hi - self._snap_index - 1]
-        if max_bytes is None or not out:
-            return out
-        total = 0
-        for n, e in enumerate(out):
-            total += len(e.data)
-            if total > max_bytes and n > 0:
-                return out[:n]
-        return out
 
     # -- writes --------------------------------------------------------------------------
     def append(self, entries: Sequence[Entry], hard_state: HardState | None = None) -> None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from metadata.raft.messages import Entry, HardState, Snapshot
-from metadata.storage.base import CompactedError, UnavailableError
+from metadata.storage.base import CompactedError, LogView, UnavailableError
 
 __all__ = ["MemoryLogStore", "MemorySnapshotStore"]
 
 
-class MemoryLogStore:
+class MemoryLogStore(LogView):
     """A log whose durable image is updated only by ``sync()``."""
 
     def __init__(self) -> None:
@@ -28,40 +28,6 @@ class MemoryLogStore:
         # Lowest index written since the last sync (None: nothing), so sync() copies only
         # the changed suffix instead of the whole log.
         self._dirty_from: int | None = None
-
-    # -- reads -------------------------------------------------------------------------
-    def hard_state(self) -> HardState:
-        return self._hs
-
-    def first_index(self) -> int:
-        return self._snap_index + 1
-
-    def last_index(self) -> int:
-        return self._snap_index + len(self._entries)
-
-    def term(self, index: int) -> int:
-        if index == self._snap_index:
-            return self._snap_term
-        if index < self._snap_index:
-            raise CompactedError(index)
-        if index > self.last_index():
-            raise UnavailableError(index)
-        return self._entries[index - self._snap_index - 1].term
-
-    def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> list[Entry]:
-        if lo <= self._snap_index:
-            raise CompactedError(lo)
-        if hi > self.last_index() + 1:
-            raise UnavailableError(hi)
-        out = self._entries[lo - self._snap_index - 1 : hi - self._snap_index - 1]
-        if max_bytes is None or not out:
-            return out
-        total = 0
-        for n, e in enumerate(out):
-            total += len(e.data)
-            if total > max_bytes and n > 0:
-                return out[:n]
-        return out
 
     # -- writes ------------------------------------------------------------------------
     def append(self, entries: Sequence[Entry], hard_state: HardState | None = None) -> None:
