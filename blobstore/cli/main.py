@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from blobstore import __version__
-from blobstore.cli import admin, roles, server
+from blobstore.cli import admin, roles, s3, server
 from blobstore.errors import BlobstoreError, ConfigError
 
 __all__ = ["build_parser", "main"]
@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="blobstore",
         description="blobstore: an erasure-coded, S3-compatible object store with Raft metadata.",
+        epilog=s3.EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"blobstore {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -34,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     roles.register(sub)
     server.register(sub)
     admin.register(sub)
+    s3.register(sub)
     return parser
 
 
