@@ -47,6 +47,7 @@ __all__ = [
     "Owner",
     "PartEntry",
     "UploadEntry",
+    "VersionEntry",
     "VersioningConfiguration",
     "access_control_policy",
     "complete_multipart_upload_result",
@@ -61,10 +62,10 @@ __all__ = [
     "initiate_multipart_upload_result",
     "list_all_my_buckets_result",
     "list_multipart_uploads_result",
-    "list_object_versions_result",
     "list_objects_result",
     "list_objects_v2_result",
     "list_parts_result",
+    "list_versions_result",
     "location_constraint",
     "parse_access_control_policy",
     "parse_complete_multipart_upload",
@@ -106,6 +107,21 @@ class ObjectEntry:
     storage_class: str = "STANDARD"
     owner: Owner | None = None
     checksum_algorithm: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VersionEntry:
+    """One ``<Version>`` (or, with ``is_delete_marker``, ``<DeleteMarker>``) entry."""
+
+    key: str
+    version_id: str
+    is_latest: bool
+    is_delete_marker: bool
+    last_modified: datetime
+    etag: str = ""
+    size: int = 0
+    storage_class: str = "STANDARD"
+    owner: Owner | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,8 +390,17 @@ def list_objects_v2_result(req: op.ListObjectsV2, page: ListPage, owner: Owner) 
     return _doc("ListBucketResult", body)
 
 
-def list_object_versions_result(req: op.ListObjectVersions, page: ListPage, owner: Owner) -> bytes:
-    """ListObjectVersions for an unversioned bucket: every object is version ``null``."""
+def list_versions_result(
+    req: op.ListObjectVersions,
+    versions: Sequence[VersionEntry],
+    common_prefixes: Sequence[str],
+    *,
+    is_truncated: bool,
+    next_key_marker: str | None,
+    next_version_id_marker: str | None,
+    owner: Owner,
+) -> bytes:
+    """ListObjectVersions with real version ids and delete markers (any bucket)."""
     enc = req.encoding_type == "url"
     body = [
         _el("Name", req.bucket),
@@ -386,20 +411,27 @@ def list_object_versions_result(req: op.ListObjectVersions, page: ListPage, owne
     ]
     if req.delimiter is not None:
         body.append(_el("Delimiter", _url(req.delimiter, enc)))
-    body.append(f"<IsTruncated>{_bool(page.is_truncated)}</IsTruncated>")
-    if page.is_truncated and page.next_marker is not None:
-        body.append(_el("NextKeyMarker", _url(page.next_marker, enc)))
-        body.append("<NextVersionIdMarker>null</NextVersionIdMarker>")
+    body.append(f"<IsTruncated>{_bool(is_truncated)}</IsTruncated>")
+    if is_truncated and next_key_marker is not None:
+        body.append(_el("NextKeyMarker", _url(next_key_marker, enc)))
+        body.append(_el("NextVersionIdMarker", next_version_id_marker or "null"))
     if enc:
         body.append("<EncodingType>url</EncodingType>")
-    for e in page.contents:
-        body.append(
-            f"<Version>{_el('Key', _url(e.key, enc))}<VersionId>null</VersionId>"
-            f"<IsLatest>true</IsLatest>{_el('LastModified', format_timestamp(e.last_modified))}"
-            f"{_el('ETag', quote_etag(e.etag))}<Size>{e.size}</Size>"
-            f"{_owner('Owner', e.owner or owner)}{_el('StorageClass', e.storage_class)}</Version>"
+    for v in versions:
+        head = (
+            f"{_el('Key', _url(v.key, enc))}{_el('VersionId', v.version_id)}"
+            f"<IsLatest>{_bool(v.is_latest)}</IsLatest>"
+            f"{_el('LastModified', format_timestamp(v.last_modified))}"
         )
-    body.append(_prefixes(page.common_prefixes, enc))
+        who = _owner("Owner", v.owner or owner)
+        if v.is_delete_marker:
+            body.append(f"<DeleteMarker>{head}{who}</DeleteMarker>")
+        else:
+            body.append(
+                f"<Version>{head}{_el('ETag', quote_etag(v.etag))}<Size>{v.size}</Size>"
+                f"{who}{_el('StorageClass', v.storage_class)}</Version>"
+            )
+    body.append(_prefixes(common_prefixes, enc))
     return _doc("ListVersionsResult", body)
 
 
@@ -641,7 +673,7 @@ def get_object_attributes_response(
         kind = _el("ChecksumType", checksum_type) if checksum_type else ""
         body.append(f"<Checksum>{_checksums(checksums)}{kind}</Checksum>")
     if "ObjectParts" in want and parts is not None:
-        body.append(f"<ObjectParts><TotalPartsCount>{total_parts}</TotalPartsCount>")
+        body.append(f"<ObjectParts><PartsCount>{total_parts}</PartsCount>")
         body.append(f"<PartNumberMarker>{req.part_number_marker}</PartNumberMarker>")
         if next_part_number_marker is not None:
             body.append(f"<NextPartNumberMarker>{next_part_number_marker}</NextPartNumberMarker>")

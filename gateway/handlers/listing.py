@@ -94,7 +94,8 @@ async def list_objects_v2(sv: Services, ctx: RequestContext, o: op.ListObjectsV2
 async def list_object_versions(
     sv: Services, ctx: RequestContext, o: op.ListObjectVersions
 ) -> Response:
-    """Current objects as version ``null`` (the XML builder knows unversioned buckets only)."""
+    """Every version and delete marker, newest first within a key, with its real version id
+    (``null`` for objects written while the bucket was unversioned)."""
     await sv.bucket(ctx, o.bucket)
     page = await sv.catalog.query(
         ListObjectVersionsQuery(
@@ -108,17 +109,26 @@ async def list_object_versions(
     )
     assert isinstance(page, ListVersionsPage)
     entries = [
-        xml.ObjectEntry(
-            v.key,
-            timestamp(v.last_modified_ms),
-            v.etag,
-            v.size,
-            v.storage_class or "STANDARD",
-            xml.Owner(v.owner, v.owner),
+        xml.VersionEntry(
+            key=v.key,
+            version_id=v.version_id,
+            is_latest=v.is_latest,
+            is_delete_marker=v.is_delete_marker,
+            last_modified=timestamp(v.last_modified_ms),
+            etag=v.etag,
+            size=v.size,
+            storage_class=v.storage_class or "STANDARD",
+            owner=xml.Owner(v.owner, v.owner),
         )
         for v in page.versions
-        if not v.is_delete_marker and v.is_latest
     ]
-    result = xml.ListPage(entries, page.common_prefixes, page.is_truncated, page.next_key_marker)
-    body = xml.list_object_versions_result(o, result, xml.Owner(ctx.owner, ctx.owner))
+    body = xml.list_versions_result(
+        o,
+        entries,
+        page.common_prefixes,
+        is_truncated=page.is_truncated,
+        next_key_marker=page.next_key_marker,
+        next_version_id_marker=page.next_version_id_marker,
+        owner=xml.Owner(ctx.owner, ctx.owner),
+    )
     return xml_response(body)

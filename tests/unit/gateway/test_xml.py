@@ -88,11 +88,13 @@ def test_list_v1() -> None:
 
 
 def test_list_versions_and_uploads_and_parts() -> None:
+    version = sx.VersionEntry("k", "null", True, False, T, "e", 1)
     r = root(
-        sx.list_object_versions_result(
-            op.ListObjectVersions(bucket="bkt"), sx.ListPage(entries(["k"])), OWNER
+        sx.list_versions_result(
+            op.ListObjectVersions(bucket="bkt"), [version], [], is_truncated=False,
+            next_key_marker=None, next_version_id_marker=None, owner=OWNER,
         )
-    )
+    )  # fmt: skip
     assert texts(r, "^Version/VersionId") == ["null"] and texts(r, "^Version/IsLatest") == ["true"]
     r = root(
         sx.list_multipart_uploads_result(
@@ -187,7 +189,7 @@ def test_get_object_attributes() -> None:
         )
     )
     assert texts(r, "^ETag") == ["abc"] and texts(r, "^ObjectSize") == ["10"]
-    assert texts(r, "^ObjectParts/TotalPartsCount") == ["1"]
+    assert texts(r, "^ObjectParts/PartsCount") == ["1"]
     assert r.find(N + "Checksum") is None
 
 
@@ -384,8 +386,11 @@ def test_builder_optional_fields() -> None:
     assert r.find(N + "NextContinuationToken") is None  # not truncated
     req_v = op.ListObjectVersions(bucket="bkt", delimiter="/", encoding_type="url")
     r = root(
-        sx.list_object_versions_result(req_v, sx.ListPage(entries(["a b"]), [], True, "a b"), OWNER)
-    )
+        sx.list_versions_result(
+            req_v, [sx.VersionEntry("a b", "null", True, False, T, "e", 1)], [],
+            is_truncated=True, next_key_marker="a b", next_version_id_marker=None, owner=OWNER,
+        )
+    )  # fmt: skip
     assert texts(r, "^NextKeyMarker") == ["a%20b"] and texts(r, "^NextVersionIdMarker") == ["null"]
     assert texts(r, "^Delimiter") == ["/"] and texts(r, "^EncodingType") == ["url"]
     r = root(
