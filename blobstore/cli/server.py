@@ -198,6 +198,7 @@ async def _serve(args: argparse.Namespace, data: Path, creds: Credentials, secre
         loop.add_signal_handler(sig, stop.set)
     try:
         await sup.start(ready_timeout_s=args.ready_timeout)
+        await _wait_chunkservers(args, secret, args.ready_timeout)
     except TimeoutError as e:
         print(f"error: {e}; see the logs in {data / 'logs'}", file=sys.stderr)
         await sup.stop()
@@ -208,6 +209,38 @@ async def _serve(args: argparse.Namespace, data: Path, creds: Credentials, secre
     print("stopping...", flush=True)
     await sup.stop()
     return 0
+
+
+async def _wait_chunkservers(args: argparse.Namespace, secret_file: Path, timeout_s: float) -> None:
+    """Ready means writable: every chunkserver has registered with the metadata service."""
+    # Imported here: every `blobstore` command imports this module, few need the catalog.
+    from blobstore.client.catalog import RemoteCatalog
+    from blobstore.config import CommonConfig, load_secret
+    from blobstore.errors import BlobstoreError
+    from blobstore.rpc import RpcClient
+    from blobstore.types import Address
+    from metadata.api import ListChunkserversQuery
+
+    secret = load_secret(CommonConfig(data=secret_file.parent, secret_file=secret_file))
+    addrs = [Address("127.0.0.1", args.meta_port + i) for i in range(args.metadata)]
+    transport = RpcClient(secret, fail_fast=True)
+    catalog = RemoteCatalog(addrs, transport, slots=1)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    try:
+        while True:
+            try:
+                servers = await catalog.query(ListChunkserversQuery(), timeout_s=5)
+                assert isinstance(servers, tuple)
+                if sum(1 for s in servers if s.state == "up") >= args.chunkservers:
+                    return
+            except BlobstoreError:
+                pass
+            if loop.time() > deadline:
+                raise TimeoutError(f"chunkservers did not register within {timeout_s:.0f}s")
+            await asyncio.sleep(0.1)  # poll interval of a deadline-bounded wait
+    finally:
+        await transport.close()
 
 
 def _run(args: argparse.Namespace) -> int:
