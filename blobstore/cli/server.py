@@ -184,7 +184,7 @@ Try it (in another shell):
   export AWS_ACCESS_KEY_ID={creds.access_key} AWS_SECRET_ACCESS_KEY={creds.secret_key}
   aws --endpoint-url {endpoint} s3 mb s3://demo
   aws --endpoint-url {endpoint} s3 cp ./some-file s3://demo/
-  rclone copy ./some-dir :s3,provider=Other,env_auth=true,endpoint={endpoint}:demo/some-dir
+  rclone copy ./some-dir ':s3,provider=Other,env_auth=true,endpoint="{endpoint}":demo/some-dir'
   restic -r s3:{endpoint}/backups init      # then: restic -r ... backup ./some-dir
 Press Ctrl-C to stop."""
 
