@@ -12,29 +12,19 @@ import asyncio
 import base64
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from blobstore.testing.ports import free_ports
+
 __all__ = ["EtcdCluster", "LoadResult", "etcd_available", "run_http_puts"]
 
 
 def etcd_available() -> bool:
     return shutil.which("etcd") is not None
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @dataclass
@@ -64,7 +54,7 @@ class EtcdCluster:
         self._dir = Path(tempfile.mkdtemp(prefix="etcd-bench-"))
 
     def __enter__(self) -> EtcdCluster:
-        ports = _free_ports(2 * self.members)
+        ports = free_ports(2 * self.members)
         peer = [f"http://127.0.0.1:{ports[2 * i]}" for i in range(self.members)]
         self.client_urls = [f"http://127.0.0.1:{ports[2 * i + 1]}" for i in range(self.members)]
         initial = ",".join(f"e{i}={peer[i]}" for i in range(self.members))

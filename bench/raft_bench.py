@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,27 +32,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.etcd_baseline import EtcdCluster, LoadResult, etcd_available, run_http_puts
 from blobstore.client.catalog import RemoteCatalog
 from blobstore.rpc import RpcClient
+from blobstore.testing.ports import free_ports
 from blobstore.types import Address
 from metadata.fsm.commands import CommitObject, CreateBucket
 
 VALUE = b"v" * 256
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 class MetadataCluster:
     def __init__(self, root: Path, size: int = 3) -> None:
         self.root = root
-        self.ports = _free_ports(size)
+        self.ports = free_ports(size)
         self.secret = secrets.token_hex(32)
         self.procs: list[subprocess.Popen[bytes]] = []
 

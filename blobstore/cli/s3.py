@@ -45,7 +45,7 @@ from blobstore.cli.syncplan import Compare, PathFilter, SyncAction, plan_sync
 from blobstore.cli.transfer import TransferConfig, Transfers
 from blobstore.errors import ConfigError
 
-__all__ = ["Context", "build_context", "main", "parse_size", "register"]
+__all__ = ["EXIT_HELP", "Context", "build_context", "parse_size", "register"]
 
 MiB = 1024 * 1024
 MIN_PART_SIZE = 5 * MiB
@@ -609,27 +609,3 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = add("stat", "show an object's size, ETag, date, type and metadata")
     p.add_argument("target", metavar="s3://BUCKET/KEY")
     p.set_defaults(func=_command(_stat))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m blobstore.cli.s3``: only the object commands (same exit codes)."""
-    from blobstore.errors import BlobstoreError
-
-    parser = argparse.ArgumentParser(
-        prog="blobstore", epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    register(sub)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except ConfigError as e:
-        print(f"error: {e.message}", file=sys.stderr)
-        return EXIT_USAGE
-    except BlobstoreError as e:
-        print(f"error: {e.code}: {e.message}", file=sys.stderr)
-        return EXIT_FAILURE
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -138,9 +138,6 @@ class RemoteCatalog:
         self._attempt_timeout_s = attempt_timeout_s
         self._next = 0
 
-    def _candidates(self) -> list[Address]:
-        return [self._leader] if self._leader is not None else []
-
     async def _call(self, request: object, timeout_s: float) -> object:
         """Send to the leader (found by redirects), retrying until the deadline."""
         loop = asyncio.get_running_loop()

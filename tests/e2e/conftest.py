@@ -33,7 +33,6 @@ import hashlib
 import os
 import random
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -51,6 +50,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from blobstore.client.catalog import LocalCatalog
+from blobstore.testing.ports import free_port
 from gateway.app import create_app, ensure_root_user
 from gateway.storage import MemoryObjectStore
 from tests.e2e.cluster import Cluster, running_cluster
@@ -68,12 +68,6 @@ class S3Endpoint:
     is_local: bool = True
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class _Running:
     server: uvicorn.Server
@@ -88,7 +82,7 @@ def _start(certfile: Path | None = None, keyfile: Path | None = None) -> tuple[s
     env = {"BLOBSTORE_ROOT_ACCESS_KEY": ACCESS_KEY, "BLOBSTORE_ROOT_SECRET_KEY": SECRET_KEY}
     asyncio.run(ensure_root_user(catalog, env))
     app = create_app(catalog, store, max_object_bytes=1024**3)
-    port = _free_port()
+    port = free_port()
     tls: dict[str, str] = {}
     if certfile is not None and keyfile is not None:
         tls = {"ssl_certfile": str(certfile), "ssl_keyfile": str(keyfile)}

@@ -7,7 +7,6 @@ Runs once over plain HTTP; the TLS test re-runs a subset over HTTPS with a CA bu
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -31,19 +30,7 @@ pytestmark = pytest.mark.e2e
 MiB = 1024 * 1024
 
 
-def _registered_in_main() -> bool:
-    from blobstore.cli.main import build_parser
-
-    for action in build_parser()._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return "cp" in action.choices
-    return False
-
-
-REGISTERED = _registered_in_main()
-# `python -m blobstore` once blobstore/cli/main.py calls s3.register(sub); until then the
-# same commands through the module's own entry point.
-CLI = [sys.executable, "-m", "blobstore" if REGISTERED else "blobstore.cli.s3"]
+CLI = [sys.executable, "-m", "blobstore"]
 
 
 @pytest.fixture
@@ -140,12 +127,6 @@ def _random_file(path: Path, size: int, seed: int = 0) -> bytes:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return data
-
-
-def test_registered_in_blobstore_main() -> None:
-    if not REGISTERED:
-        pytest.skip("blobstore/cli/main.py does not call blobstore.cli.s3.register(sub) yet")
-    assert CLI[-1] == "blobstore"
 
 
 def test_bucket_commands(cli: Cli, s3: BaseClient) -> None:

@@ -11,7 +11,6 @@ import asyncio
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -21,21 +20,11 @@ from blobstore.client.catalog import RemoteCatalog
 from blobstore.errors import BlobstoreError
 from blobstore.rpc import RpcClient
 from blobstore.testing.netproxy import LinkProxy
+from blobstore.testing.ports import free_ports
 from blobstore.types import Address
 from metadata.api import ClusterStatusResponse
 
 __all__ = ["MetaCluster", "free_ports"]
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @dataclass

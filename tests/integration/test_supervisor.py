@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
 import pytest
 
 from blobstore.supervisor import RoleSpec, Supervisor, tcp_ready
+from blobstore.testing.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -26,12 +26,6 @@ async def main():
     print("clean stop", flush=True)
 asyncio.run(main())
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _poll(predicate: object, timeout_s: float = 20.0) -> None:
@@ -52,7 +46,7 @@ def _alive(pid: int) -> bool:
 
 
 async def test_start_restart_stop(tmp_path: Path) -> None:
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     specs = [
         RoleSpec(
             f"r{i}",
@@ -84,7 +78,7 @@ async def test_ready_timeout_names_the_role(tmp_path: Path) -> None:
         "never",
         [sys.executable, "-c", "import time; time.sleep(60)"],
         tmp_path / "n.log",
-        ready=tcp_ready("127.0.0.1", _free_port()),
+        ready=tcp_ready("127.0.0.1", free_port()),
     )
     sup = Supervisor([spec], stop_timeout_s=2)
     with pytest.raises(TimeoutError, match="never"):
