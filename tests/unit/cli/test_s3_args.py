@@ -17,6 +17,7 @@ from blobstore.cli.locations import (
     plan_cp,
     safe_rel,
 )
+from blobstore.cli.main import main as blobstore_main
 from blobstore.cli.syncplan import PathFilter
 from blobstore.errors import ConfigError
 from tests.unit.cli.fakes3 import FakeS3
@@ -87,9 +88,9 @@ def test_help_documents_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_part_size_bounds_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
-    assert s3cli.main(["cp", "a", "s3://b/k", "--part-size", "1MiB"]) == 2
+    assert blobstore_main(["cp", "a", "s3://b/k", "--part-size", "1MiB"]) == 2
     assert "at least 5MiB" in capsys.readouterr().err
-    assert s3cli.main(["cp", "a", "s3://b/k", "--part-size", "6GiB"]) == 2
+    assert blobstore_main(["cp", "a", "s3://b/k", "--part-size", "6GiB"]) == 2
     assert "at most 5GiB" in capsys.readouterr().err
 
 
@@ -109,7 +110,7 @@ def test_no_credentials_is_exit_2(
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    assert s3cli.main(["ls"]) == 2
+    assert blobstore_main(["ls"]) == 2
     assert capsys.readouterr().err.startswith("error: no credentials for http://127.0.0.1:9000")
 
 
