@@ -277,7 +277,9 @@ def _uvicorn_config(config: GatewayConfig, app: GatewayApp) -> uvicorn.Config:
 async def _serve_one(config: GatewayConfig, sockets: list[socket.socket] | None) -> None:
     common = config.common
     _server_tls, client_tls = internal_contexts(common.tls_cert, common.tls_key, common.tls_ca)
-    transport = RpcClient(load_secret(common), ssl_context=client_tls)
+    # fail_fast: a dead metadata node or chunkserver fails its call at once, so the catalog
+    # client tries the next node and reads go to parity instead of waiting out deadlines.
+    transport = RpcClient(load_secret(common), ssl_context=client_tls, fail_fast=True)
     catalog = RemoteCatalog(list(config.meta), transport)
     store = ClusterObjectStore(catalog, transport)
     try:
