@@ -542,30 +542,29 @@ def complete_multipart_upload_result(
     return _doc("CompleteMultipartUploadResult", body)
 
 
-def copy_object_result(
-    etag: str, last_modified: datetime, checksums: Sequence[op.ChecksumHeader] = ()
+def _copy_result(
+    root: str, etag: str, last_modified: datetime, checksums: Sequence[op.ChecksumHeader]
 ) -> bytes:
     return _doc(
-        "CopyObjectResult",
+        root,
         [
             _el("LastModified", format_timestamp(last_modified)),
             _el("ETag", quote_etag(etag)),
             _checksums(checksums),
         ],
     )
+
+
+def copy_object_result(
+    etag: str, last_modified: datetime, checksums: Sequence[op.ChecksumHeader] = ()
+) -> bytes:
+    return _copy_result("CopyObjectResult", etag, last_modified, checksums)
 
 
 def copy_part_result(
     etag: str, last_modified: datetime, checksums: Sequence[op.ChecksumHeader] = ()
 ) -> bytes:
-    return _doc(
-        "CopyPartResult",
-        [
-            _el("LastModified", format_timestamp(last_modified)),
-            _el("ETag", quote_etag(etag)),
-            _checksums(checksums),
-        ],
-    )
+    return _copy_result("CopyPartResult", etag, last_modified, checksums)
 
 
 def delete_result(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from blobstore.supervisor import RoleSpec, Supervisor, tcp_ready
+from blobstore.testing.poll import eventually
 from blobstore.testing.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -26,15 +26,6 @@ async def main():
     print("clean stop", flush=True)
 asyncio.run(main())
 """
-
-
-async def _poll(predicate: object, timeout_s: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not predicate():  # type: ignore[operator]
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached before the deadline")
-        await asyncio.sleep(0.02)
 
 
 def _alive(pid: int) -> bool:
@@ -62,7 +53,7 @@ async def test_start_restart_stop(tmp_path: Path) -> None:
         first = sup.pid("r0")
         assert first is not None
         await sup.kill("r0", signal.SIGKILL)
-        await _poll(lambda: sup.restarts("r0") == 1 and sup.pid("r0") not in (None, first))
+        await eventually(lambda: sup.restarts("r0") == 1 and sup.pid("r0") not in (None, first), 20)
         await sup.wait_ready(30)
         assert not _alive(first)
     finally:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -19,15 +18,6 @@ from chunkserver.store.memory import MemoryShardStore
 
 SECRET = b"datapath-test-secret-0123456789"
 SMALL = Layout(chunk_bytes=64 * 1024, stripe_bytes=8 * 1024, k=4, m=2)
-
-
-async def eventually(pred: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout_s
-    while not pred():
-        if loop.time() > end:
-            raise AssertionError("condition not reached before the deadline")
-        await asyncio.sleep(0.005)
 
 
 def payload(size: int, seed: int = 0) -> bytes:

@@ -10,8 +10,9 @@ from blobstore.codec.ranges import Layout
 from blobstore.datapath import write_object
 from blobstore.rpc import CallContext
 from blobstore.rpc.link import STREAM_WINDOW
+from blobstore.testing.poll import eventually
 from chunkserver.messages import WriteShardRequest
-from tests.unit.datapath.conftest import Cluster, eventually
+from tests.unit.datapath.conftest import Cluster
 
 MiB = 1 << 20
 

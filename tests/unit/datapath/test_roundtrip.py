@@ -102,7 +102,7 @@ async def test_abandoned_read_releases_the_shard_streams(cluster: Cluster) -> No
 
     from blobstore.codec.ranges import Layout
     from blobstore.datapath import ReadOptions
-    from tests.unit.datapath.conftest import eventually
+    from blobstore.testing.poll import eventually
 
     layout = Layout()  # 1 MiB stripes: one run of 32 stripes is 8 MiB per shard, > the window
     data = payload(32 << 20, 11)

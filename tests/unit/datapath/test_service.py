@@ -11,6 +11,7 @@ import pytest
 
 from blobstore import errors
 from blobstore.rpc import RpcClient
+from blobstore.testing.poll import eventually
 from blobstore.types import Address
 from chunkserver.messages import (
     DeleteShardRequest,
@@ -29,7 +30,7 @@ from chunkserver.service import Chunkserver, NoopMetadataLink
 from chunkserver.shardfile import ShardHeader, piece_checksum, shard_checksum
 from chunkserver.store.disk import DiskShardStore
 from chunkserver.store.memory import MemoryShardStore
-from tests.unit.datapath.conftest import SECRET, eventually
+from tests.unit.datapath.conftest import SECRET
 
 LOOP = Address("127.0.0.1", 0)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 
 import pytest
@@ -14,16 +14,6 @@ from tests.unit.rpc.fixture_messages import Echo
 
 SECRET = b"cluster-secret-for-tests"
 LOOPBACK = Address("127.0.0.1", 0)
-
-
-async def eventually(pred: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    """Poll ``pred`` until true or fail after ``timeout_s``."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout_s
-    while not pred():
-        if loop.time() > end:
-            raise AssertionError("condition not reached before the deadline")
-        await asyncio.sleep(0.005)
 
 
 async def echo(req: Echo, ctx: CallContext) -> Echo:

@@ -11,7 +11,8 @@ import pytest
 from blobstore import errors
 from blobstore.rpc import CallContext, StreamResponse
 from blobstore.rpc.link import DATA_FRAME_SIZE, STREAM_WINDOW
-from tests.unit.rpc.conftest import Served, eventually
+from blobstore.testing.poll import eventually
+from tests.unit.rpc.conftest import Served
 from tests.unit.rpc.fixture_messages import Echo, Upload
 
 MiB = 1 << 20

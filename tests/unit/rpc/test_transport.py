@@ -21,8 +21,9 @@ from blobstore.rpc.messages import (
     CallHeader,
     client_mac,
 )
+from blobstore.testing.poll import eventually
 from blobstore.types import Address
-from tests.unit.rpc.conftest import LOOPBACK, SECRET, Served, echo, eventually
+from tests.unit.rpc.conftest import LOOPBACK, SECRET, Served, echo
 from tests.unit.rpc.fixture_messages import Echo, Slow
 
 
