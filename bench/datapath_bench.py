@@ -2,7 +2,11 @@
 
 Measures, in one run (MB = 10**6 bytes of object data):
   ceilings  zfec encode / decode MB/s (k+m, 1 MiB stripes, one thread), sequential
-            write+fsync MB/s of the disk holding the data, loopback TCP MB/s (one stream);
+            write+fsync MB/s of the disk holding the data, loopback TCP MB/s (one stream,
+            sender and receiver threads in one process). For information only, the table
+            also shows loopback MB/s in the healthy read's own topology (k sender
+            processes into one receiving thread); the JSON read ceiling stays the
+            single-stream figure (on 2 cores the fan-in figure was ~20% lower);
   write     ``--object-mib`` objects through ``blobstore.datapath.write_object`` (1 and 4
             concurrent; shards fsynced by the chunkservers);
   read      healthy ``read_range`` of whole objects (1 and 4 concurrent);
@@ -21,6 +25,11 @@ Prints a table, then ONE JSON line:
  "writer_peak_rss_mib": N}
 (write/read figures are the better of 1 and 4 concurrent.)
 
+Before the JSON line the table also shows the CPU seconds per GB of object data spent by
+this (client) process and by the chunkserver processes during the x1 write and x1 read,
+and the load average: on a small shared machine the data path is CPU-bound, so these
+say more than MB/s about where a change helped.
+
 Usage: python bench/datapath_bench.py [--object-mib 256] [--rss-gib 1] [--dir /tmp/x]
 """
 
@@ -30,7 +39,9 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import secrets
+import selectors
 import signal
 import socket
 import subprocess
@@ -134,6 +145,51 @@ def loopback_ceiling(total: int) -> float:
     return got[0] / elapsed / MB
 
 
+def loopback_fan_in_ceiling(total: int, streams: int) -> float:
+    """Loopback MB/s in the healthy read's topology: ``streams`` sender processes, one
+    receiving thread multiplexing their sockets (informational: not the JSON ceiling)."""
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+    pids = []
+    for _ in range(streams):
+        pid = os.fork()
+        if pid == 0:  # child: send its share, then exit without running any cleanup
+            try:
+                srv.close()
+                payload = os.urandom(MiB)
+                with socket.create_connection(("127.0.0.1", port)) as c:
+                    for _ in range(total // streams // MiB):
+                        c.sendall(payload)
+            finally:
+                os._exit(0)
+        pids.append(pid)
+    sel = selectors.DefaultSelector()
+    for _ in range(streams):
+        accepted, _ = srv.accept()
+        accepted.setblocking(False)
+        sel.register(accepted, selectors.EVENT_READ)
+    srv.close()
+    view = memoryview(bytearray(4 * MiB))
+    got, open_, t0 = 0, streams, time.perf_counter()
+    while open_:
+        for key, _ in sel.select():
+            conn = key.fileobj
+            assert isinstance(conn, socket.socket)
+            try:
+                n = conn.recv_into(view)
+            except BlockingIOError:
+                continue
+            if not n:
+                sel.unregister(conn)
+                conn.close()
+                open_ -= 1
+            got += n
+    elapsed = time.perf_counter() - t0
+    for pid in pids:
+        os.waitpid(pid, 0)
+    return got / elapsed / MB
+
+
 # -- cluster ----------------------------------------------------------------------------
 class Cluster:
     def __init__(self, root: Path, count: int) -> None:
@@ -185,6 +241,16 @@ class Cluster:
     def kill(self, i: int) -> None:
         self.procs[i].send_signal(signal.SIGKILL)
         self.procs[i].wait()
+
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) used so far by the live chunkserver processes."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for p in self.procs.values():
+            if p.poll() is None:
+                fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / tick
+        return total
 
     def stop(self) -> None:
         for p in self.procs.values():
@@ -250,6 +316,11 @@ async def _read_many(
     return total / (time.perf_counter() - t0) / MB
 
 
+def _own_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _rss_child(ports: str, secret_hex: str, gib: float, k: int, m: int) -> None:
     """Runs in a fresh process: write ``gib`` GiB, print VmHWM in KiB."""
 
@@ -277,17 +348,24 @@ async def _bench(args: argparse.Namespace, root: Path) -> dict[str, float]:
     out["encode"], out["decode"] = enc, dec
     out["disk"] = max(disk_ceiling(root, 256 * MiB) for _ in range(2))  # best of 2: noisy
     out["loopback"] = loopback_ceiling(1024 * MiB)
+    out["loopback_fan_in"] = loopback_fan_in_ceiling(1024 * MiB, k)
     cluster = Cluster(root, k + m)
     try:
         client = RpcClient(cluster.secret)
         # rotate=False: data shards of every chunk on servers 1..k (degraded = decode all)
         placement = StaticPlacement(cluster.targets(), k + m, rotate=False)
         size = args.object_mib * MiB
+        c0, s0 = _own_cpu_s(), cluster.cpu_s()
         w1, res1 = await _write_many(client, placement, layout, size, 1)
+        out["write_cpu_client"] = (_own_cpu_s() - c0) / (size / 1e9)
+        out["write_cpu_servers"] = (cluster.cpu_s() - s0) / (size / 1e9)
         w4, res4 = await _write_many(client, placement, layout, size, 4)
         out["write_1"], out["write_4"] = w1, w4
         health = ServerHealth()
+        c0, s0 = _own_cpu_s(), cluster.cpu_s()
         out["read_1"] = await _read_many(client, placement, res1, health)
+        out["read_cpu_client"] = (_own_cpu_s() - c0) / (size / 1e9)
+        out["read_cpu_servers"] = (cluster.cpu_s() - s0) / (size / 1e9)
         out["read_4"] = await _read_many(client, placement, res4, health)
         if args.rss_gib > 0:
             ports = ",".join(str(p) for _, p in sorted(cluster.ports.items()))
@@ -346,6 +424,7 @@ def main() -> None:
         ("zfec decode (1 thread, m lost)", r["decode"]),
         ("disk write+fsync", r["disk"]),
         ("loopback TCP", r["loopback"]),
+        (f"loopback TCP, {k} senders -> 1 (info)", r["loopback_fan_in"]),
         (f"write {args.object_mib} MiB x1", r["write_1"]),
         (f"write {args.object_mib} MiB x4", r["write_4"]),
         ("read x1", r["read_1"]),
@@ -358,6 +437,11 @@ def main() -> None:
         print(f"{name:36} {v:10.1f}")
     rss = r.get("rss_mib", 0.0)
     print(f"{'writer peak RSS (' + str(args.rss_gib) + ' GiB write)':36} {rss:9.1f} MiB")
+    print(f"{'CPU s per GB (x1)':36} {'client':>10} {'servers':>10}")
+    for phase in ("write", "read"):
+        client_s, servers_s = r[f"{phase}_cpu_client"], r[f"{phase}_cpu_servers"]
+        print(f"{'  ' + phase:36} {client_s:10.2f} {servers_s:10.2f}")
+    print(f"{'load average (1, 5, 15 min)':36} {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
         json.dumps(
             {

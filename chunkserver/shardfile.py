@@ -70,6 +70,7 @@ __all__ = [
     "InvalidShardHeader",
     "NotAShardFile",
     "ReadAt",
+    "ReadBatch",
     "ShardEncoder",
     "ShardFormatError",
     "ShardHeader",
@@ -471,6 +472,22 @@ ReadAt = Callable[[int, int], bytes]
 """``read_at(offset, size)``: up to ``size`` bytes at ``offset`` (fewer only at EOF)."""
 
 
+@dataclass(frozen=True, slots=True)
+class ReadBatch:
+    """One file read of a range read: pieces ``first..last`` (and their checksums).
+
+    ``file_bytes`` bytes at ``file_offset``; of the shard data, only
+    ``[data_start, data_end)`` was asked for.
+    """
+
+    first_stripe: int
+    last_stripe: int
+    file_offset: int
+    file_bytes: int
+    data_start: int
+    data_end: int
+
+
 class ShardReader:
     """Verified reads from one shard file; parses and checks the header on construction."""
 
@@ -511,7 +528,7 @@ class ShardReader:
             reason="piece_checksum",
         )
 
-    def _verified(self, buf: bytes, base: int, stripe: int) -> memoryview:
+    def _verified(self, buf: Buffer, base: int, stripe: int) -> memoryview:
         """Piece ``stripe`` out of ``buf`` (read from file offset ``base``), verified."""
         h = self._header
         plen = piece_length(h, stripe)
@@ -530,14 +547,13 @@ class ShardReader:
             raise self._corrupt(stripe, "piece checksum mismatch")
         return piece
 
-    def iter_range(
+    def plan(
         self, offset: int = 0, length: int | None = None, *, batch_bytes: int = DEFAULT_BATCH_BYTES
-    ) -> Iterator[bytes]:
-        """Verified shard-data bytes ``[offset, offset + length)``, one block per batch.
+    ) -> list[ReadBatch]:
+        """The file reads covering shard-data bytes ``[offset, offset + length)``.
 
-        Reads whole pieces (about ``batch_bytes`` of file per read call) and checks each
-        piece's checksum before yielding any of its bytes; raises ``CorruptShard`` at the
-        first bad piece (bytes of earlier good pieces have already been yielded).
+        Each batch is a run of whole pieces (with their checksums) of about ``batch_bytes``
+        of file; ``InvalidArgument`` if the range lies outside the shard data.
         """
         h = self._header
         total = h.shard_data_length
@@ -549,22 +565,84 @@ class ShardReader:
                 f"{h.shard_index} of chunk {h.chunk_id}"
             )
         if length == 0:
-            return
+            return []
         pb = h.piece_bytes
         first, last = offset // pb, (offset + length - 1) // pb
         end = offset + length
         stride = pb + CHECKSUM_BYTES
         per_batch = max(1, batch_bytes // stride)
+        out: list[ReadBatch] = []
         for lo in range(first, last + 1, per_batch):
             hi = min(last, lo + per_batch - 1)
             base = piece_file_offset(h, lo)
             span = piece_file_offset(h, hi) - base + piece_length(h, hi) + CHECKSUM_BYTES
-            buf = self._read_at(base, span)
-            parts: list[memoryview] = []
-            for stripe in range(lo, hi + 1):
-                piece = self._verified(buf, base, stripe)
-                p0 = stripe * pb
-                parts.append(piece[max(offset, p0) - p0 : min(end, p0 + len(piece)) - p0])
+            out.append(ReadBatch(lo, hi, base, span, offset, end))
+        return out
+
+    def verified_views(self, batch: ReadBatch, buf: Buffer) -> list[memoryview]:
+        """The requested bytes of ``batch`` out of ``buf`` (its file bytes), verified.
+
+        One view per piece (no copy); raises ``CorruptShard`` (or ``TruncatedShard`` if
+        ``buf`` is short) before returning any view, so no unverified byte escapes.
+        """
+        pb = self._header.piece_bytes
+        parts: list[memoryview] = []
+        for stripe in range(batch.first_stripe, batch.last_stripe + 1):
+            piece = self._verified(buf, batch.file_offset, stripe)
+            p0 = stripe * pb
+            lo = max(batch.data_start, p0) - p0
+            hi = min(batch.data_end, p0 + len(piece)) - p0
+            parts.append(piece if lo == 0 and hi == len(piece) else piece[lo:hi])
+        return parts
+
+    def piece_lengths(self, batch: ReadBatch) -> list[int]:
+        """Lengths of the pieces of ``batch``, in file order."""
+        h = self._header
+        return [piece_length(h, s) for s in range(batch.first_stripe, batch.last_stripe + 1)]
+
+    def verify_scattered(
+        self, batch: ReadBatch, data: Buffer, checksums: Buffer, got: int
+    ) -> memoryview:
+        """The requested bytes of ``batch``, read scattered (``preadv``) into two buffers.
+
+        ``data`` holds the batch's pieces back to back, ``checksums`` their 8-byte stored
+        checksums, and ``got`` is how many file bytes the read returned. Every piece is
+        verified before anything is returned: ``CorruptShard`` on a mismatch,
+        ``TruncatedShard`` if the file ended early. The result is one contiguous view of
+        ``data`` (no copy).
+        """
+        h = self._header
+        pos = 0
+        covered = 0
+        for i, plen in enumerate(self.piece_lengths(batch)):
+            stripe = batch.first_stripe + i
+            covered += plen + CHECKSUM_BYTES
+            if covered > got:
+                raise TruncatedShard(
+                    f"chunk {h.chunk_id} shard {h.shard_index}: file ends inside stripe {stripe}",
+                    chunk_id=str(h.chunk_id),
+                    shard=str(h.shard_index),
+                    stripe=str(stripe),
+                )
+            (want,) = _U64.unpack_from(checksums, i * CHECKSUM_BYTES)
+            if piece_checksum(memoryview(data)[pos : pos + plen]) != want:
+                raise self._corrupt(stripe, "piece checksum mismatch")
+            pos += plen
+        p0 = batch.first_stripe * h.piece_bytes
+        return memoryview(data)[batch.data_start - p0 : batch.data_end - p0]
+
+    def iter_range(
+        self, offset: int = 0, length: int | None = None, *, batch_bytes: int = DEFAULT_BATCH_BYTES
+    ) -> Iterator[bytes]:
+        """Verified shard-data bytes ``[offset, offset + length)``, one block per batch.
+
+        Reads whole pieces (about ``batch_bytes`` of file per read call) and checks each
+        piece's checksum before yielding any of its bytes; raises ``CorruptShard`` at the
+        first bad piece (bytes of earlier good pieces have already been yielded).
+        """
+        for batch in self.plan(offset, length, batch_bytes=batch_bytes):
+            buf = self._read_at(batch.file_offset, batch.file_bytes)
+            parts = self.verified_views(batch, buf)
             yield bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
 
     def read_range(self, offset: int = 0, length: int | None = None) -> bytes:

@@ -1,7 +1,8 @@
 """Sub-commands that run one role process: ``metadata``, ``chunkserver``, ``gateway``.
 
 Each builds its role's typed config (file < env < flags), validates it, configures
-logging, and hands it to the role's ``serve`` coroutine.
+logging, and hands it to the role's ``serve`` coroutine, with the process's ``/metrics``
+and ``/health/*`` endpoints (``blobstore.obs``) served beside it on ``--http-listen``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,16 @@ from blobstore.log import configure_logging
 
 __all__ = ["register"]
 
-_COMMON_FLAGS = ("data", "log_format", "log_level", "secret_file", "tls_cert", "tls_key", "tls_ca")
+_COMMON_FLAGS = (
+    "data",
+    "log_format",
+    "log_level",
+    "secret_file",
+    "tls_cert",
+    "tls_key",
+    "tls_ca",
+    "http_listen",
+)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -31,6 +41,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-cert", help="TLS certificate (PEM)")
     p.add_argument("--tls-key", help="TLS private key (PEM)")
     p.add_argument("--tls-ca", help="CA bundle for verifying internal peers")
+    p.add_argument(
+        "--http-listen",
+        dest="http_listen",
+        help="HOST:PORT for /metrics and /health/* (default: listen port + 1000; 'off': none)",
+    )
 
 
 def _overrides(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
@@ -56,8 +71,36 @@ def _run_role(
             raise
         raise ConfigError(f"the {section} role is not built yet ({module_name})") from None
     serve: Callable[[Any], Coroutine[Any, Any, None]] = getattr(module, attr)
-    asyncio.run(serve(config))
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(_observed(section, config, serve))
     return 0
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed: it cut chunkserver CPU per byte written by ~18% (0.55 -> 0.45
+    core-seconds per 256 MiB in bench/datapath_bench.py); the default loop otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+async def _observed(
+    section: str, config: Any, serve: Callable[[Any], Coroutine[Any, Any, None]]
+) -> None:
+    """Run ``serve(config)`` with this process's /metrics and /health/* endpoints."""
+    from blobstore.obs.runtime import observability  # prometheus_client: role processes only
+
+    async with observability(section, config.listen, config.common):
+        if section != "gateway":
+            await serve(config)
+            return
+        from blobstore.obs.gateway import gateway_probe
+
+        async with gateway_probe(config):
+            await serve(config)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -11,12 +11,17 @@ data), all in parallel. A stripe is yielded only once all its slices arrived, so
 partial stripe is ever emitted.
 
 Degraded path: when a slice fails (``CorruptShard``, ``NoSuchShard``, connection loss,
-deadline) or lags longer than ``hedge_delay_s`` (hedging: the slow data shard is replaced
-by a parity shard), the rest of the run is re-read as whole pieces from k other shards
-(data shards first, then parity) and decoded in a worker thread. Further failures there
-exclude more shards, as long as k remain. Every shard given up on is reported once
-through ``on_bad_shard`` with its reason. Only when fewer than k shards of a chunk can be
-read does the read fail (``Unavailable``).
+deadline), that shard is given up on and the rest of the run is re-read as whole pieces
+from k other shards (data shards first, then parity), decoded in a worker thread.
+
+Hedging races, it does not switch: when a slice lags longer than ``hedge_delay_s``, the
+rest of the run is read as whole pieces from the same k shards *plus* a spare (parity)
+shard, and every stripe uses whichever k pieces arrive first (data preferred: a late data
+shard that catches up spares the decode). Each further ``hedge_delay_s`` a stripe waits
+adds another spare. A shard is dropped only when it fails or falls several stripes
+behind the race (reported ``SLOW`` then, unless it was a hedge that lost). Every shard
+given up on is reported once through ``on_bad_shard`` with its reason. Only when fewer
+than k shards of a chunk can be read does the read fail (``Unavailable``).
 
 Memory: a run in flight is bounded by the RPC stream windows (k streams), plus one
 stripe being assembled or decoded.
@@ -61,7 +66,7 @@ OnBadShard = Callable[[BadShard], None]
 class ReadOptions:
     """Tuning of reads."""
 
-    hedge_delay_s: float = 0.5  # a data shard lagging this long is replaced by parity
+    hedge_delay_s: float = 0.5  # a stripe waiting this long gets a spare shard racing
     call_timeout_s: float = 120.0  # deadline of one ranged ReadShard call (one run)
     run_stripes: int = 16  # stripes covered by one ranged call per shard
 
@@ -186,6 +191,83 @@ async def _take(stream: _Stream, n: int, timeout_s: float | None) -> list[memory
         raise _Failed(stream.index, BadShardReason.SLOW, f"no data for {timeout_s} s") from None
 
 
+_LAG_STRIPES = 4  # a racer this many stripes behind the assembled ones is dropped
+
+
+class _Racer:
+    """One shard's whole pieces of a run, fetched in the background for a race.
+
+    Keeps the pieces of stripes not yet assembled (at most ``_LAG_STRIPES`` ahead of the
+    reader); pieces of stripes assembled without it are read and dropped (the stream is
+    sequential). Sets ``wake`` on every piece and on failure.
+    """
+
+    __slots__ = (
+        "_floor",
+        "_limit",
+        "_room",
+        "_stream",
+        "_task",
+        "_wake",
+        "failed",
+        "hedge",
+        "index",
+        "next",
+        "pieces",
+    )
+
+    def __init__(
+        self,
+        stream: _Stream,
+        run: Sequence[StripeSpan],
+        at: int,
+        wake: asyncio.Event,
+        *,
+        hedge: bool,
+    ) -> None:
+        self.index = stream.index
+        self.hedge = hedge  # joined as a hedge (a lost hedge is not a bad shard)
+        self.next = at  # next stripe (index in the run) this stream delivers
+        self.pieces: dict[int, Buffer] = {}
+        self.failed: _Failed | None = None
+        self._stream = stream
+        self._wake = wake
+        self._floor = at
+        self._limit = at + _LAG_STRIPES
+        self._room = asyncio.Event()
+        self._task = asyncio.ensure_future(self._fetch(run))
+
+    async def _fetch(self, run: Sequence[StripeSpan]) -> None:
+        try:
+            while self.next < len(run):
+                while self.next >= self._limit:
+                    self._room.clear()
+                    await self._room.wait()
+                piece = _join(await self._stream.take(run[self.next].piece_len))
+                if self.next >= self._floor:
+                    self.pieces[self.next] = piece
+                self.next += 1
+                self._wake.set()
+        except _Failed as f:
+            self.failed = f
+            self._wake.set()
+
+    def advance(self, floor: int) -> None:
+        """Stripes below ``floor`` are assembled: drop their pieces, allow fetching on."""
+        self._floor = floor
+        for i in [i for i in self.pieces if i < floor]:
+            del self.pieces[i]
+        self._limit = floor + _LAG_STRIPES
+        self._room.set()
+
+    async def close(self) -> None:
+        if not self._task.done():
+            self._task.cancel()
+        with contextlib.suppress(BaseException):
+            await self._task
+        await self._stream.close()
+
+
 def _decode(coder: ErasureCoder, pieces: dict[int, Buffer]) -> list[Buffer]:
     return list(coder.decode(list(pieces.items())))
 
@@ -272,6 +354,7 @@ class ChunkReader:
         self, span: ChunkSpan, run: list[StripeSpan]
     ) -> AsyncGenerator[bytes, None]:
         done = 0
+        hedge_now = False
         touched = {sl.shard for sp in run for sl in sp.slices}
         healthy = not touched & self.bad and touched <= set(self._where)
         if healthy and not any(self._avoided(j) for j in touched):
@@ -282,8 +365,12 @@ class ChunkReader:
                         done += 1
                 return
             except _Failed as f:
-                self._give_up(f.index, f.reason, f.cause)
-        async with contextlib.aclosing(self.data_pieces(run[done:])) as stripes:
+                if f.reason is BadShardReason.SLOW:
+                    hedge_now = True  # race the laggard against a spare, do not drop it
+                else:
+                    self._give_up(f.index, f.reason, f.cause)
+        pieces = self.data_pieces(run[done:], hedge_now=hedge_now)
+        async with contextlib.aclosing(pieces) as stripes:
             async for sp, data in stripes:
                 yield _cut(sp, data)
 
@@ -307,58 +394,99 @@ class ChunkReader:
 
     # -- data pieces (degraded reads, repair) -------------------------------------------
     async def data_pieces(
-        self, run: Sequence[StripeSpan], *, decode_ahead: int = 2
+        self, run: Sequence[StripeSpan], *, decode_ahead: int = 2, hedge_now: bool = False
     ) -> AsyncGenerator[tuple[StripeSpan, list[Buffer]], None]:
         """For each stripe of ``run`` (consecutive), its k data pieces, decoding if needed.
 
+        Shards race: k readable shards (data first) stream whole pieces of the run; when a
+        stripe is not complete ``hedge_delay_s`` after the reader began waiting for it, a
+        spare shard (parity, or another data shard) joins the race from that stripe on,
+        and each stripe uses whichever k pieces arrived first (data pieces preferred, so a
+        late data shard that catches up spares the decode). A shard that fails is given
+        up on (reported) and replaced; one that falls ``_LAG_STRIPES`` behind the stripes
+        already assembled is dropped: reported ``SLOW`` unless it was a hedge that lost.
+        ``hedge_now`` starts one hedge at once (the caller already waited a hedge delay).
+
         Decoding runs in worker threads, up to ``decode_ahead`` stripes behind the fetch,
-        so fetching and decoding overlap.
+        so fetching and decoding overlap. Memory: each racer buffers at most
+        ``_LAG_STRIPES`` pieces beyond the stripe being assembled.
         """
         k = self.ref.k
-        done = 0
+        loop = asyncio.get_running_loop()
+        delay = self._opts.hedge_delay_s
+        wake = asyncio.Event()
+        racers: dict[int, _Racer] = {}
         inflight: collections.deque[tuple[StripeSpan, asyncio.Future[list[Buffer]]]]
         inflight = collections.deque()
+
+        def start(j: int, at: int, hedge: bool) -> None:
+            first, last = run[at], run[-1]
+            lo, hi = first.piece_offset, last.piece_offset + last.piece_len
+            racers[j] = _Racer(self._open(j, lo, hi - lo), run, at, wake, hedge=hedge)
+
+        def spares() -> list[int]:
+            return [j for j in self.usable() if j not in racers]
+
+        def fill(at: int) -> None:
+            for j in spares()[: max(0, k - len(racers))]:
+                start(j, at, hedge=False)
+            if len(racers) < k:
+                raise errors.Unavailable(
+                    f"chunk {self.ref.chunk_id}: only {len(racers)} of {k + self.ref.m} "
+                    f"shards readable, {k} needed",
+                    chunk_id=str(self.ref.chunk_id),
+                )
+
+        async def drop(j: int) -> _Racer:
+            racer = racers.pop(j)
+            await racer.close()
+            return racer
+
         try:
-            while done < len(run):
-                usable = self.usable()
-                if len(usable) < k:
-                    raise errors.Unavailable(
-                        f"chunk {self.ref.chunk_id}: only {len(usable)} of {k + self.ref.m} "
-                        f"shards readable, {k} needed",
-                        chunk_id=str(self.ref.chunk_id),
-                    )
-                chosen = usable[:k]
-                hedge = self._opts.hedge_delay_s if len(usable) > k else None
-                first, last = run[done], run[-1]
-                lo, hi = first.piece_offset, last.piece_offset + last.piece_len
-                streams = [self._open(j, lo, hi - lo) for j in chosen]
-                failed: _Failed | None = None
-                fetched = done
-                try:
-                    while fetched < len(run):
-                        sp = run[fetched]
-                        pieces: dict[int, Buffer] = {}
-                        for st in streams:
-                            pieces[st.index] = _join(await _take(st, sp.piece_len, hedge))
-                        inflight.append((sp, self._data_of(pieces)))
-                        fetched += 1
-                        while len(inflight) > decode_ahead:
-                            sp0, fut = inflight.popleft()
-                            yield sp0, await fut
-                            done += 1
-                except _Failed as f:
-                    failed = f
-                finally:
-                    await asyncio.gather(*(s.close() for s in streams))
-                while inflight:  # stripes fetched before a failure are still good
+            if run:
+                fill(0)
+                if hedge_now and spares():
+                    start(spares()[0], 0, hedge=True)
+            for pos, sp in enumerate(run):
+                hedge_at = loop.time() + delay
+                while True:
+                    for j, r in list(racers.items()):
+                        if r.failed is not None:
+                            await drop(j)
+                            self._give_up(j, r.failed.reason, r.failed.cause)
+                        elif r.next < pos - _LAG_STRIPES:
+                            await drop(j)
+                            if not r.hedge:
+                                behind = f"{pos - r.next} stripes behind the race"
+                                self._give_up(j, BadShardReason.SLOW, behind)
+                    fill(pos)
+                    ready = [j for j, r in racers.items() if pos in r.pieces]
+                    if len(ready) >= k:
+                        break
+                    can_hedge = bool(spares())
+                    if can_hedge and loop.time() >= hedge_at:
+                        start(spares()[0], pos, hedge=True)
+                        hedge_at = loop.time() + delay
+                        continue
+                    wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout_at(hedge_at if can_hedge else None):
+                            await wake.wait()
+                chosen = sorted(ready, key=lambda j: (j >= k, j))[:k]  # data pieces first
+                pieces = {j: racers[j].pieces[pos] for j in chosen}
+                inflight.append((sp, self._data_of(pieces)))
+                for r in racers.values():
+                    r.advance(pos + 1)
+                while len(inflight) > decode_ahead:
                     sp0, fut = inflight.popleft()
                     yield sp0, await fut
-                    done += 1
-                if failed is not None:
-                    self._give_up(failed.index, failed.reason, failed.cause)
+            while inflight:
+                sp0, fut = inflight.popleft()
+                yield sp0, await fut
         finally:
             for _, fut in inflight:
                 fut.cancel()
+            await asyncio.gather(*(r.close() for r in racers.values()))
 
     def _data_of(self, pieces: dict[int, Buffer]) -> asyncio.Future[list[Buffer]]:
         loop = asyncio.get_running_loop()

@@ -16,7 +16,9 @@ implementation):
   raises ``CorruptShard`` (bytes of earlier good pieces may already have been yielded),
   a missing shard ``NoSuchShard`` (both on first iteration, not on the call).
 * ``inventory`` lists every visible shard (for garbage collection against the catalog);
-  ``space`` reports capacity, free and used bytes.
+  ``inventory_page`` lists them in (chunk id, shard index) order, one page after a
+  cursor, without listing or sorting the whole store; ``space`` reports capacity, free
+  and used bytes.
 
 Must not import network or gateway code.
 """
@@ -30,7 +32,14 @@ from typing import Protocol, runtime_checkable
 
 from chunkserver.shardfile import Buffer, ShardHeader, ShardReceipt
 
-__all__ = ["ShardInfo", "ShardReceipt", "ShardStore", "SpaceInfo"]
+__all__ = [
+    "InventoryCursor",
+    "InventoryPage",
+    "ShardInfo",
+    "ShardReceipt",
+    "ShardStore",
+    "SpaceInfo",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +50,18 @@ class ShardInfo:
     shard_index: int
     size_bytes: int  # whole file
     mtime: float  # seconds since the epoch
+
+
+InventoryCursor = tuple[uuid.UUID, int]
+"""(chunk id, shard index): a page lists the shards strictly after it in that order."""
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryPage:
+    """Up to ``limit`` shards in (chunk id, shard index) order; more follow if truncated."""
+
+    shards: tuple[ShardInfo, ...]
+    is_truncated: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +96,11 @@ class ShardStore(Protocol):
 
     def read(
         self, chunk_id: uuid.UUID, shard_index: int, offset: int = 0, length: int | None = None
-    ) -> AsyncGenerator[bytes, None]:
+    ) -> AsyncGenerator[Buffer, None]:
         """Verified piece-data bytes ``[offset, offset + length)`` (to the end if None).
+
+        Blocks are bytes-like (``bytes`` or read-only-by-contract ``memoryview``s), in
+        order; callers that keep them must not modify them.
 
         A reader that stops early should ``aclose()`` the generator (or use
         ``contextlib.aclosing``) so a disk store releases its file at once.
@@ -93,6 +117,11 @@ class ShardStore(Protocol):
 
     def inventory(self) -> AsyncIterator[ShardInfo]:
         """Every stored shard, in no particular order."""
+        ...
+
+    async def inventory_page(self, after: InventoryCursor | None, limit: int) -> InventoryPage:
+        """At most ``limit`` (>= 1) shards after ``after`` (None: from the start), in
+        (chunk id, shard index) order; the cost follows the page, not the whole store."""
         ...
 
     async def space(self) -> SpaceInfo:

@@ -13,11 +13,21 @@ file in ``tmp/`` → fsync → rename into ``shards/`` → fsync the directory (
 parent directories) → return the receipt. A crash before the rename leaves only a temp
 file, which ``start`` removes; after it, the shard is complete and durable.
 
-I/O runs in worker threads (``asyncio.to_thread``) in batches of at least
+Writes run in worker threads (``asyncio.to_thread``) in batches of at least
 ``batch_bytes`` (1 MiB): per-call thread hops cost, so pieces are gathered and written
 with one ``os.writev`` per batch (measured faster than aiofiles' one hop per write).
-Checksumming happens in the same hop, off the event loop. An fd is never closed while a
-thread still uses it, even when the calling task is cancelled.
+Bigger write batches were measured worse: at 4 MiB the chunkservers' CPU per written
+byte rose by a third (the received frames are no longer in cache when copied).
+Checksumming happens in the same hop, off the event loop.
+
+Reads go in batches of ``4 * batch_bytes`` of file: whatever of a batch is in the page
+cache is copied by the event loop itself with ``preadv2(RWF_NOWAIT)`` (which never waits
+for the disk), only the uncached rest is read in a worker thread. The read is scattered:
+pieces land back to back in one buffer and their checksums in another, so after every
+piece is verified the batch is yielded as one contiguous view (no copy, no join).
+Profiled on the healthy-read bench, the thread hop per batch (futex + self-pipe wake-ups)
+and the join copy were most of the store's CPU; this halved it. An fd is never closed
+while a thread still uses it, even when the calling task is cancelled.
 
 ``statvfs`` is injectable so tests can simulate a full disk.
 Must not import network or gateway code.
@@ -27,16 +37,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import secrets
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from blobstore.errors import InsufficientSpace, NoSuchShard
 from blobstore.log import get_logger
 from chunkserver.shardfile import (
+    CHECKSUM_BYTES,
     DEFAULT_BATCH_BYTES,
     Buffer,
     ShardEncoder,
@@ -46,12 +58,16 @@ from chunkserver.shardfile import (
     check_identity,
     file_length,
 )
-from chunkserver.store.base import ShardInfo, SpaceInfo
+from chunkserver.store.base import InventoryCursor, InventoryPage, ShardInfo, SpaceInfo
 
 __all__ = ["DiskShardStore", "StatVfs", "parse_shard_name", "shard_name"]
 
 log = get_logger(__name__)
 T = TypeVar("T")
+
+_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
+_IOV_MAX = 1024
+READ_BATCH_FACTOR = 4  # reads go in batches of 4 x batch_bytes (4 MiB by default)
 
 
 class StatVfs(Protocol):
@@ -109,6 +125,70 @@ def _write_all(fd: int, bufs: list[Buffer]) -> None:
             views.pop(0)
         if done:
             views[0] = views[0][done:]
+
+
+def _scatter(data: bytearray, checksums: bytearray, lengths: list[int]) -> list[memoryview]:
+    """The iovecs of a batch read: each piece into ``data``, each checksum into ``checksums``.
+
+    The file interleaves pieces and their 8-byte checksums; a scattered read lays the
+    pieces back to back in one buffer, so a batch is yielded as one view, with no copy.
+    """
+    dv, cv = memoryview(data), memoryview(checksums)
+    iov: list[memoryview] = []
+    pos = 0
+    for i, plen in enumerate(lengths):
+        iov.append(dv[pos : pos + plen])
+        iov.append(cv[i * CHECKSUM_BYTES : (i + 1) * CHECKSUM_BYTES])
+        pos += plen
+    return iov
+
+
+def _skip(iov: list[memoryview], n: int) -> list[memoryview]:
+    """``iov`` without its first ``n`` bytes."""
+    out = list(iov)
+    while out and n >= len(out[0]):
+        n -= len(out[0])
+        out.pop(0)
+    if n:
+        out[0] = out[0][n:]
+    return out
+
+
+def _read_cached(fd: int, iov: list[memoryview], offset: int) -> int:
+    """Bytes of ``iov`` filled from the page cache without blocking (0 if none cached).
+
+    ``preadv2(RWF_NOWAIT)`` never waits for the disk: it copies what is cached and stops,
+    so the event loop can read hot data itself instead of paying a thread hop per batch.
+    """
+    if _NOWAIT is None:
+        return 0
+    total = sum(len(v) for v in iov)
+    got = 0
+    while got < total:
+        try:
+            n = os.preadv(fd, _skip(iov, got)[:_IOV_MAX], offset + got, _NOWAIT)
+        except (BlockingIOError, InterruptedError):
+            break
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                break  # file system without RWF_NOWAIT: the thread path reads it
+            raise
+        if n <= 0:
+            break
+        got += n
+    return got
+
+
+def _read_into(fd: int, iov: list[memoryview], start: int, offset: int) -> int:
+    """Fill ``iov`` past its first ``start`` bytes from the file; bytes read (short at EOF)."""
+    total = sum(len(v) for v in iov)
+    got = start
+    while got < total:
+        n = os.preadv(fd, _skip(iov, got)[:_IOV_MAX], offset + got)
+        if n <= 0:
+            break
+        got += n
+    return got - start
 
 
 def _fsync_dir(path: Path) -> None:
@@ -187,6 +267,7 @@ class DiskShardStore:
         self._reserve = reserve_bytes
         self._statvfs = statvfs
         self._batch = max(1, batch_bytes)
+        self._read_batch = READ_BATCH_FACTOR * self._batch
         self._used = 0
 
     @property
@@ -260,10 +341,18 @@ class DiskShardStore:
     # -- read ---------------------------------------------------------------------------
     async def read(
         self, chunk_id: uuid.UUID, shard_index: int, offset: int = 0, length: int | None = None
-    ) -> AsyncGenerator[bytes, None]:
+    ) -> AsyncGenerator[Buffer, None]:
         path = self.shard_path(chunk_id, shard_index)
+        opening = asyncio.ensure_future(
+            asyncio.to_thread(self._open_shard, path, chunk_id, shard_index)
+        )
         try:
-            fd = await _in_thread(os.open, path, os.O_RDONLY)
+            fd, reader = await asyncio.shield(opening)
+        except asyncio.CancelledError:  # do not leak the fd the thread may still open
+            await asyncio.wait({opening})
+            if not opening.cancelled() and opening.exception() is None:
+                os.close(opening.result()[0])
+            raise
         except FileNotFoundError:
             raise NoSuchShard(
                 f"no shard {shard_index} of chunk {chunk_id} on {self._root}",
@@ -271,26 +360,28 @@ class DiskShardStore:
                 shard=str(shard_index),
             ) from None
         try:
-            blocks = await _in_thread(self._open_range, fd, chunk_id, shard_index, offset, length)
-            while True:
-                block = await _in_thread(next, blocks, None)
-                if block is None:
-                    break
-                yield block
+            for batch in reader.plan(offset, length, batch_bytes=self._read_batch):
+                lengths = reader.piece_lengths(batch)
+                data = bytearray(sum(lengths))
+                checksums = bytearray(CHECKSUM_BYTES * len(lengths))
+                iov = _scatter(data, checksums, lengths)
+                got = _read_cached(fd, iov, batch.file_offset)
+                if got < batch.file_bytes:  # not all in the page cache: rest in a thread
+                    got += await _in_thread(_read_into, fd, iov, got, batch.file_offset)
+                yield reader.verify_scattered(batch, data, checksums, got)
         finally:
             os.close(fd)
 
-    def _open_range(
-        self,
-        fd: int,
-        chunk_id: uuid.UUID,
-        shard_index: int,
-        offset: int,
-        length: int | None,
-    ) -> Iterator[bytes]:
-        reader = ShardReader.from_fd(fd)
-        check_identity(reader.header, chunk_id, shard_index)
-        return reader.iter_range(offset, length, batch_bytes=self._batch)
+    @staticmethod
+    def _open_shard(path: Path, chunk_id: uuid.UUID, shard_index: int) -> tuple[int, ShardReader]:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            reader = ShardReader.from_fd(fd)
+            check_identity(reader.header, chunk_id, shard_index)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, reader
 
     # -- metadata -----------------------------------------------------------------------
     async def stat(self, chunk_id: uuid.UUID, shard_index: int) -> ShardInfo | None:
@@ -324,6 +415,16 @@ class DiskShardStore:
             for info in await asyncio.to_thread(_scan_top, top):
                 yield info
 
+    async def inventory_page(self, after: InventoryCursor | None, limit: int) -> InventoryPage:
+        """An ordered walk of the fan-out directories from the cursor (one thread hop).
+
+        The fan-out directories are the chunk id's first hex digits, so hex order of
+        directory names, then of (chunk id, shard index) within a leaf, is the page order:
+        only the directories from the cursor on are listed, only the page's files are
+        stat'ed, and the walk stops after ``limit + 1`` shards.
+        """
+        return await asyncio.to_thread(_inventory_page, self._shards, after, max(1, limit))
+
     async def space(self) -> SpaceInfo:
         st = await asyncio.to_thread(self._statvfs, self._root)
         return SpaceInfo(
@@ -337,6 +438,42 @@ class DiskShardStore:
 def _list_dirs(path: Path) -> list[Path]:
     with os.scandir(path) as it:
         return sorted(Path(e.path) for e in it if e.is_dir(follow_symlinks=False))
+
+
+def _sorted_subdirs(path: Path, at_least: str) -> list[str]:
+    """Names of the fan-out subdirectories of ``path`` that sort at or after ``at_least``."""
+    try:
+        with os.scandir(path) as it:
+            names = [e.name for e in it if e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if n >= at_least)
+
+
+def _inventory_page(root: Path, after: InventoryCursor | None, limit: int) -> InventoryPage:
+    cursor = (after[0].bytes, after[1]) if after is not None else None
+    h = after[0].hex if after is not None else ""
+    top0, leaf0 = h[0:2], h[2:4]
+    found: list[ShardInfo] = []
+    for top in _sorted_subdirs(root, top0):
+        for leaf in _sorted_subdirs(root / top, leaf0 if top == top0 else ""):
+            try:
+                with os.scandir(root / top / leaf) as it:
+                    entries = [(parse_shard_name(e.name), e) for e in it]
+            except FileNotFoundError:
+                continue
+            keyed = sorted(((p[0].bytes, p[1]), p, e) for p, e in entries if p is not None)
+            for key, (cid, idx), entry in keyed:
+                if cursor is not None and key <= cursor:
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:  # deleted meanwhile
+                    continue
+                if len(found) == limit:
+                    return InventoryPage(tuple(found), True)
+                found.append(ShardInfo(cid, idx, st.st_size, st.st_mtime))
+    return InventoryPage(tuple(found), False)
 
 
 def _scan_top(top: Path) -> list[ShardInfo]:

@@ -8,6 +8,7 @@ Must not touch the file system or the network.
 
 from __future__ import annotations
 
+import bisect
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
@@ -22,7 +23,7 @@ from chunkserver.shardfile import (
     check_identity,
     file_length,
 )
-from chunkserver.store.base import ShardInfo, SpaceInfo
+from chunkserver.store.base import InventoryCursor, InventoryPage, ShardInfo, SpaceInfo
 
 __all__ = ["MemoryShardStore"]
 
@@ -43,6 +44,7 @@ class MemoryShardStore:
         self._reserve = reserve_bytes
         self._clock = clock
         self._files: dict[_Key, tuple[bytes, float]] = {}
+        self._order: list[tuple[bytes, int]] = []  # sorted (chunk id bytes, shard index)
         self._used = 0
 
     async def start(self) -> None:
@@ -70,6 +72,8 @@ class MemoryShardStore:
                 out += buf
         receipt = enc.finish()
         old = len(self._files[key][0]) if key in self._files else 0  # may have changed
+        if key not in self._files:
+            bisect.insort(self._order, (key[0].bytes, key[1]))
         self._files[key] = (bytes(out), self._clock())
         self._used += len(out) - old
         return receipt
@@ -99,12 +103,24 @@ class MemoryShardStore:
         entry = self._files.pop((chunk_id, shard_index), None)
         if entry is None:
             return False
+        at = bisect.bisect_left(self._order, (chunk_id.bytes, shard_index))
+        del self._order[at]
         self._used -= len(entry[0])
         return True
 
     async def inventory(self) -> AsyncIterator[ShardInfo]:
         for (cid, idx), (blob, mtime) in list(self._files.items()):
             yield ShardInfo(cid, idx, len(blob), mtime)
+
+    async def inventory_page(self, after: InventoryCursor | None, limit: int) -> InventoryPage:
+        start = 0 if after is None else bisect.bisect_right(self._order, (after[0].bytes, after[1]))
+        keys = self._order[start : start + max(1, limit) + 1]
+        shards = []
+        for raw, idx in keys[: max(1, limit)]:
+            cid = uuid.UUID(bytes=raw)
+            blob, mtime = self._files[(cid, idx)]
+            shards.append(ShardInfo(cid, idx, len(blob), mtime))
+        return InventoryPage(tuple(shards), len(keys) > max(1, limit))
 
     async def space(self) -> SpaceInfo:
         return SpaceInfo(self._capacity, self._capacity - self._used, self._used, self._reserve)

@@ -6,6 +6,7 @@ import asyncio
 import os
 import random
 import shutil
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -153,8 +154,8 @@ async def test_misplaced_file_is_corrupt(tmp_path: Path) -> None:
 
 
 async def test_default_stripes_multi_batch(tmp_path: Path) -> None:
-    """1 MiB stripes (256 KiB pieces), written and read through several 1 MiB batches."""
-    store = DiskShardStore(tmp_path, 0)
+    """1 MiB stripes (256 KiB pieces), written and read through several batches."""
+    store = DiskShardStore(tmp_path, 0, batch_bytes=256 * 1024)  # reads: 1 MiB batches
     await store.start()
     h = hdr(9 * (1 << 20) + 1, shard=2, stripe=1 << 20)
     data = b"".join(pieces(h))
@@ -162,3 +163,29 @@ async def test_default_stripes_multi_batch(tmp_path: Path) -> None:
     blocks = [b async for b in store.read(h.chunk_id, 2)]
     assert b"".join(blocks) == data
     assert len(blocks) >= 2
+
+
+async def test_read_cancelled_while_opening_closes_its_fd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = DiskShardStore(tmp_path, 0)
+    await store.start()
+    h = hdr(4096)
+    await store.write(h, stream(pieces(h)))
+    fds = open_fds()
+    entered, proceed = threading.Event(), threading.Event()
+    real_open = DiskShardStore._open_shard
+
+    def slow_open(path: Path, chunk_id: uuid.UUID, shard_index: int) -> object:
+        entered.set()
+        proceed.wait(30)
+        return real_open(path, chunk_id, shard_index)
+
+    monkeypatch.setattr(DiskShardStore, "_open_shard", staticmethod(slow_open))
+    task = asyncio.ensure_future(anext(store.read(h.chunk_id, 0)))
+    await asyncio.to_thread(entered.wait, 30)
+    task.cancel()
+    proceed.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert open_fds() == fds

@@ -257,3 +257,106 @@ async def test_random_byte_damage_never_serves_bad_bytes(harness: Harness) -> No
         except CorruptShard:
             continue
         assert got == data[start : start + length]
+
+
+def _cid(prefix: str, rng: random.Random) -> uuid.UUID:
+    """A chunk id whose hex starts with ``prefix`` (to share fan-out directories)."""
+    tail = "".join(rng.choice("0123456789abcdef") for _ in range(32 - len(prefix)))
+    return uuid.UUID(hex=prefix + tail)
+
+
+async def _fill_for_paging(store: ShardStore) -> list[tuple[uuid.UUID, int]]:
+    """Shards spread over shared and distinct fan-out directories, indexes 0..11."""
+    rng = random.Random(7)
+    prefixes = ["00", "0000", "0000", "00ff", "7f10", "7f10", "7f11", "ff", "ffff", "a"]
+    keys: list[tuple[uuid.UUID, int]] = []
+    for p in prefixes:
+        cid = _cid(p, rng)
+        for shard in [*rng.sample(range(12), 3), 10, 2]:  # "10" sorts before "2" as text
+            if (cid, shard) in keys:
+                continue
+            h = ShardHeader(cid, shard, 8, 4, "zfec", STRIPE, 100 + shard)
+            await store.write(h, stream(pieces_for(h)))
+            keys.append((cid, shard))
+    return sorted(keys, key=lambda k: (k[0].bytes, k[1]))
+
+
+async def _all_pages(store: ShardStore, limit: int) -> list[tuple[uuid.UUID, int]]:
+    out: list[tuple[uuid.UUID, int]] = []
+    after: tuple[uuid.UUID, int] | None = None
+    for _ in range(1000):
+        page = await store.inventory_page(after, limit)
+        assert len(page.shards) <= limit
+        out.extend((i.chunk_id, i.shard_index) for i in page.shards)
+        if not page.is_truncated:
+            return out
+        assert page.shards, "a truncated page must not be empty"
+        after = (page.shards[-1].chunk_id, page.shards[-1].shard_index)
+    raise AssertionError("paging did not end")
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 7, 1000])
+async def test_inventory_pages_in_order(harness: Harness, limit: int) -> None:
+    store = harness.store
+    want = await _fill_for_paging(store)
+    assert await _all_pages(store, limit) == want
+    # sizes come with the page
+    page = await store.inventory_page(None, 1)
+    assert page.shards[0].size_bytes == file_length(
+        ShardHeader(want[0][0], want[0][1], 8, 4, "zfec", STRIPE, 100 + want[0][1])
+    )
+
+
+async def test_inventory_page_cursor_semantics(harness: Harness) -> None:
+    store = harness.store
+    want = await _fill_for_paging(store)
+    # a cursor strictly excludes itself; index -1 includes every shard of that chunk
+    for i, (cid, shard) in enumerate(want):
+        page = await store.inventory_page((cid, shard), 2)
+        assert [(s.chunk_id, s.shard_index) for s in page.shards] == want[i + 1 : i + 3]
+        assert page.is_truncated == (i + 3 < len(want))
+        page = await store.inventory_page((cid, -1), 1)
+        assert (page.shards[0].chunk_id, page.shards[0].shard_index) == next(
+            k for k in want if k[0] == cid
+        )
+    # a cursor that names a deleted shard still resumes in place
+    cid, shard = want[4]
+    assert await store.delete(cid, shard)
+    page = await store.inventory_page((cid, shard), 1)
+    assert (page.shards[0].chunk_id, page.shards[0].shard_index) == want[5]
+    # past the end
+    last = (uuid.UUID(hex="f" * 32), 255)
+    assert await store.inventory_page(last, 5) == type(page)((), False)
+    assert await store.inventory_page(None, 5) != type(page)((), False)
+
+
+async def test_disk_inventory_page_walks_only_from_the_cursor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page lists a few directories and never the whole store (no full scan + sort)."""
+    store = DiskShardStore(tmp_path, 0)
+    await store.start()
+    rng = random.Random(3)
+    ids = sorted((_cid(f"{i:02x}", rng) for i in range(0, 256, 8)), key=lambda c: c.bytes)
+    for cid in ids:
+        h = header(10, cid=cid)
+        await store.write(h, stream(pieces_for(h)))
+
+    async def no_full_scan() -> AsyncIterator[object]:
+        raise AssertionError("inventory_page must not list the whole store")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(store, "inventory", no_full_scan)
+    listed: list[str] = []
+    real_scandir = os.scandir
+
+    def counting_scandir(path: object) -> object:
+        listed.append(str(path))
+        return real_scandir(path)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(os, "scandir", counting_scandir)
+    page = await store.inventory_page((ids[10], 0), 1)
+    assert [s.chunk_id for s in page.shards] == [ids[11]] and page.is_truncated
+    # the shards root, then the top and leaf directories of the cursor, of the page's shard
+    # and of the one after it (which tells the page is truncated): 7 of the store's 65
+    assert len(listed) <= 7, listed

@@ -127,6 +127,76 @@ async def test_slow_data_shard_is_hedged_with_parity(cluster: Cluster) -> None:
     assert [(b.shard_index, b.reason) for b in cluster.bad] == [(0, BadShardReason.SLOW)]
 
 
+async def test_hedge_races_the_slow_shard_instead_of_dropping_it(cluster: Cluster) -> None:
+    """After the hedge delay a parity shard is asked too, and the slow data shard stays in
+    the race: here both parity shards stall, so only the original can win."""
+    data = payload(SMALL.chunk_bytes, 6)
+    res = await _write(cluster, data)
+    ref = res.chunks[0]
+    asked = {i: asyncio.Event() for i in (0, 4, 5)}
+    release = {i: asyncio.Event() for i in (0, 4, 5)}
+
+    def stall(idx: int) -> None:
+        shard = ref.shard(idx)
+        assert shard is not None
+        server = cluster.servers[shard.server_id - 1]
+        original = server._read
+
+        async def stalled(req: ReadShardRequest, ctx: CallContext) -> object:
+            asked[idx].set()
+            await release[idx].wait()
+            return await original(req, ctx)
+
+        server.rpc.handle(ReadShardRequest, stalled)
+
+    for idx in asked:
+        stall(idx)
+    reading = asyncio.create_task(
+        _read(cluster, res.chunks, options=ReadOptions(hedge_delay_s=0.05))
+    )
+    try:
+        async with asyncio.timeout(30):
+            await asked[4].wait()  # the hedge asked a parity shard...
+            await asked[5].wait()  # ...and, the stripe still waiting, the other one
+        assert not reading.done()
+        release[0].set()  # the slow data shard answers at last: it wins the race
+        async with asyncio.timeout(30):
+            got = await reading
+    finally:
+        for e in release.values():
+            e.set()
+    assert got == data
+    assert cluster.bad == []  # nobody was given up on: the hedges lost quietly
+
+
+async def test_hedged_race_uses_whichever_k_pieces_arrive_first(cluster: Cluster) -> None:
+    """A data shard that never answers: parity wins every stripe, the laggard is dropped
+    as SLOW (once), and ranges inside the chunk still come back exact."""
+    data = payload(2 * SMALL.chunk_bytes, 8)
+    res = await _write(cluster, data)
+    release = asyncio.Event()
+    for ref in res.chunks:
+        shard = ref.shard(1)
+        assert shard is not None
+        server = cluster.servers[shard.server_id - 1]
+        original = server._read
+
+        async def stalled(
+            req: ReadShardRequest, ctx: CallContext, original: object = original
+        ) -> object:
+            if req.shard_index == 1:
+                await release.wait()
+            return await original(req, ctx)  # type: ignore[operator]
+
+        server.rpc.handle(ReadShardRequest, stalled)
+    try:
+        opts = ReadOptions(hedge_delay_s=0.05)
+        assert await _read(cluster, res.chunks, 3000, 100_000, options=opts) == data[3000:103_000]
+    finally:
+        release.set()
+    assert {(b.shard_index, b.reason) for b in cluster.bad} == {(1, BadShardReason.SLOW)}
+
+
 async def test_write_with_one_server_down_reports_the_missing_shard(cluster: Cluster) -> None:
     await cluster.stop_server(2)
     data = payload(SMALL.chunk_bytes + 1, 6)
