@@ -79,6 +79,9 @@ class CommonConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_ca: Path | None = None
+    # /metrics and /health/* over plain HTTP: "" = the role's listen port + 1000 on the
+    # same host, "off" = none, else HOST:PORT (see blobstore.obs.runtime.http_address).
+    http_listen: str = ""
 
     @property
     def secret_path(self) -> Path:
@@ -91,6 +94,11 @@ class CommonConfig:
             raise ConfigError(f"log_level: {self.log_level!r} is not debug/info/warning/error")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("tls_cert and tls_key must be given together")
+        if self.http_listen not in ("", "off"):
+            try:
+                parse_address(self.http_listen)
+            except ValueError as e:
+                raise ConfigError(f'http_listen: {e} (or "off", or empty for port+1000)') from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +113,12 @@ class MetadataConfig:
     heartbeat_ticks: int = 1
     snapshot_entries: int = 10_000
     join: bool = False  # joining a running cluster (added with `blobstore admin members add`)
+    # leader's maintenance (#7, metadata.maintenance): failure detection and repair
+    suspect_after_s: float = 10.0  # heartbeat silence before a chunkserver is suspect
+    down_after_s: float = 60.0  # ... and down (its shards are rebuilt elsewhere)
+    repair_concurrency: int = 4  # shard rebuilds in flight cluster-wide
+    repair_mb_s: float = 0.0  # average rebuild bandwidth cap (MB/s); 0 = unlimited
+    maintenance_interval_s: float = 1.0  # one detector + repair-scan round per interval
     common: CommonConfig = field(default_factory=CommonConfig)
 
     def validate(self) -> None:
@@ -129,6 +143,14 @@ class ChunkserverConfig:
     reserve_bytes: int = 256 * 1024 * 1024
     scrub_mb_s: float = 8.0
     heartbeat_s: float = 1.0
+    # garbage collection (chunkserver/gc.py): the delete queue is drained every
+    # gc_queue_interval_s; shard files no committed object references are removed once
+    # older than gc_grace_s (which must exceed the longest write->commit time)
+    gc_enabled: bool = True
+    gc_grace_s: float = 3600.0
+    gc_orphan_interval_s: float = 300.0
+    gc_queue_interval_s: float = 5.0
+    gc_max_backoff_s: float = 60.0
     common: CommonConfig = field(default_factory=CommonConfig)
 
     def validate(self) -> None:
@@ -139,6 +161,10 @@ class ChunkserverConfig:
             raise ConfigError("reserve_bytes must not be negative")
         if self.scrub_mb_s < 0:
             raise ConfigError("scrub_mb_s must not be negative")
+        if self.gc_grace_s < 0:
+            raise ConfigError("gc_grace_s must not be negative")
+        if min(self.gc_orphan_interval_s, self.gc_queue_interval_s, self.gc_max_backoff_s) <= 0:
+            raise ConfigError("gc_*_interval_s and gc_max_backoff_s must be positive")
 
 
 @dataclass(frozen=True, slots=True)

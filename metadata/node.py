@@ -133,6 +133,10 @@ class RaftNode:
         self._leader = 0
         self._state = StateType.FOLLOWER
         self.leader_changes = 0
+        # Metrics hooks (blobstore.obs.metadata): (seconds, ok) per proposal that waited
+        # for its outcome; (kind "taken"/"installed", seconds, bytes) per snapshot.
+        self.on_proposal: Callable[[float, bool], None] | None = None
+        self.on_snapshot: Callable[[str, float, int], None] | None = None
         self.failed = False
         self.failure = asyncio.Event()  # set when the node stopped itself on a fatal error
 
@@ -241,10 +245,15 @@ class RaftNode:
         fut: asyncio.Future[object] = _future()
         self._proposals[index] = _Proposal(raw.raft.term, fut)
         self._wake.set()
+        started = asyncio.get_running_loop().time()
         try:
             return await asyncio.wait_for(asyncio.shield(fut), timeout_s)
         except TimeoutError:
             raise DeadlineExceeded("proposal outcome unknown: deadline passed") from None
+        finally:
+            if self.on_proposal is not None:
+                ok = fut.done() and not fut.cancelled() and fut.exception() is None
+                self.on_proposal(asyncio.get_running_loop().time() - started, ok)
 
     async def read_barrier(self, timeout_s: float) -> None:
         """Wait until this node may serve a linearizable read (ReadIndex, Raft §6.4)."""
@@ -350,6 +359,7 @@ class RaftNode:
             self._reads_by_ctx.clear()
 
     async def _install_snapshot(self, snap: Snapshot) -> None:
+        started = asyncio.get_running_loop().time()
         async with self._storage_lock:
             await asyncio.to_thread(self._snapshots.save, snap)
             self._log_store.compact(snap)
@@ -361,6 +371,9 @@ class RaftNode:
             if not prop.future.done():
                 prop.future.set_exception(Unavailable("outcome unknown: replaced by snapshot"))
         log.info("snapshot installed", node=self.id, index=snap.meta.index)
+        if self.on_snapshot is not None:
+            elapsed = asyncio.get_running_loop().time() - started
+            self.on_snapshot("installed", elapsed, len(snap.data))
 
     def _apply(self, entry: Entry) -> None:
         result: object = None
@@ -428,6 +441,7 @@ class RaftNode:
         task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
 
     async def _take_snapshot(self, index: int, serialize: Callable[[], bytes]) -> None:
+        started = asyncio.get_running_loop().time()
         try:
             data = await asyncio.to_thread(serialize)
             snap = self.raw.create_snapshot(index, data)
@@ -439,6 +453,9 @@ class RaftNode:
                 await asyncio.to_thread(self._log_store.sync)
                 self._snap_index = snap.meta.index
             log.info("snapshot taken", node=self.id, index=index, bytes=len(data))
+            if self.on_snapshot is not None:
+                elapsed = asyncio.get_running_loop().time() - started
+                self.on_snapshot("taken", elapsed, len(data))
         except ValueError as e:  # the log moved under us (a newer snapshot was installed)
             log.warning("snapshot skipped", node=self.id, reason=str(e))
         finally:

@@ -8,6 +8,11 @@ Layout of the data directory::
     DATA/meta-N/               metadata node N (Raft log, snapshots)
     DATA/chunk-N/              chunkserver N (shard files)
     DATA/logs/ROLE.log         each role's log
+    DATA/gateway/metrics-mp/   the gateway workers' Prometheus files (emptied at start)
+
+Every role serves ``/metrics``, ``/health/live`` and ``/health/ready`` over plain HTTP on
+its port + ``--http-offset`` (default 1000: metadata 8001-8003, chunkservers 8101-8106,
+gateway 10000); the banner lists them. ``--http-offset 0`` turns them off.
 
 Later starts reuse the secret and credentials and bring back every object.
 """
@@ -100,6 +105,11 @@ def _role_specs(
     meta_addrs = ",".join(f"127.0.0.1:{p}" for p in meta_ports)
     peers = ",".join(f"{i + 1}=127.0.0.1:{p}" for i, p in enumerate(meta_ports))
     specs: list[RoleSpec] = []
+
+    def http(port: int) -> list[str]:  # /metrics + /health/* (blobstore.obs)
+        listen = f"127.0.0.1:{port + args.http_offset}" if args.http_offset else "off"
+        return ["--http-listen", listen]
+
     for i, port in enumerate(meta_ports):
         specs.append(
             RoleSpec(
@@ -116,6 +126,7 @@ def _role_specs(
                     "--data",
                     str(data / f"meta-{i + 1}"),
                     *common,
+                    *http(port),
                 ],
                 data / "logs" / f"meta-{i + 1}.log",
                 ready=tcp_ready("127.0.0.1", port),
@@ -136,6 +147,7 @@ def _role_specs(
                     "--data",
                     str(data / f"chunk-{i + 1}"),
                     *common,
+                    *http(port),
                 ],
                 data / "logs" / f"chunk-{i + 1}.log",
                 ready=tcp_ready("127.0.0.1", port),
@@ -160,6 +172,7 @@ def _role_specs(
                 str(data / "gateway"),
                 *common,
                 *tls,
+                *http(int(port_text)),
             ],
             data / "logs" / "gateway.log",
             ready=tcp_ready(host, int(port_text)),
@@ -173,12 +186,31 @@ def _role_specs(
     return specs
 
 
-def _banner(processes: int, data: Path, endpoint: str, creds: Credentials) -> str:
+def _http_ports(args: argparse.Namespace) -> str:
+    """The banner's list of /metrics + /health ports (one per process)."""
+    off = args.http_offset
+    if not off:
+        return "off (--http-offset 0)"
+    meta = [args.meta_port + i + off for i in range(args.metadata)]
+    chunk = [args.chunk_port + i + off for i in range(args.chunkservers)]
+    gateway = int(args.listen.rpartition(":")[2]) + off
+    return (
+        f"http://127.0.0.1:PORT/metrics, /health/live, /health/ready\n"
+        f"                metadata {','.join(map(str, meta))}\n"
+        f"                chunkservers {','.join(map(str, chunk))}\n"
+        f"                gateway {gateway}"
+    )
+
+
+def _banner(
+    processes: int, data: Path, endpoint: str, creds: Credentials, metrics: str = ""
+) -> str:
     return f"""blobstore is running ({processes} processes); data in {data}
   S3 endpoint:  {endpoint}
   access key:   {creds.access_key}
   secret key:   {creds.secret_key}
   logs:         {data / "logs"}
+  metrics:      {metrics}
 
 Try it (in another shell):
   export AWS_ACCESS_KEY_ID={creds.access_key} AWS_SECRET_ACCESS_KEY={creds.secret_key}
@@ -204,7 +236,7 @@ async def _serve(args: argparse.Namespace, data: Path, creds: Credentials, secre
         await sup.stop()
         return 1
     endpoint = f"{'https' if args.tls_cert else 'http'}://{args.listen}"
-    print(_banner(len(specs), data, endpoint, creds), flush=True)
+    print(_banner(len(specs), data, endpoint, creds, _http_ports(args)), flush=True)
     await stop.wait()
     print("stopping...", flush=True)
     await sup.stop()
@@ -264,6 +296,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--chunkservers", type=int, default=6, help="chunkservers")
     p.add_argument("--meta-port", type=int, default=7001, help="first metadata port")
     p.add_argument("--chunk-port", type=int, default=7101, help="first chunkserver port")
+    p.add_argument(
+        "--http-offset",
+        type=int,
+        default=1000,
+        help="/metrics and /health/* on each role's port + this (0: off)",
+    )
     p.add_argument("--ready-timeout", type=float, default=60.0, help="seconds to wait for ready")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--tls-cert", help="serve S3 over https with this certificate (PEM)")
