@@ -25,7 +25,6 @@ Must not import: gateway code.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import signal
 import uuid
@@ -39,6 +38,8 @@ from blobstore.client.catalog import RemoteCatalog
 from blobstore.clock import Clock, SystemClock
 from blobstore.config import ChunkserverConfig, load_secret
 from blobstore.log import get_logger
+from blobstore.obs.chunkserver import attach_chunkserver, chunkserver_metrics
+from blobstore.obs.rpc import ObservedRpcServer
 from blobstore.rpc import CallContext, RpcClient, RpcServer, StreamResponse
 from blobstore.rpc.tls import internal_contexts
 from blobstore.types import Address
@@ -58,6 +59,7 @@ from chunkserver.messages import (
     WriteShardResponse,
 )
 from chunkserver.scrub import CorruptShardReport, Scrubber, ScrubProgress
+from chunkserver.shardfile import Buffer
 from chunkserver.store.base import ShardInfo, ShardStore, SpaceInfo
 from chunkserver.store.disk import DiskShardStore
 
@@ -190,6 +192,7 @@ class Chunkserver:
         self._idle.set()
         self._reported: set[tuple[uuid.UUID, int]] = set()
         self.address: Address | None = None
+        self.registered = False  # the metadata service accepted us (readiness, blobstore.obs)
         for cls, handler in (
             (WriteShardRequest, self._write),
             (ReadShardRequest, self._read),
@@ -230,6 +233,7 @@ class Chunkserver:
 
     async def _heartbeat_loop(self, node: ChunkserverNode) -> None:
         self.server_id = await self.link.register(node, await self.store.space())
+        self.registered = True
         while True:
             try:
                 await self._heartbeat_once()
@@ -305,6 +309,10 @@ class Chunkserver:
             await blocks.aclose()
             await self._report([BadShardReport(cid, req.shard_index, _reason(exc))])
             raise
+        except errors.NoSuchShard:  # placed here but gone: repair (stale reports are ignored)
+            await blocks.aclose()
+            await self._report([BadShardReport(cid, req.shard_index, "missing")])
+            raise
         except BaseException:
             await blocks.aclose()
             raise
@@ -314,9 +322,9 @@ class Chunkserver:
         self,
         cid: uuid.UUID,
         req: ReadShardRequest,
-        first: bytes | None,
-        blocks: AsyncIterator[bytes],
-    ) -> AsyncIterator[bytes]:
+        first: Buffer | None,
+        blocks: AsyncIterator[Buffer],
+    ) -> AsyncIterator[Buffer]:
         self._reads += 1
         self._enter()
         try:
@@ -347,19 +355,12 @@ class Chunkserver:
     async def _inventory(
         self, req: ListInventoryRequest, ctx: CallContext
     ) -> ListInventoryResponse:
-        # TODO(#inventory): an ordered on-disk walk instead of sorting the whole inventory
-        # per page once chunkservers hold millions of shards.
         limit = max(1, min(req.limit, MAX_INVENTORY_PAGE))
-        found = sorted(
-            [(i.chunk_id.bytes, i.shard_index, i) async for i in self.store.inventory()],
-            key=lambda t: (t[0], t[1]),
+        after = (
+            (_chunk_id(req.after_chunk_id), req.after_shard_index) if req.after_chunk_id else None
         )
-        keys = [(c, s) for c, s, _ in found]
-        start = bisect.bisect_right(keys, (req.after_chunk_id, req.after_shard_index))
-        page = found[start : start + limit]
-        return ListInventoryResponse(
-            tuple(_stat(i) for _, _, i in page), start + limit < len(found)
-        )
+        page = await self.store.inventory_page(after, limit)
+        return ListInventoryResponse(tuple(_stat(i) for i in page.shards), page.is_truncated)
 
     async def _space(self, req: GetSpaceRequest, ctx: CallContext) -> GetSpaceResponse:
         s = await self.store.space()
@@ -400,18 +401,40 @@ async def serve(config: ChunkserverConfig, *, link_factory: LinkFactory | None =
         data_dir=str(data),
         heartbeat_s=config.heartbeat_s,
         scrub_mb_s=config.scrub_mb_s,
-        rpc=RpcServer(secret, ssl_context=ssl_context),
+        rpc=ObservedRpcServer(secret, observer=chunkserver_metrics(), ssl_context=ssl_context),
     )
+    from chunkserver.repair import ShardRepairer  # rebuilds asked by the leader (#7)
+
+    repair_transport = RpcClient(secret, ssl_context=client_ssl, fail_fast=True)
+    rearm = server._reported.discard  # a rebuilt shard may be reported again if it rots
+    ShardRepairer(store, repair_transport, on_repaired=lambda c, i: rearm((c, i))).install(
+        server.rpc
+    )
+    from chunkserver.gc import GarbageCollector, GcConfig  # GC of shards (#7)
+
+    gc = None
+    if transport is not None:
+        gc = GarbageCollector.for_server(
+            server, RemoteCatalog(config.meta, transport), GcConfig.from_config(config)
+        )
+    # /metrics, /health/* (blobstore.obs)
+    detach_obs = attach_chunkserver(server, Path(data), gc=gc)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
         await server.start(config.listen)
+        if gc is not None:
+            gc.start()
         await stop.wait()
     finally:
+        detach_obs()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if gc is not None:
+            await gc.stop()
         await server.stop()
+        await repair_transport.close()
         if transport is not None:
             await transport.close()

@@ -16,9 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
+from metadata.fsm import queries
+from metadata.fsm.results import RepairStatus
 from metadata.fsm.state import Catalog
+from metadata.maintenance.health import redundancy_summary
 
 __all__ = [
+    "BucketUsageQuery",
     "ClusterStatusQuery",
     "ClusterStatusResponse",
     "DeleteQueueQuery",
@@ -27,6 +31,7 @@ __all__ = [
     "GetChunkQuery",
     "GetErasureProfileQuery",
     "HeadObjectQuery",
+    "ListAccessKeysQuery",
     "ListBucketsQuery",
     "ListChunksQuery",
     "ListChunkserversQuery",
@@ -45,6 +50,9 @@ __all__ = [
     "QueryRequest",
     "QueryResponse",
     "ReadMode",
+    "RedundancyQuery",
+    "RepairStatusQuery",
+    "ShardsOnServerQuery",
     "TransferLeaderRequest",
     "run_query",
 ]
@@ -158,6 +166,42 @@ class GetErasureProfileQuery:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class ShardsOnServerQuery:
+    """GC: which shards of ``chunk_ids`` the catalog places on ``server_id`` (answer:
+    ``tuple[ShardRef, ...]``)."""
+
+    server_id: int
+    chunk_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BucketUsageQuery:
+    """Console: object counts/bytes per bucket of ``owner`` (all if None); an O(objects)
+    scan bounded by ``max_scan`` records (answer: ``tuple[BucketUsage, ...]``)."""
+
+    owner: str | None = None
+    max_scan: int = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class ListAccessKeysQuery:
+    """Console: access keys without secrets of ``user_name`` (all if None) (answer:
+    ``tuple[AccessKeySummary, ...]``)."""
+
+    user_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RedundancyQuery:
+    """Redundancy of every chunk and object (answer: ``RedundancySummary``; O(catalog))."""
+
+
+@dataclass(frozen=True, slots=True)
+class RepairStatusQuery:
+    """The leader's repair driver counters (answer: ``RepairStatus``)."""
+
+
 Query = (
     GetBucketQuery
     | ListBucketsQuery
@@ -174,6 +218,11 @@ Query = (
     | ListChunksQuery
     | DeleteQueueQuery
     | GetErasureProfileQuery
+    | RedundancyQuery
+    | RepairStatusQuery
+    | BucketUsageQuery
+    | ListAccessKeysQuery
+    | ShardsOnServerQuery
 )
 
 
@@ -225,6 +274,16 @@ def run_query(catalog: Catalog, q: Query) -> object:
             return catalog.delete_queue_page(q.server_id, None, q.limit)
         case GetErasureProfileQuery():
             return catalog.get_erasure_profile()
+        case RedundancyQuery():
+            return redundancy_summary(catalog.kv)
+        case RepairStatusQuery():  # the metadata service answers from its driver
+            return RepairStatus(False, 0, 0, 0, 0, 0, 0, 0.0, 0, 0)
+        case ShardsOnServerQuery():
+            return queries.shards_on_server(catalog.kv, q.server_id, q.chunk_ids)
+        case BucketUsageQuery():
+            return queries.bucket_usage(catalog.kv, q.owner, q.max_scan)
+        case ListAccessKeysQuery():
+            return queries.list_access_keys(catalog.kv, q.user_name)
     raise TypeError(f"unknown query {type(q).__name__}")  # pragma: no cover
 
 

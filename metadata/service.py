@@ -7,6 +7,8 @@
   elsewhere ``NotLeader`` naming the leader's address so clients re-route;
 - ``QueryRequest``: linearizable by default (ReadIndex barrier, then the local catalog);
 - ``ClusterStatusQuery``, ``MembershipChangeRequest``, ``TransferLeaderRequest`` (admin).
+It also runs the ``MaintenanceDriver`` (failure detection, repair, drain), which acts only
+while this node leads; ``RepairStatusQuery`` is answered from it.
 SIGTERM/SIGINT stop it cleanly; a Raft node that fails to persist stops the process so
 the supervisor restarts it from disk.
 """
@@ -21,6 +23,8 @@ from pathlib import Path
 from blobstore.config import MetadataConfig, load_secret
 from blobstore.errors import BlobstoreError, InvalidArgument, NotLeader, Unavailable
 from blobstore.log import get_logger
+from blobstore.obs.metadata import attach_metadata
+from blobstore.obs.rpc import ObservedRpcServer, rpc_metrics
 from blobstore.rpc import CallContext, RpcClient, RpcServer
 from blobstore.rpc.tls import internal_contexts
 from blobstore.types import Address
@@ -36,11 +40,15 @@ from metadata.api import (
     QueryRequest,
     QueryResponse,
     ReadMode,
+    RedundancyQuery,
+    RepairStatusQuery,
     TransferLeaderRequest,
     run_query,
 )
 from metadata.fsm.codec import encode_value
 from metadata.fsm.machine import CatalogStateMachine
+from metadata.maintenance.driver import MaintenanceDriver, MaintenanceOptions, RaftLeader
+from metadata.maintenance.health import redundancy_summary
 from metadata.node import NodeOptions, RaftNode
 from metadata.raft.messages import ConfChange, ConfChangeType, ConfState, Message
 from metadata.storage.disk import DiskLogStore, DiskSnapshotStore
@@ -59,9 +67,15 @@ def _remaining(ctx: CallContext) -> float:
 class MetadataService:
     """The RPC face of one metadata node."""
 
-    def __init__(self, node: RaftNode, fsm: CatalogStateMachine) -> None:
+    def __init__(
+        self,
+        node: RaftNode,
+        fsm: CatalogStateMachine,
+        maintenance: MaintenanceDriver | None = None,
+    ) -> None:
         self.node = node
         self.fsm = fsm
+        self.maintenance = maintenance
 
     def install(self, server: RpcServer) -> None:
         server.on_message(Message, self.node.step)
@@ -90,7 +104,14 @@ class MetadataService:
                 raise self._leader_hint()
             await self.node.read_barrier(timeout_s=_remaining(ctx))
         try:
-            answer = run_query(self.fsm.catalog, req.query)  # type: ignore[arg-type]
+            if isinstance(req.query, RepairStatusQuery) and self.maintenance is not None:
+                answer: object = self.maintenance.status()
+            elif isinstance(req.query, RedundancyQuery):
+                # O(catalog): scan a frozen view in a thread, never stall the Raft loop
+                view = self.fsm.catalog.snapshot_view()
+                answer = await asyncio.to_thread(redundancy_summary, view)
+            else:
+                answer = run_query(self.fsm.catalog, req.query)  # type: ignore[arg-type]
         except BlobstoreError as e:
             answer = e
         except TypeError:
@@ -180,10 +201,25 @@ async def serve(config: MetadataConfig) -> None:
         join=config.join,
     )
     node = RaftNode(config.id, peers, log_store, snapshots, fsm, transport, options=options)
-    server = RpcServer(secret, ssl_context=tls)
-    MetadataService(node, fsm).install(server)
+    server = ObservedRpcServer(secret, observer=rpc_metrics(), ssl_context=tls)
+    repair_transport = RpcClient(secret, ssl_context=client_tls, fail_fast=True)
+    maintenance = MaintenanceDriver(
+        RaftLeader(node),
+        fsm.catalog,
+        repair_transport,
+        MaintenanceOptions(
+            interval_s=config.maintenance_interval_s,
+            suspect_after_s=config.suspect_after_s,
+            down_after_s=config.down_after_s,
+            repair_concurrency=config.repair_concurrency,
+            repair_mb_s=config.repair_mb_s,
+        ),
+    )
+    MetadataService(node, fsm, maintenance).install(server)
     await node.start()
+    maintenance.start()
     addr = await server.start(config.listen)
+    detach_obs = attach_metadata(node, fsm.catalog, repair=maintenance)  # /metrics, /health/*
     log.info("metadata node serving", node=config.id, listen=str(addr), peers=len(peers))
 
     stop = asyncio.Event()
@@ -198,6 +234,9 @@ async def serve(config: MetadataConfig) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     log.info("metadata node stopping", node=config.id)
+    detach_obs()
+    await maintenance.stop()
+    await repair_transport.close()
     await server.stop()
     await node.stop()
     await transport.close()

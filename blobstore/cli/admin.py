@@ -1,4 +1,5 @@
-"""``blobstore admin``: cluster status and metadata membership, straight to the cluster.
+"""``blobstore admin``: cluster status, redundancy and repair, metadata membership and
+chunkservers (list, drain, undrain), straight to the cluster.
 
 Talks to the metadata service over the internal RPC with the cluster secret (defaults fit
 ``blobstore server``: metadata on 127.0.0.1:7001-7003, secret in ./blobstore-data).
@@ -14,14 +15,23 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from blobstore.cli import users
 from blobstore.client.catalog import RemoteCatalog
 from blobstore.config import PARSERS as _PARSERS
 from blobstore.config import AddressList, CommonConfig, load_secret
 from blobstore.errors import BlobstoreError, ConfigError
 from blobstore.rpc import RpcClient
 from blobstore.types import Address, parse_address
-from metadata.api import ClusterStatusResponse, ListChunkserversQuery, ReadMode
+from metadata.api import (
+    ClusterStatusResponse,
+    ListChunkserversQuery,
+    ReadMode,
+    RedundancyQuery,
+    RepairStatusQuery,
+)
+from metadata.fsm.commands import SetChunkserverState
 from metadata.fsm.records import ChunkserverRecord
+from metadata.fsm.results import ChunkserverUpdated, RedundancySummary, RepairStatus
 
 __all__ = ["register"]
 
@@ -48,6 +58,11 @@ def _connect(args: argparse.Namespace) -> tuple[RemoteCatalog, RpcClient, list[A
     return RemoteCatalog(addrs, transport, slots=1), transport, addrs
 
 
+def _user_connect(args: argparse.Namespace) -> tuple[RemoteCatalog, RpcClient]:
+    catalog, transport, _ = _connect(args)
+    return catalog, transport
+
+
 async def _status(args: argparse.Namespace) -> dict[str, Any]:
     catalog, transport, addrs = _connect(args)
     try:
@@ -61,9 +76,54 @@ async def _status(args: argparse.Namespace) -> dict[str, Any]:
                 nodes.append({"address": str(addr), "state": "down", "error": e.message})
         servers = await catalog.query(ListChunkserversQuery(), mode=ReadMode.LINEARIZABLE)
         assert isinstance(servers, tuple)
-        return {"metadata": nodes, "chunkservers": [_server(s) for s in servers]}
+        doc = {"metadata": nodes, "chunkservers": [_server(s) for s in servers]}
+        doc.update(await _redundancy(catalog))
+        return doc
     finally:
         await transport.close()
+
+
+async def _redundancy(catalog: RemoteCatalog) -> dict[str, Any]:
+    """Redundancy summary and the leader's repair counters (#7); empty if unsupported."""
+    out: dict[str, Any] = {}
+    try:
+        summary = await catalog.query(RedundancyQuery(), timeout_s=30)
+        repair = await catalog.query(RepairStatusQuery())
+    except BlobstoreError as e:
+        return {"redundancy_error": e.message}
+    if isinstance(summary, RedundancySummary):
+        out["redundancy"] = asdict(summary)
+    if isinstance(repair, RepairStatus):
+        out["repair"] = asdict(repair)
+    return out
+
+
+def _print_redundancy(doc: dict[str, Any]) -> None:
+    r, rep = doc.get("redundancy"), doc.get("repair")
+    if r is None:
+        if "redundancy_error" in doc:
+            print(f"REDUNDANCY  unavailable ({doc['redundancy_error']})")
+        return
+    print("REDUNDANCY")
+    print(f"  {'':<8} {'total':>8} {'full':>8} {'degraded':>9} {'at risk':>8} {'lost':>6}")
+    for kind in ("objects", "chunks"):
+        row = [r[f"{kind}_{col}"] for col in ("total", "full", "degraded", "at_risk", "lost")]
+        print(f"  {kind:<8} {row[0]:>8} {row[1]:>8} {row[2]:>9} {row[3]:>8} {row[4]:>6}")
+    print(f"  bad shards reported: {r['bad_shards']}   "
+          f"repair backlog: {r['repair_backlog']} chunks")  # fmt: skip
+    if rep is not None:
+        print(f"  repairs: {rep['repairs_done']} done, {rep['in_flight']} running, "
+              f"{rep['repairs_failed']} failed, {rep['repairs_noop']} superseded; "
+              f"{_human(rep['bytes_repaired'])} rebuilt, "
+              f"{_human(int(rep['repair_bytes_s']))}/s (last minute)")  # fmt: skip
+    if r["scrub"]:
+        print("SCRUB")
+        print(f"  {'server':>16} {'pass':>5} {'done':>5} {'shards':>9} {'scrubbed':>11} "
+              f"{'corrupt':>8}")  # fmt: skip
+        for p in r["scrub"]:
+            print(f"  {p['server_id']:>16} {p['pass_number']:>5} {p['passes_completed']:>5} "
+                  f"{p['shards_scrubbed']:>9} {_human(p['bytes_scrubbed']):>11} "
+                  f"{p['corrupt_found']:>8}")  # fmt: skip
 
 
 def _server(s: ChunkserverRecord) -> dict[str, Any]:
@@ -90,6 +150,7 @@ def _print_status(doc: dict[str, Any]) -> None:
     for s in doc["chunkservers"]:
         print(f"  {s['server_id']:>16} {s['addr']:<22} {s['zone'] or '-':<6} {s['state']:<9} "
               f"{_human(s['capacity_bytes']):>11} {_human(s['free_bytes']):>11}")  # fmt: skip
+    _print_redundancy(doc)
 
 
 async def _members(args: argparse.Namespace) -> dict[str, Any]:
@@ -116,6 +177,36 @@ async def _members(args: argparse.Namespace) -> dict[str, Any]:
         return {"voters": list(result.voters), "learners": list(result.learners)}
     finally:
         await transport.close()
+
+
+async def _chunkservers(args: argparse.Namespace) -> dict[str, Any]:
+    catalog, transport, _ = _connect(args)
+    try:
+        if args.action != "list":
+            state = {"drain": "draining", "undrain": "up"}[args.action]
+            r = await catalog.execute(SetChunkserverState(args.server_id, state))  # type: ignore[arg-type]
+            assert isinstance(r, ChunkserverUpdated)
+            return {"chunkserver": _server(r.server)}
+        servers = await catalog.query(ListChunkserversQuery())
+        assert isinstance(servers, tuple)
+        return {"chunkservers": [_server(s) for s in servers]}
+    finally:
+        await transport.close()
+
+
+def _run_chunkservers(args: argparse.Namespace) -> int:
+    doc = asyncio.run(_chunkservers(args))
+    if args.json:
+        print(json.dumps(doc, indent=2, default=str))
+        return 0
+    rows = doc.get("chunkservers") or [doc["chunkserver"]]
+    print(f"{'id':>16} {'address':<22} {'zone':<6} {'state':<9} {'capacity':>11} {'free':>11}")
+    for s in rows:
+        print(f"{s['server_id']:>16} {s['addr']:<22} {s['zone'] or '-':<6} {s['state']:<9} "
+              f"{_human(s['capacity_bytes']):>11} {_human(s['free_bytes']):>11}")  # fmt: skip
+    if args.action == "drain":
+        print("draining: repair moves its shards off; state becomes 'drained' when none remain")
+    return 0
 
 
 def _run(
@@ -157,3 +248,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     transfer = actions.add_parser("transfer-leader", help="move leadership to a node")
     transfer.add_argument("node_id", type=int)
     members.set_defaults(func=_run(_members))
+
+    servers = cmds.add_parser("chunkserver", help="chunkservers: list, drain, undrain")
+    cs_actions = servers.add_subparsers(dest="action", metavar="ACTION")
+    cs_actions.required = True
+    cs_actions.add_parser("list", help="chunkservers and their states")
+    drain = cs_actions.add_parser("drain", help="move every shard off a server, then 'drained'")
+    drain.add_argument("server_id", type=int)
+    undrain = cs_actions.add_parser("undrain", help="return a draining/drained server to 'up'")
+    undrain.add_argument("server_id", type=int)
+    servers.set_defaults(func=_run_chunkservers)
+
+    users.register(cmds, _user_connect)  # `admin user ...` (blobstore/cli/users.py)

@@ -1,5 +1,10 @@
 """Repair primitive: rebuild one shard of a chunk from any k good shards, streaming.
 
+``rebuilt_pieces(ref, shard_index, ...)`` yields piece ``shard_index`` of every stripe,
+in order, rebuilt from k readable shards (the chunkserver's repair handler writes them
+straight into its local store). ``rebuild_shard`` streams the same pieces into a
+``WriteShard`` call on another server.
+
 ``rebuild_shard(ref, shard_index, target, ...)`` reads whole pieces of every stripe from k
 readable shards (data shards first; ``ChunkReader.data_pieces`` handles failures and
 decodes), re-encodes parity when the lost shard is a parity shard, and streams piece
@@ -18,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from blobstore import errors
 from blobstore.codec.ec import Buffer, get_coder
@@ -30,7 +35,7 @@ from blobstore.log import get_logger
 from blobstore.rpc.transport import Transport
 from chunkserver.messages import DeleteShardRequest, WriteShardRequest, WriteShardResponse
 
-__all__ = ["rebuild_shard"]
+__all__ = ["rebuild_shard", "rebuilt_pieces"]
 
 
 def _ignore(_: BadShard) -> None:
@@ -53,6 +58,37 @@ def _all_stripes(ref: ChunkRef) -> list[StripeSpan]:
         last_stripe=(ref.data_length - 1) // ref.stripe_bytes,
     )
     return list(stripe_spans(ref.layout, span))
+
+
+async def rebuilt_pieces(
+    ref: ChunkRef,
+    shard_index: int,
+    *,
+    directory: ServerDirectory,
+    transport: Transport,
+    options: ReadOptions | None = None,
+    on_bad_shard: OnBadShard | None = None,
+) -> AsyncGenerator[Buffer, None]:
+    """Piece ``shard_index`` of each stripe of ``ref``, rebuilt from the other shards."""
+    n = ref.k + ref.m
+    if not 0 <= shard_index < n:
+        raise errors.InvalidArgument(f"shard index {shard_index} outside 0..{n - 1}")
+    coder = get_coder(ref.coder, ref.k, ref.m)
+    reader = ChunkReader(
+        ref,
+        directory=directory,
+        transport=transport,
+        options=options,
+        exclude=(shard_index,),
+        on_bad_shard=on_bad_shard if on_bad_shard is not None else _ignore,
+    )
+    async with contextlib.aclosing(reader.data_pieces(_all_stripes(ref))) as stripes:
+        async for _, data in stripes:
+            if shard_index < ref.k:
+                yield data[shard_index]
+            else:
+                pieces, _ = await asyncio.to_thread(encode_stripe, coder, b"".join(data))
+                yield bytes(pieces[shard_index])
 
 
 async def rebuild_shard(

@@ -1,10 +1,12 @@
 """Cluster-administration handlers: users and access keys, chunkservers, shard placement
-(repair), the shard delete queue and the erasure-coding profile.
+(repair), bad-shard reports, the shard delete queue and the erasure-coding profile.
 
 Invariants: an access key always belongs to an existing user (deleting a user deletes its
 keys); a chunk's shards sit on distinct registered chunkservers; a repair never targets a
 server that still has a queued delete of the very same shard (that delete could remove the
-rebuilt file); a moved shard's old copy is queued for deletion.
+rebuilt file); a moved shard's old copy is queued for deletion and its bad-shard record
+(if any) is dropped; a bad-shard record always names the copy currently placed at that
+index when it was recorded (reports about other copies are ignored).
 Pure: stdlib and sibling modules.
 """
 
@@ -18,11 +20,13 @@ from metadata.fsm import keyspace as ks
 from metadata.fsm.commands import (
     AckShardDeletes,
     ChunkserverHeartbeat,
+    ClearBadShards,
     DeleteAccessKey,
     DeleteUser,
     PutAccessKey,
     PutUser,
     RegisterChunkserver,
+    ReportBadShards,
     SetChunkserverState,
     SetErasureProfile,
     UpdatePlacement,
@@ -31,8 +35,10 @@ from metadata.fsm.kv import OrderedKV, prefix_end
 from metadata.fsm.names import id_error
 from metadata.fsm.records import (
     AccessKeyRecord,
+    BadShardRecord,
     ChunkRecord,
     ChunkserverRecord,
+    ScrubProgressRecord,
     ShardDelete,
     ShardPlacement,
     ShardRef,
@@ -41,6 +47,8 @@ from metadata.fsm.records import (
 from metadata.fsm.results import (
     AccessKeyDeleted,
     AccessKeyPut,
+    BadShardsCleared,
+    BadShardsReported,
     ChunkserverUpdated,
     ErasureProfileSet,
     PlacementUpdated,
@@ -52,18 +60,21 @@ from metadata.fsm.results import (
 
 __all__ = [
     "ack_shard_deletes",
+    "clear_bad_shards",
     "delete_access_key",
     "delete_user",
     "heartbeat",
     "put_access_key",
     "put_user",
     "register_chunkserver",
+    "report_bad_shards",
     "set_chunkserver_state",
     "set_erasure_profile",
     "update_placement",
 ]
 
-_CHUNKSERVER_STATES = ("up", "suspect", "down", "draining")
+_CHUNKSERVER_STATES = ("up", "suspect", "down", "draining", "drained")
+_OPERATOR_STATES = ("draining", "drained")  # kept across re-registration and heartbeats
 
 
 def put_user(kv: OrderedKV, cmd: PutUser, now_ms: int) -> Result:
@@ -140,7 +151,7 @@ def register_chunkserver(kv: OrderedKV, cmd: RegisterChunkserver, now_ms: int) -
         cmd.zone,
         cmd.capacity_bytes,
         cmd.free_bytes,
-        "up" if old is None or old.state != "draining" else "draining",
+        old.state if old is not None and old.state in _OPERATOR_STATES else "up",
         now_ms,
         now_ms if old is None else old.registered_ms,
     )
@@ -152,6 +163,8 @@ def heartbeat(kv: OrderedKV, cmd: ChunkserverHeartbeat, now_ms: int) -> Result:
     old = _server(kv, cmd.server_id)
     if isinstance(old, BlobstoreError):
         return old
+    if cmd.scrub is not None and not isinstance(cmd.scrub, ScrubProgressRecord):
+        return InvalidArgument("scrub progress must be a ScrubProgressRecord")
     state = "up" if old.state in ("suspect", "down") else old.state
     rec = replace(
         old,
@@ -161,6 +174,11 @@ def heartbeat(kv: OrderedKV, cmd: ChunkserverHeartbeat, now_ms: int) -> Result:
         state=state,
     )
     kv.put(ks.CHUNKSERVER + ks.u64(old.server_id), rec)
+    if cmd.scrub is not None:
+        kv.put(
+            ks.SCRUB + ks.u64(old.server_id),
+            replace(cmd.scrub, server_id=old.server_id, updated_ms=now_ms),
+        )
     return ChunkserverUpdated(rec)
 
 
@@ -203,6 +221,7 @@ def update_placement(kv: OrderedKV, cmd: UpdatePlacement, now_ms: int) -> Result
                 code="ShardDeletePending",
             )
         shards[mv.shard_index] = ShardPlacement(mv.to_server, mv.shard_index, mv.checksum)
+        kv.delete(ks.bad_shard_key(rec.chunk.chunk_id, mv.shard_index))
     servers = [s.server_id for s in shards.values()]
     if len(set(servers)) != len(servers):
         return InvalidArgument("two shards of one chunk would share a chunkserver")
@@ -224,6 +243,49 @@ def ack_shard_deletes(kv: OrderedKV, cmd: AckShardDeletes) -> Result:
         if kv.delete(ks.delete_key(s.server_id, s.chunk_id, s.shard_index)):
             removed += 1
     return ShardDeletesAcked(removed)
+
+
+def report_bad_shards(kv: OrderedKV, cmd: ReportBadShards, now_ms: int) -> Result:
+    if not _refs_ok(cmd.shards):
+        return InvalidArgument("malformed shard reference")
+    recorded = 0
+    for ref in cmd.shards:
+        rec = cast(ChunkRecord | None, kv.get(ks.CHUNK + ref.chunk_id.encode()))
+        if rec is None:
+            continue  # the chunk is gone: nothing to repair
+        placed = [s for s in rec.chunk.shards if s.shard_index == ref.shard_index]
+        if not placed or placed[0].server_id != ref.server_id:
+            continue  # stale: that copy has moved (or never existed)
+        bk = ks.bad_shard_key(ref.chunk_id, ref.shard_index)
+        old = cast(BadShardRecord | None, kv.get(bk))
+        if old is not None and old.shard == ref:
+            continue  # already known: keep the first report's time
+        kv.put(bk, BadShardRecord(ref, str(cmd.reason)[:200], now_ms))
+        recorded += 1
+    return BadShardsReported(recorded)
+
+
+def _refs_ok(refs: object) -> bool:
+    return isinstance(refs, tuple) and all(
+        isinstance(r, ShardRef)
+        and isinstance(r.chunk_id, str)
+        and isinstance(r.server_id, int)
+        and isinstance(r.shard_index, int)
+        and 0 <= r.shard_index < 1 << 16
+        for r in refs
+    )
+
+
+def clear_bad_shards(kv: OrderedKV, cmd: ClearBadShards) -> Result:
+    if not _refs_ok(cmd.shards):
+        return InvalidArgument("malformed shard reference")
+    removed = 0
+    for ref in cmd.shards:
+        bk = ks.bad_shard_key(ref.chunk_id, ref.shard_index)
+        old = cast(BadShardRecord | None, kv.get(bk))
+        if old is not None and old.shard == ref and kv.delete(bk):
+            removed += 1
+    return BadShardsCleared(removed)
 
 
 def set_erasure_profile(kv: OrderedKV, cmd: SetErasureProfile) -> Result:

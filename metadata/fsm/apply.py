@@ -36,6 +36,7 @@ from metadata.fsm.commands import (
     AbortMultipartUpload,
     AckShardDeletes,
     ChunkserverHeartbeat,
+    ClearBadShards,
     CommitObject,
     CommitPart,
     CompleteMultipartUpload,
@@ -56,6 +57,7 @@ from metadata.fsm.commands import (
     PutObjectTagging,
     PutUser,
     RegisterChunkserver,
+    ReportBadShards,
     SetChunkserverState,
     SetErasureProfile,
     UpdatePlacement,
@@ -373,6 +375,10 @@ def apply_command(kv: OrderedKV, command: object, now_ms: int, config: ApplyConf
             return admin.update_placement(kv, command, now_ms)
         case AckShardDeletes():
             return admin.ack_shard_deletes(kv, command)
+        case ReportBadShards():
+            return admin.report_bad_shards(kv, command, now_ms)
+        case ClearBadShards():
+            return admin.clear_bad_shards(kv, command)
         case SetErasureProfile():
             return admin.set_erasure_profile(kv, command)
         case Noop():

@@ -60,6 +60,8 @@ TAGS: dict[type[Any], int] = {
     r.ErasureProfile: 17,
     r.SessionRecord: 18,
     r.MetaRecord: 19,
+    r.BadShardRecord: 20,
+    r.ScrubProgressRecord: 21,
     # commands 40..79
     c.CreateBucket: 40,
     c.DeleteBucket: 41,
@@ -91,6 +93,8 @@ TAGS: dict[type[Any], int] = {
     c.Noop: 67,
     c.ClientCommand: 68,
     c.PutObjectTagging: 69,
+    c.ReportBadShards: 70,
+    c.ClearBadShards: 71,
     # results 80..119
     res.BucketCreated: 80,
     res.BucketDeleted: 81,
@@ -112,6 +116,8 @@ TAGS: dict[type[Any], int] = {
     res.ErasureProfileSet: 97,
     res.NoopApplied: 98,
     res.ObjectTagged: 99,
+    res.BadShardsReported: 100,
+    res.BadShardsCleared: 101,
     # query answers 120..159 (they cross the wire from the metadata service, never the log)
     res.ObjectInfo: 120,
     res.ObjectSummary: 121,
@@ -122,6 +128,11 @@ TAGS: dict[type[Any], int] = {
     res.ListUploadsPage: 126,
     res.ListPartsPage: 127,
     res.DeleteQueuePage: 128,
+    res.RedundancySummary: 129,
+    res.RepairStatus: 130,
+    # console query answers 143..149 (H7)
+    res.BucketUsage: 143,
+    res.AccessKeySummary: 144,
 }
 _CLASSES: dict[int, type[Any]] = {tag: cls for cls, tag in TAGS.items()}
 if len(_CLASSES) != len(TAGS) or ERROR_TAG in _CLASSES:

@@ -27,6 +27,7 @@ from metadata.fsm.records import (
     ErasureProfile,
     ObjectHeaders,
     Pairs,
+    ScrubProgressRecord,
     ShardRef,
     VersioningState,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "AbortMultipartUpload",
     "AckShardDeletes",
     "ChunkserverHeartbeat",
+    "ClearBadShards",
     "ClientCommand",
     "Command",
     "CommitObject",
@@ -59,6 +61,7 @@ __all__ = [
     "PutObjectTagging",
     "PutUser",
     "RegisterChunkserver",
+    "ReportBadShards",
     "SetChunkserverState",
     "SetErasureProfile",
     "ShardMove",
@@ -251,6 +254,8 @@ class CompleteMultipartUpload:
     version_id: str
     if_match: str | None = None
     if_none_match: bool = False
+    # (ALGORITHM, "b64-N") composite checksums of the parts, stored on the object (#5)
+    checksums: Pairs = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,16 +313,19 @@ class RegisterChunkserver:
 
 @dataclass(frozen=True, slots=True)
 class ChunkserverHeartbeat:
-    """Record a heartbeat (time = envelope ``now_ms``); revives suspect/down servers."""
+    """Record a heartbeat (time = envelope ``now_ms``); revives suspect/down servers.
+
+    ``scrub`` (optional, appended later) carries the server's scrub counters."""
 
     server_id: int
     capacity_bytes: int
     free_bytes: int
+    scrub: ScrubProgressRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SetChunkserverState:
-    """Leader's failure detector / operator: set up, suspect, down or draining."""
+    """Leader's failure detector / operator: set up, suspect, down, draining or drained."""
 
     server_id: int
     state: ChunkserverState
@@ -347,6 +355,22 @@ class UpdatePlacement:
 @dataclass(frozen=True, slots=True)
 class AckShardDeletes:
     """A chunkserver deleted these shards: remove them from the delete queue."""
+
+    shards: tuple[ShardRef, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReportBadShards:
+    """A read or a scrub found these shard copies corrupt or missing: record them so the
+    leader repairs them. Idempotent; reports about copies no longer placed are ignored."""
+
+    shards: tuple[ShardRef, ...]
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ClearBadShards:
+    """Forget bad-shard records that are stale (their copy moved or the chunk is gone)."""
 
     shards: tuple[ShardRef, ...]
 
@@ -388,6 +412,8 @@ Command = (
     | SetChunkserverState
     | UpdatePlacement
     | AckShardDeletes
+    | ReportBadShards
+    | ClearBadShards
     | SetErasureProfile
     | Noop
 )

@@ -17,6 +17,8 @@ bucket are contiguous, and object keys sort in UTF-8 binary order, as S3 lists t
     b"K" + user + \\0 + access_key_id               -> b""
     b"s" + u64 server_id                           -> ChunkserverRecord
     b"d" + u64 server_id + chunk_id + \\0 + u16 shard -> ShardDelete
+    b"r" + chunk_id + \\0 + u16 shard             -> BadShardRecord (repair input)
+    b"h" + u64 server_id                           -> ScrubProgressRecord
     b"x" + client_id                               -> SessionRecord
     b"X" + u64 last_active_ms + client_id          -> b"" (session expiry order)
     b"e"                                           -> ErasureProfile
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 __all__ = [
     "ACCESS_KEY",
+    "BAD_SHARD",
     "BUCKET",
     "BUCKET_BY_OWNER",
     "CHUNK",
@@ -38,12 +41,14 @@ __all__ = [
     "OBJECT",
     "PART",
     "PROFILE",
+    "SCRUB",
     "SESSION",
     "SESSION_BY_TIME",
     "UPLOAD",
     "USER",
     "USER_KEYS",
     "VERSION",
+    "bad_shard_key",
     "bucket_prefix",
     "delete_key",
     "join",
@@ -68,6 +73,8 @@ ACCESS_KEY = b"k"
 USER_KEYS = b"K"
 CHUNKSERVER = b"s"
 DELETE_QUEUE = b"d"
+BAD_SHARD = b"r"
+SCRUB = b"h"
 SESSION = b"x"
 SESSION_BY_TIME = b"X"
 PROFILE = b"e"
@@ -114,3 +121,7 @@ def part_key(bucket: str, key: str, upload_id: str, part_number: int) -> bytes:
 
 def delete_key(server_id: int, chunk_id: str, shard_index: int) -> bytes:
     return DELETE_QUEUE + u64(server_id) + chunk_id.encode("utf-8") + b"\0" + u16(shard_index)
+
+
+def bad_shard_key(chunk_id: str, shard_index: int) -> bytes:
+    return BAD_SHARD + chunk_id.encode("utf-8") + b"\0" + u16(shard_index)

@@ -188,6 +188,7 @@ def complete_upload(
         owner=up.owner,
         seq=next_seq(kv),
         headers=up.headers,
+        checksums=cmd.checksums,
         chunk_ids=tuple(c for p in chosen for c in p.chunk_ids),
         part_sizes=tuple(p.size for p in chosen),
     )

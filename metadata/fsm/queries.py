@@ -24,15 +24,23 @@ from metadata.fsm.records import (
     ChunkRecord,
     ChunkserverRecord,
     ErasureProfile,
+    ObjectRecord,
     PartRecord,
     ShardDelete,
     ShardRef,
     UploadRecord,
     UserRecord,
 )
-from metadata.fsm.results import DeleteQueuePage, ListPartsPage, ObjectInfo
+from metadata.fsm.results import (
+    AccessKeySummary,
+    BucketUsage,
+    DeleteQueuePage,
+    ListPartsPage,
+    ObjectInfo,
+)
 
 __all__ = [
+    "bucket_usage",
     "delete_queue_page",
     "get_access_key",
     "get_bucket",
@@ -40,11 +48,13 @@ __all__ = [
     "get_erasure_profile",
     "get_user",
     "head_object",
+    "list_access_keys",
     "list_buckets",
     "list_chunks",
     "list_chunkservers",
     "list_parts",
     "list_users",
+    "shards_on_server",
 ]
 
 
@@ -183,3 +193,66 @@ def delete_queue_page(
 def get_erasure_profile(kv: KVReader) -> ErasureProfile:
     """The profile for new chunks (the default 4+2 zfec, 1 MiB stripes, until set)."""
     return cast(ErasureProfile | None, kv.get(ks.PROFILE)) or ErasureProfile()
+
+
+def shards_on_server(
+    kv: KVReader, server_id: int, chunk_ids: tuple[str, ...]
+) -> tuple[ShardRef, ...]:
+    """Every shard of the named chunks that the catalog places on ``server_id``, in request
+    order (GC: a chunkserver's local shard not named here is unreferenced). Unknown chunk
+    ids and ids of other servers' shards yield nothing."""
+    found: list[ShardRef] = []
+    for cid in dict.fromkeys(chunk_ids):
+        rec = cast(ChunkRecord | None, kv.get(ks.CHUNK + cid.encode("utf-8")))
+        if rec is None:
+            continue
+        found.extend(
+            ShardRef(cid, s.server_id, s.shard_index)
+            for s in rec.chunk.shards
+            if s.server_id == server_id
+        )
+    return tuple(found)
+
+
+# -- console (H7) -------------------------------------------------------------------------
+def bucket_usage(
+    kv: KVReader, owner: str | None = None, max_scan: int = 200_000
+) -> tuple[BucketUsage, ...]:
+    """Object counts and bytes of the buckets of ``owner`` (all if None), by name.
+
+    O(objects): scans every version record of each bucket, at most ``max_scan`` records
+    in all; buckets past the budget are reported with ``exact=False`` (lower bounds)."""
+    budget = max(0, max_scan)
+    out: list[BucketUsage] = []
+    for b in list_buckets(kv, owner):
+        counts = [0, 0, 0, 0]  # objects, bytes, noncurrent, noncurrent bytes
+        exact = True
+        for slot, table in ((0, ks.OBJECT), (2, ks.VERSION)):
+            lo = ks.bucket_prefix(table, b.name)
+            for _, v in islice(kv.scan(lo, prefix_end(lo)), budget + 1):
+                if budget == 0:
+                    exact = False
+                    break
+                budget -= 1
+                counts[slot] += 1
+                counts[slot + 1] += cast(ObjectRecord, v).size
+        objects, size, noncurrent, noncurrent_size = counts
+        out.append(
+            BucketUsage(b.name, b.owner, b.created_ms, objects, size, noncurrent,
+                        noncurrent_size, exact)
+        )  # fmt: skip
+    return tuple(out)
+
+
+def list_access_keys(kv: KVReader, user_name: str | None = None) -> tuple[AccessKeySummary, ...]:
+    """Access keys (without secrets) of ``user_name`` (all if None), by key id."""
+    if user_name is None:
+        rows = kv.scan(ks.ACCESS_KEY, prefix_end(ks.ACCESS_KEY))
+        recs = [cast(AccessKeyRecord, v) for _, v in rows]
+    else:
+        lo = ks.USER_KEYS + user_name.encode("utf-8") + b"\0"
+        ids = [k[len(lo) :] for k, _ in kv.scan(lo, prefix_end(lo))]
+        found = (kv.get(ks.ACCESS_KEY + i) for i in ids)
+        recs = sorted((cast(AccessKeyRecord, r) for r in found if r is not None),
+                      key=lambda r: r.access_key_id)  # fmt: skip
+    return tuple(AccessKeySummary(r.access_key_id, r.user_name, r.created_ms) for r in recs)

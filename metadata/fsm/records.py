@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_HEADERS",
     "NULL_VERSION",
     "AccessKeyRecord",
+    "BadShardRecord",
     "BucketRecord",
     "Chunk",
     "ChunkRecord",
@@ -38,6 +39,7 @@ __all__ = [
     "ObjectRecord",
     "Pairs",
     "PartRecord",
+    "ScrubProgressRecord",
     "SessionRecord",
     "ShardDelete",
     "ShardPlacement",
@@ -49,7 +51,8 @@ __all__ = [
 
 Pairs = tuple[tuple[str, str], ...]
 VersioningState = Literal["Unversioned", "Enabled", "Suspended"]
-ChunkserverState = Literal["up", "suspect", "down", "draining"]
+# "drained": a draining server that no longer holds any shard (safe to remove)
+ChunkserverState = Literal["up", "suspect", "down", "draining", "drained"]
 
 NULL_VERSION = "null"
 
@@ -221,6 +224,31 @@ class ShardDelete:
 
     shard: ShardRef
     enqueued_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class BadShardRecord:
+    """A shard reported corrupt or missing (by a read or a scrub) and not yet repaired.
+
+    Keyed by (chunk, shard index); ``shard.server_id`` names the copy found bad, so a
+    report about a copy that has since moved is recognisably stale."""
+
+    shard: ShardRef
+    reason: str
+    reported_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScrubProgressRecord:
+    """A chunkserver's scrub counters as of its last heartbeat (``updated_ms``)."""
+
+    server_id: int
+    pass_number: int
+    passes_completed: int
+    shards_scrubbed: int
+    bytes_scrubbed: int
+    corrupt_found: int
+    updated_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from metadata.fsm.records import (
     ErasureProfile,
     ObjectRecord,
     PartRecord,
+    ScrubProgressRecord,
     ShardDelete,
     ShardRef,
     UploadRecord,
@@ -27,9 +28,13 @@ from metadata.fsm.records import (
 __all__ = [
     "AccessKeyDeleted",
     "AccessKeyPut",
+    "AccessKeySummary",
+    "BadShardsCleared",
+    "BadShardsReported",
     "BucketCreated",
     "BucketDeleted",
     "BucketUpdated",
+    "BucketUsage",
     "ChunkserverUpdated",
     "CommandResult",
     "DeleteError",
@@ -48,6 +53,8 @@ __all__ = [
     "ObjectsDeleted",
     "PartCommitted",
     "PlacementUpdated",
+    "RedundancySummary",
+    "RepairStatus",
     "Result",
     "ShardDeletesAcked",
     "UploadAborted",
@@ -184,6 +191,18 @@ class ShardDeletesAcked:
 
 
 @dataclass(frozen=True, slots=True)
+class BadShardsReported:
+    """``recorded`` reports were new; the rest were duplicates or stale."""
+
+    recorded: int
+
+
+@dataclass(frozen=True, slots=True)
+class BadShardsCleared:
+    removed: int
+
+
+@dataclass(frozen=True, slots=True)
 class ErasureProfileSet:
     profile: ErasureProfile
 
@@ -211,6 +230,8 @@ CommandResult = (
     | ChunkserverUpdated
     | PlacementUpdated
     | ShardDeletesAcked
+    | BadShardsReported
+    | BadShardsCleared
     | ErasureProfileSet
     | NoopApplied
 )
@@ -315,3 +336,73 @@ class DeleteQueuePage:
 
     entries: tuple[ShardDelete, ...]
     next_after: ShardRef | None
+
+
+@dataclass(frozen=True, slots=True)
+class RedundancySummary:
+    """Redundancy of the whole catalog (one full scan; ``metadata.maintenance.health``).
+
+    A chunk is *full* with k+m good shards, *degraded* below that, *at risk* with at most
+    k good shards (one more loss makes it unreadable), *lost* below k. An object counts as
+    its worst chunk (inline objects are always full). ``repair_backlog`` = chunks that need
+    a repair or a move (degraded, lost, or with a shard on a draining server).
+    """
+
+    chunks_total: int
+    chunks_full: int
+    chunks_degraded: int
+    chunks_at_risk: int
+    chunks_lost: int
+    objects_total: int
+    objects_full: int
+    objects_degraded: int
+    objects_at_risk: int
+    objects_lost: int
+    bad_shards: int
+    repair_backlog: int
+    scrub: tuple[ScrubProgressRecord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RepairStatus:
+    """The leader's repair driver: counters since it became leader (``is_leader`` False
+    means no driver runs on the answering node)."""
+
+    is_leader: bool
+    backlog: int
+    in_flight: int
+    repairs_done: int
+    repairs_failed: int
+    repairs_noop: int
+    bytes_repaired: int
+    repair_bytes_s: float
+    passes_completed: int
+    servers_marked: int
+
+
+# -- console query answers (H7; codec tags 143-149) ---------------------------------------
+@dataclass(frozen=True, slots=True)
+class BucketUsage:
+    """Object count and bytes of one bucket (``queries.bucket_usage``; an O(objects) scan).
+
+    ``objects``/``bytes`` are current versions; ``noncurrent``/``noncurrent_bytes`` older
+    versions and delete markers. ``exact`` is False when the scan stopped at its budget
+    (the counts are then lower bounds)."""
+
+    bucket: str
+    owner: str
+    created_ms: int
+    objects: int
+    bytes: int
+    noncurrent: int
+    noncurrent_bytes: int
+    exact: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AccessKeySummary:
+    """An access key without its secret (``queries.list_access_keys``)."""
+
+    access_key_id: str
+    user_name: str
+    created_ms: int
