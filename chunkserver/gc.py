@@ -1,0 +1,379 @@
+"""Garbage collection on one chunkserver: drain the catalog's delete queue, remove orphans.
+
+Two jobs run in one background loop (``GarbageCollector.run``):
+
+* **Delete queue** (``drain_queue``): the catalog queues ``ShardDelete`` entries when a
+  chunk's last reference goes (object deleted or overwritten, multipart part replaced or
+  aborted) and when repair moves a shard away. The collector pages
+  ``DeleteQueueQuery(server_id=me)``, unlinks each shard file (absent counts as done) and
+  proposes ``AckShardDeletes`` for exactly the entries it handled. A failed unlink is not
+  acked and is retried on the next round; a failed query or ack backs off exponentially
+  (with jitter). Safe by the catalog's invariant that a shard is never re-placed on a
+  server that still has a queued delete of the very same shard.
+* **Orphan reconciliation** (``collect_orphans``): shards that no catalog record names
+  (abandoned or failed uploads, a gateway killed between prepare and commit, a late
+  straggler a commit did not wait for, a rebuilt shard whose placement never committed).
+  The collector walks the store's inventory, keeps files older than ``grace_s`` (by
+  mtime), asks the catalog in batches which of those shards it places on this server
+  (``ShardsOnServerQuery``, a linearizable read) and deletes the rest.
+
+Safety argument (never delete a shard that a committed object references):
+
+1. A commit names only shards whose files were already written (prepare happens-before
+   commit), so a committed reference is visible to any linearizable read that starts
+   after the commit. Parts of a multipart upload are referenced from their ``CommitPart``
+   onwards (the chunk record exists from then), not from ``CompleteMultipartUpload``.
+2. A file younger than ``grace_s`` is never considered. An unreferenced old file can only
+   become referenced later if some writer's prepare->commit window (first shard written
+   -> commit applied) exceeds ``grace_s``; the grace period (default 1 h) must therefore
+   exceed the longest upload of a single object or part. This is a deployment bound, not
+   a protocol guarantee: see ``TODO(#7)`` below.
+3. The catalog is asked twice: once to classify, and again, per batch, right before the
+   unlinks; a shard referenced by then is kept. Each file is re-stat'ed just before its
+   unlink and kept if its mtime changed (rewritten meanwhile, e.g. by repair).
+4. A breaker refuses a round in which more than ``max_orphan_fraction`` of the old
+   shards look unreferenced (a lost ``server.id`` re-registering under a new id would
+   otherwise make every shard look orphaned).
+5. Chunk ids are matched in both textual forms of the UUID (``str(uuid)`` as the gateway
+   writes them, and ``uuid.hex``), so a writer using either is recognised.
+Any error (catalog unreachable, unknown answer) keeps the files.
+
+TODO(#7): make (2) unconditional with a catalog fence: GC proposes a "collect" command
+that tombstones the chunk ids it is about to remove, and commits of tombstoned chunks fail.
+
+Counters (``GcStats``) are served over RPC (``GetGcStatsRequest``, tags 2030-2032) for
+status pages and tests. Configuration comes from ``GcConfig``, built from the chunkserver's
+typed config (``gc_*`` settings: TOML, ``BLOBSTORE_GC_*`` variables) by ``from_config``.
+
+Must not import: gateway code, metadata service internals (only the catalog client API).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from blobstore.client.catalog import CatalogClient
+from blobstore.clock import Clock, SystemClock
+from blobstore.config import ChunkserverConfig
+from blobstore.log import get_logger
+from blobstore.rpc import CallContext
+from blobstore.rpc.codec import register
+from chunkserver.store.base import ShardInfo, ShardStore
+from metadata.api import DeleteQueueQuery, ShardsOnServerQuery
+from metadata.fsm.commands import AckShardDeletes
+from metadata.fsm.records import ShardRef
+from metadata.fsm.results import DeleteQueuePage
+
+if TYPE_CHECKING:
+    from chunkserver.service import Chunkserver
+
+__all__ = [
+    "GarbageCollector",
+    "GcConfig",
+    "GcStats",
+    "GetGcStatsRequest",
+    "GetGcStatsResponse",
+    "OrphanScan",
+]
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class GcConfig:
+    """Garbage-collection settings of one chunkserver."""
+
+    grace_s: float = 3600.0  # an unreferenced shard younger than this is kept
+    orphan_interval_s: float = 300.0  # between orphan reconciliation rounds
+    queue_interval_s: float = 5.0  # between delete-queue polls
+    batch: int = 500  # shards per catalog query / delete-queue page
+    max_backoff_s: float = 60.0
+    max_orphan_fraction: float = 0.5  # breaker: refuse a round above this share...
+    breaker_min_shards: int = 64  # ...of at least this many old shards
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if self.grace_s < 0 or self.orphan_interval_s <= 0 or self.queue_interval_s <= 0:
+            raise ValueError("GC intervals must be positive and the grace period >= 0")
+        if self.batch < 1 or not 0 < self.max_orphan_fraction <= 1:
+            raise ValueError("GC batch must be >= 1 and 0 < max_orphan_fraction <= 1")
+
+    @classmethod
+    def from_config(cls, config: ChunkserverConfig) -> GcConfig:
+        """The ``gc_*`` settings of a chunkserver's config."""
+        return cls(
+            grace_s=config.gc_grace_s,
+            orphan_interval_s=config.gc_orphan_interval_s,
+            queue_interval_s=config.gc_queue_interval_s,
+            max_backoff_s=config.gc_max_backoff_s,
+            enabled=config.gc_enabled,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GcStats:
+    """Counters since the process started."""
+
+    server_id: int = 0
+    queue_rounds: int = 0
+    queue_drained: int = 0  # delete-queue entries handled and acked
+    queue_bytes_reclaimed: int = 0
+    orphan_rounds: int = 0
+    orphans_found: int = 0  # old unreferenced shards seen (cumulative over rounds)
+    orphans_removed: int = 0
+    orphan_bytes_reclaimed: int = 0
+    orphans_kept_on_recheck: int = 0  # referenced (or rewritten) by the time of the unlink
+    breaker_trips: int = 0
+    errors: int = 0
+    last_orphan_round_time: float = 0.0  # wall clock of the last completed round
+    last_inventory_shards: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GetGcStatsRequest:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class GetGcStatsResponse:
+    stats: GcStats = field(default_factory=GcStats)
+
+
+register(2030, GetGcStatsRequest)
+register(2031, GetGcStatsResponse)
+register(2032, GcStats)
+
+
+@dataclass(frozen=True, slots=True)
+class OrphanScan:
+    """One classification of a store's inventory against the catalog."""
+
+    inventory: int
+    referenced: tuple[ShardInfo, ...]
+    unreferenced_old: tuple[ShardInfo, ...]  # older than the grace period
+    unreferenced_young: tuple[ShardInfo, ...]
+
+
+def _forms(cid: uuid.UUID) -> tuple[str, str]:
+    return (str(cid), cid.hex)
+
+
+def _parse(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
+
+
+class GarbageCollector:
+    """Delete-queue drain and orphan reconciliation for one ``ShardStore``."""
+
+    def __init__(
+        self,
+        store: ShardStore,
+        catalog: CatalogClient,
+        server_id: Callable[[], int],
+        config: GcConfig | None = None,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        query_timeout_s: float = 10.0,
+    ) -> None:
+        self.store = store
+        self.catalog = catalog
+        self._server_id = server_id
+        self.config = config or GcConfig()
+        self._clock = clock or SystemClock()
+        self._rng = rng or random.Random()
+        self._timeout_s = query_timeout_s
+        self._stats = GcStats()
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def for_server(
+        cls, server: Chunkserver, catalog: CatalogClient, config: GcConfig | None = None
+    ) -> GarbageCollector:
+        """A collector over ``server``'s store and id; serves ``GetGcStatsRequest``."""
+        gc = cls(server.store, catalog, lambda: server.server_id, config)
+        server.rpc.handle(GetGcStatsRequest, gc.handle_stats)
+        return gc
+
+    # -- life cycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Run the loop in the background (no-op when disabled)."""
+        if self.config.enabled and self._task is None:
+            self._task = asyncio.create_task(self.run())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def stats(self) -> GcStats:
+        return replace(self._stats, server_id=self._server_id())
+
+    async def handle_stats(self, req: GetGcStatsRequest, ctx: CallContext) -> GetGcStatsResponse:
+        return GetGcStatsResponse(self.stats())
+
+    def _count(self, **deltas: int) -> None:
+        self._stats = replace(
+            self._stats, **{k: getattr(self._stats, k) + v for k, v in deltas.items()}
+        )
+
+    async def run(self) -> None:
+        """Forever: drain the queue every ``queue_interval_s``, reconcile orphans every
+        ``orphan_interval_s``; errors back off exponentially up to ``max_backoff_s``."""
+        cfg = self.config
+        while self._server_id() == 0:  # not registered yet
+            await self._clock.sleep(min(cfg.queue_interval_s, 0.5))
+        next_orphans = self._clock.monotonic()
+        backoff = 0.0
+        while True:
+            try:
+                await self.drain_queue()
+                if self._clock.monotonic() >= next_orphans:
+                    await self.collect_orphans()
+                    next_orphans = self._clock.monotonic() + cfg.orphan_interval_s
+                backoff = 0.0
+                delay = cfg.queue_interval_s
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # catalog down, leader change, disk error: retry
+                self._count(errors=1)
+                backoff = min(max(backoff * 2, 0.5), cfg.max_backoff_s)
+                delay = backoff * (0.5 + self._rng.random())
+                log.warning("garbage collection failed; backing off", error=str(exc),
+                            retry_s=round(delay, 2))  # fmt: skip
+            await self._clock.sleep(delay)
+
+    # -- delete queue -----------------------------------------------------------------------
+    async def drain_queue(self) -> int:
+        """Delete and ack every queued shard of this server; returns how many were acked."""
+        sid = self._server_id()
+        if sid == 0:
+            return 0
+        total = 0
+        while True:
+            page = await self.catalog.query(
+                DeleteQueueQuery(server_id=sid, limit=self.config.batch), timeout_s=self._timeout_s
+            )
+            assert isinstance(page, DeleteQueuePage)
+            entries = [e.shard for e in page.entries if e.shard.server_id == sid]
+            if not entries:
+                break
+            done: list[ShardRef] = []
+            freed = 0
+            for ref in entries:
+                cid = _parse(ref.chunk_id)
+                if cid is None:  # not a shard this store could hold: nothing to delete
+                    done.append(ref)
+                    continue
+                try:
+                    info = await self.store.stat(cid, ref.shard_index)
+                    if await self.store.delete(cid, ref.shard_index) and info is not None:
+                        freed += info.size_bytes
+                except OSError as exc:
+                    log.warning("queued shard delete failed", chunk=ref.chunk_id,
+                                shard=ref.shard_index, error=str(exc))  # fmt: skip
+                    continue
+                done.append(ref)
+            if done:
+                await self.catalog.execute(AckShardDeletes(tuple(done)), timeout_s=self._timeout_s)
+            total += len(done)
+            self._count(queue_drained=len(done), queue_bytes_reclaimed=freed)
+            if len(done) < len(entries) or page.next_after is None:
+                break  # failures are retried next round; no progress loop
+        self._count(queue_rounds=1)
+        if total:
+            log.info("delete queue drained", server_id=sid, shards=total)
+        return total
+
+    # -- orphans ---------------------------------------------------------------------------
+    async def _placed(self, sid: int, shards: Sequence[ShardInfo]) -> set[tuple[uuid.UUID, int]]:
+        """(chunk, index) of ``shards`` that the catalog places on ``sid`` (linearizable)."""
+        placed: set[tuple[uuid.UUID, int]] = set()
+        ids = list(dict.fromkeys(i.chunk_id for i in shards))
+        step = max(1, self.config.batch // 2)  # two textual forms per chunk id
+        for lo in range(0, len(ids), step):
+            names = tuple(n for cid in ids[lo : lo + step] for n in _forms(cid))
+            found = await self.catalog.query(
+                ShardsOnServerQuery(sid, names), timeout_s=self._timeout_s
+            )
+            assert isinstance(found, tuple)
+            for ref in found:
+                assert isinstance(ref, ShardRef)
+                cid = _parse(ref.chunk_id)
+                if cid is not None and ref.server_id == sid:
+                    placed.add((cid, ref.shard_index))
+        return placed
+
+    async def scan(self, *, include_young: bool = False) -> OrphanScan:
+        """Classify the inventory. Young shards are only looked up when ``include_young``
+        (then ``referenced`` covers them too)."""
+        sid = self._server_id()
+        now = self._clock.time()
+        inventory = [i async for i in self.store.inventory()]
+        grace = self.config.grace_s
+        asked = inventory if include_young else [i for i in inventory if now - i.mtime >= grace]
+        placed = await self._placed(sid, asked)
+        ref = tuple(i for i in asked if (i.chunk_id, i.shard_index) in placed)
+        unref = [i for i in asked if (i.chunk_id, i.shard_index) not in placed]
+        return OrphanScan(
+            len(inventory),
+            ref,
+            tuple(i for i in unref if now - i.mtime >= grace),
+            tuple(i for i in unref if now - i.mtime < grace),
+        )
+
+    async def collect_orphans(self) -> int:
+        """One reconciliation round; returns the number of shard files removed."""
+        sid = self._server_id()
+        if sid == 0:
+            return 0
+        found = await self.scan()
+        old = found.unreferenced_old
+        considered = len(old) + len(found.referenced)
+        self._stats = replace(
+            self._stats,
+            orphans_found=self._stats.orphans_found + len(old),
+            last_inventory_shards=found.inventory,
+        )
+        cfg = self.config
+        if considered >= cfg.breaker_min_shards and len(old) > cfg.max_orphan_fraction * considered:
+            self._count(breaker_trips=1, orphan_rounds=1)
+            log.error("orphan GC refused: too many shards look unreferenced (server id lost?)",
+                      server_id=sid, unreferenced=len(old), old_shards=considered)  # fmt: skip
+            return 0
+        removed = 0
+        for lo in range(0, len(old), cfg.batch):
+            batch = old[lo : lo + cfg.batch]
+            still = await self._placed(sid, batch)  # re-check right before the unlinks
+            for info in batch:
+                if (info.chunk_id, info.shard_index) in still:
+                    self._count(orphans_kept_on_recheck=1)
+                    continue
+                now = await self.store.stat(info.chunk_id, info.shard_index)
+                if now is None:
+                    continue
+                if now.mtime != info.mtime:  # rewritten since the scan
+                    self._count(orphans_kept_on_recheck=1)
+                    continue
+                if await self.store.delete(info.chunk_id, info.shard_index):
+                    removed += 1
+                    self._count(orphans_removed=1, orphan_bytes_reclaimed=now.size_bytes)
+                    log.info("orphan shard removed", chunk=str(info.chunk_id),
+                             shard=info.shard_index, bytes=now.size_bytes)  # fmt: skip
+        self._stats = replace(
+            self._stats,
+            orphan_rounds=self._stats.orphan_rounds + 1,
+            last_orphan_round_time=self._clock.time(),
+        )
+        return removed

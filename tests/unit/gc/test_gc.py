@@ -1,0 +1,440 @@
+"""Chunkserver garbage collection against an in-process catalog and a memory store.
+
+Time is a ``SimClock`` shared by the store (file mtimes), the catalog client (command
+timestamps) and the collector, so grace periods are exact and nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from blobstore.client.catalog import LocalCatalog
+from blobstore.clock import SimClock
+from blobstore.config import ChunkserverConfig, load_config
+from blobstore.errors import ConfigError, Unavailable
+from blobstore.rpc import codec
+from chunkserver.gc import GarbageCollector, GcConfig, GcStats, GetGcStatsResponse
+from chunkserver.shardfile import ShardHeader, piece_length
+from chunkserver.store.memory import MemoryShardStore
+from metadata.api import (
+    DeleteQueueQuery,
+    HeadObjectQuery,
+    Query,
+    ReadMode,
+    ShardsOnServerQuery,
+    run_query,
+)
+from metadata.fsm.commands import (
+    AbortMultipartUpload,
+    CommitObject,
+    CommitPart,
+    CompletedPart,
+    CompleteMultipartUpload,
+    CreateBucket,
+    CreateMultipartUpload,
+    DeleteObject,
+)
+from metadata.fsm.multipart import ApplyConfig
+from metadata.fsm.records import Chunk, ShardPlacement, ShardRef
+from metadata.fsm.results import DeleteQueuePage, ObjectInfo
+from metadata.fsm.state import Catalog
+
+ME = 7
+OTHER = 8
+GRACE = 100.0
+BUCKET = "gcb"
+ETAG = "d41d8cd98f00b204e9800998ecf8427e"
+
+
+@dataclass
+class World:
+    clock: SimClock
+    catalog: LocalCatalog
+    store: MemoryShardStore
+    gc: GarbageCollector
+    versions: dict[str, int] = field(default_factory=dict)
+
+    async def write_shard(self, cid: uuid.UUID, index: int, length: int = 100) -> None:
+        header = ShardHeader(cid, index, 2, 1, "zfec", 64, length)
+
+        async def body() -> AsyncIterator[bytes]:
+            for s in range(header.stripe_count):
+                yield bytes(piece_length(header, s))
+
+        await self.store.write(header, body())
+
+    async def commit(self, key: str, cid: uuid.UUID, *, name: str | None = None) -> None:
+        """Commit an object whose single chunk has shard 0 here and shard 1 elsewhere."""
+        n = self.versions[key] = self.versions.get(key, 0) + 1
+        await self.catalog.execute(
+            CommitObject(BUCKET, key, f"v{n}", "root", 100, ETAG, chunks=(chunk(cid, name),))
+        )
+
+    def queued(self, server_id: int) -> tuple[ShardRef, ...]:
+        page = run_query(self.catalog.catalog, DeleteQueueQuery(server_id=server_id))
+        assert isinstance(page, DeleteQueuePage)
+        return tuple(e.shard for e in page.entries)
+
+    async def files(self) -> set[tuple[uuid.UUID, int]]:
+        return {(i.chunk_id, i.shard_index) async for i in self.store.inventory()}
+
+
+def chunk(cid: uuid.UUID, name: str | None = None) -> Chunk:
+    placements = (ShardPlacement(ME, 0), ShardPlacement(OTHER, 1))
+    return Chunk(name or str(cid), "zfec", 2, 1, 64, 100, placements)
+
+
+async def world(config: GcConfig | None = None, catalog_cls: type = LocalCatalog) -> World:
+    clock = SimClock(1000.0)
+    catalog = catalog_cls(Catalog(config=ApplyConfig(min_part_size_bytes=0)), clock=clock)
+    await catalog.execute(CreateBucket(BUCKET, "root"))
+    store = MemoryShardStore(clock=clock.time)
+    gc = GarbageCollector(
+        store, catalog, lambda: ME, config or GcConfig(grace_s=GRACE), clock=clock
+    )
+    return World(clock, catalog, store, gc)
+
+
+# -- the batched query --------------------------------------------------------------------
+async def test_shards_on_server_query_names_only_this_servers_placements() -> None:
+    w = await world()
+    a, b = uuid.uuid4(), uuid.uuid4()
+    await w.commit("k", a)
+    got = run_query(w.catalog.catalog, ShardsOnServerQuery(ME, (str(a), str(b), str(a))))
+    assert got == (ShardRef(str(a), ME, 0),)
+    assert run_query(w.catalog.catalog, ShardsOnServerQuery(OTHER, (str(a),))) == (
+        ShardRef(str(a), OTHER, 1),
+    )
+    assert run_query(w.catalog.catalog, ShardsOnServerQuery(99, (str(a),))) == ()
+
+
+def test_gc_messages_roundtrip_on_the_wire() -> None:
+    msg = GetGcStatsResponse(GcStats(server_id=3, orphans_removed=2, orphan_bytes_reclaimed=9))
+    assert codec.decode(codec.encode(msg)) == msg
+    q = ShardsOnServerQuery(5, ("a", "b"))
+    from metadata import wire
+
+    wire.register_all()
+    assert codec.decode(codec.encode(q)) == q
+
+
+def test_config_from_the_chunkserver_config() -> None:
+    env = {
+        "BLOBSTORE_GC_GRACE_S": "2.5",
+        "BLOBSTORE_GC_QUEUE_INTERVAL_S": "0.5",
+        "BLOBSTORE_GC_ENABLED": "false",
+        "BLOBSTORE_META": "127.0.0.1:7001",
+    }
+    cfg = GcConfig.from_config(load_config(ChunkserverConfig, env=env))
+    assert (cfg.grace_s, cfg.queue_interval_s, cfg.enabled) == (2.5, 0.5, False)
+    defaults = load_config(ChunkserverConfig, env={"BLOBSTORE_META": "127.0.0.1:7001"})
+    assert GcConfig.from_config(defaults) == GcConfig()
+    with pytest.raises(ConfigError):
+        load_config(ChunkserverConfig, env={**env, "BLOBSTORE_GC_QUEUE_INTERVAL_S": "0"})
+    with pytest.raises(ValueError):
+        GcConfig(batch=0)
+
+
+# -- delete queue -------------------------------------------------------------------------
+async def test_drain_deletes_this_servers_queued_shards_and_acks_them() -> None:
+    w = await world()
+    a, keep = uuid.uuid4(), uuid.uuid4()
+    for cid in (a, keep):
+        await w.write_shard(cid, 0)
+    await w.commit("gone", a)
+    await w.commit("kept", keep)
+    await w.catalog.execute(DeleteObject(BUCKET, "gone"))
+    assert w.queued(ME) == (ShardRef(str(a), ME, 0),)
+    assert await w.gc.drain_queue() == 1
+    assert await w.files() == {(keep, 0)}
+    assert w.queued(ME) == ()
+    assert w.queued(OTHER) == (ShardRef(str(a), OTHER, 1),)  # not ours to delete
+    s = w.gc.stats()
+    assert (s.queue_drained, s.queue_bytes_reclaimed > 0, s.server_id) == (1, True, ME)
+    assert await w.gc.drain_queue() == 0
+
+
+async def test_drain_pages_through_a_long_queue() -> None:
+    w = await world(GcConfig(grace_s=GRACE, batch=3))
+    ids = [uuid.uuid4() for _ in range(10)]
+    for n, cid in enumerate(ids):
+        await w.write_shard(cid, 0)
+        await w.commit(f"k{n}", cid)
+        await w.catalog.execute(DeleteObject(BUCKET, f"k{n}"))
+    assert await w.gc.drain_queue() == 10
+    assert await w.files() == set()
+    assert w.queued(ME) == ()
+
+
+class FlakyStore(MemoryShardStore):
+    """Fails the first ``failures`` deletes with an I/O error."""
+
+    failures = 1
+
+    async def delete(self, chunk_id: uuid.UUID, shard_index: int) -> bool:
+        if self.failures > 0:
+            self.failures -= 1
+            raise OSError("disk said no")
+        return await super().delete(chunk_id, shard_index)
+
+
+async def test_failed_unlink_is_not_acked_and_is_retried() -> None:
+    w = await world()
+    w.store = FlakyStore(clock=w.clock.time)
+    w.gc = GarbageCollector(w.store, w.catalog, lambda: ME, GcConfig(grace_s=GRACE), clock=w.clock)
+    a = uuid.uuid4()
+    await w.write_shard(a, 0)
+    await w.commit("k", a)
+    await w.catalog.execute(DeleteObject(BUCKET, "k"))
+    assert await w.gc.drain_queue() == 0
+    assert w.queued(ME) == (ShardRef(str(a), ME, 0),)
+    assert await w.gc.drain_queue() == 1
+    assert (await w.files(), w.queued(ME)) == (set(), ())
+
+
+class AckFailsOnce(LocalCatalog):
+    fail_next_execute = False
+
+    async def execute(self, command: object, *, timeout_s: float = 10.0) -> object:
+        if self.fail_next_execute:
+            self.fail_next_execute = False
+            raise Unavailable("leader lost")
+        return await super().execute(command, timeout_s=timeout_s)  # type: ignore[arg-type]
+
+
+async def test_lost_ack_is_repeated_idempotently() -> None:
+    w = await world(catalog_cls=AckFailsOnce)
+    cat = w.catalog
+    assert isinstance(cat, AckFailsOnce)
+    a = uuid.uuid4()
+    await w.write_shard(a, 0)
+    await w.commit("k", a)
+    await w.catalog.execute(DeleteObject(BUCKET, "k"))
+    cat.fail_next_execute = True
+    with pytest.raises(Unavailable):
+        await w.gc.drain_queue()
+    assert await w.files() == set()  # deleted, but still queued
+    assert w.queued(ME) == (ShardRef(str(a), ME, 0),)
+    assert await w.gc.drain_queue() == 1  # absent file counts as done
+    assert w.queued(ME) == ()
+
+
+async def test_run_loop_backs_off_on_errors_then_drains() -> None:
+    w = await world(catalog_cls=AckFailsOnce)
+    cat = w.catalog
+    assert isinstance(cat, AckFailsOnce)
+    a = uuid.uuid4()
+    await w.write_shard(a, 0)
+    await w.commit("k", a)
+    await w.catalog.execute(DeleteObject(BUCKET, "k"))
+    cat.fail_next_execute = True
+    w.gc.start()
+    for _ in range(200):
+        if w.queued(ME) == ():
+            break
+        w.clock.advance(1.0)
+        for _ in range(20):  # let the loop's coroutines run at this virtual instant
+            await asyncio.sleep(0)
+    await w.gc.stop()
+    assert w.queued(ME) == ()
+    assert w.gc.stats().errors == 1
+
+
+# -- orphans ------------------------------------------------------------------------------
+async def test_orphans_respect_grace_references_and_id_forms() -> None:
+    w = await world()
+    committed, hexform, orphan, young, moved = (uuid.uuid4() for _ in range(5))
+    for cid in (committed, hexform, orphan):
+        await w.write_shard(cid, 0)
+    await w.write_shard(moved, 1)  # the catalog places shard 1 of `moved` elsewhere
+    await w.commit("a", committed)
+    await w.commit(BUCKET, hexform, name=hexform.hex)
+    await w.commit("c", moved)
+    w.clock.advance(GRACE + 1)
+    await w.write_shard(young, 0)  # unreferenced but inside the grace period
+    assert await w.gc.collect_orphans() == 2
+    assert await w.files() == {(committed, 0), (hexform, 0), (young, 0)}
+    s = w.gc.stats()
+    assert (s.orphans_found, s.orphans_removed, s.orphan_rounds) == (2, 2, 1)
+    assert s.orphan_bytes_reclaimed > 0
+    w.clock.advance(GRACE)
+    assert await w.gc.collect_orphans() == 1  # `young` has aged past the grace period
+    assert await w.files() == {(committed, 0), (hexform, 0)}
+
+
+async def test_multipart_parts_are_referenced_from_commit_part_until_abort() -> None:
+    w = await world()
+    p1, p2, unlisted = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    for cid in (p1, p2, unlisted):
+        await w.write_shard(cid, 0)
+    await w.catalog.execute(CreateMultipartUpload(BUCKET, "mp", "u1", "root"))
+    await w.catalog.execute(CommitPart(BUCKET, "mp", "u1", 1, 100, ETAG, chunks=(chunk(p1),)))
+    await w.catalog.execute(CommitPart(BUCKET, "mp", "u1", 2, 100, ETAG, chunks=(chunk(p2),)))
+    await w.catalog.execute(CommitPart(BUCKET, "mp", "u1", 3, 100, ETAG, chunks=(chunk(unlisted),)))
+    w.clock.advance(GRACE * 10)  # a multipart upload may stay open for days
+    assert await w.gc.collect_orphans() == 0
+    parts = (CompletedPart(1, ETAG), CompletedPart(2, ETAG))
+    await w.catalog.execute(CompleteMultipartUpload(BUCKET, "mp", "u1", parts, "v1"))
+    assert await w.gc.drain_queue() == 1  # the unlisted part was released
+    assert await w.gc.collect_orphans() == 0
+    assert await w.files() == {(p1, 0), (p2, 0)}
+    q = uuid.uuid4()
+    await w.write_shard(q, 0)
+    await w.catalog.execute(CreateMultipartUpload(BUCKET, "mp2", "u2", "root"))
+    await w.catalog.execute(CommitPart(BUCKET, "mp2", "u2", 1, 100, ETAG, chunks=(chunk(q),)))
+    await w.catalog.execute(AbortMultipartUpload(BUCKET, "mp2", "u2"))
+    assert await w.gc.drain_queue() == 1
+    assert await w.files() == {(p1, 0), (p2, 0)}
+
+
+async def test_breaker_refuses_a_round_where_most_shards_look_orphaned() -> None:
+    w = await world(GcConfig(grace_s=GRACE, breaker_min_shards=8, max_orphan_fraction=0.5))
+    for _ in range(10):
+        await w.write_shard(uuid.uuid4(), 0)  # e.g. server.id lost: nothing matches
+    live = uuid.uuid4()
+    await w.write_shard(live, 0)
+    await w.commit("k", live)
+    w.clock.advance(GRACE + 1)
+    assert await w.gc.collect_orphans() == 0
+    assert len(await w.files()) == 11
+    assert w.gc.stats().breaker_trips == 1
+
+
+# -- the race: GC against uploads -----------------------------------------------------------
+class RacingCatalog(LocalCatalog):
+    """Runs ``hook`` right after answering each GC placement query: commits that land
+    between GC's classification and its unlinks ("shard written, GC lists it, commits")."""
+
+    hook: Callable[[], object] | None = None
+
+    async def query(
+        self, q: Query, *, mode: ReadMode = ReadMode.LINEARIZABLE, timeout_s: float = 10.0
+    ) -> object:
+        answer = await super().query(q, mode=mode, timeout_s=timeout_s)
+        if isinstance(q, ShardsOnServerQuery) and self.hook is not None:
+            await self.hook()  # type: ignore[misc]
+        return answer
+
+
+async def race(
+    seed: int, commit_delay_s: float, steps: int = 200
+) -> tuple[list[str], set[tuple[uuid.UUID, int]]]:
+    """Uploads write a shard, wait ``commit_delay_s`` of virtual time, then commit (or are
+    abandoned); GC rounds run at random moments, and commits also fire inside GC rounds.
+    Returns the committed keys whose shard is missing (must be empty when the delay is
+    shorter than the grace period) and the files left that nothing references."""
+    rng = random.Random(seed)
+    w = await world(GcConfig(grace_s=GRACE, breaker_min_shards=1 << 30), RacingCatalog)
+    cat = w.catalog
+    assert isinstance(cat, RacingCatalog)
+    pending: list[tuple[float, str, uuid.UUID]] = []  # (written at, key, chunk)
+    committed: dict[str, uuid.UUID] = {}
+    serial = iter(range(1 << 30))
+
+    async def commit_due() -> None:
+        now = w.clock.now
+        for item in [p for p in pending if now - p[0] >= commit_delay_s]:
+            pending.remove(item)
+            if rng.random() < 0.2:
+                continue  # abandoned upload: an orphan GC must eventually remove
+            _, key, cid = item
+            await w.commit(key, cid)
+            committed[key] = cid
+
+    cat.hook = commit_due
+    for _ in range(steps):
+        action = rng.random()
+        if action < 0.35:
+            cid = uuid.uuid4()
+            await w.write_shard(cid, 0)
+            pending.append((w.clock.now, f"k{next(serial) % 7}", cid))
+        elif action < 0.55:
+            await w.gc.collect_orphans()
+        elif action < 0.65:
+            await w.gc.drain_queue()
+        else:
+            w.clock.advance(rng.uniform(0, commit_delay_s))
+            await commit_due()
+    # let every upload finish, then quiesce GC well past the grace period
+    w.clock.advance(commit_delay_s)
+    await commit_due()
+    cat.hook = None
+    w.clock.advance(GRACE * 2)
+    await w.gc.drain_queue()
+    await w.gc.collect_orphans()
+    files = await w.files()
+    live = {}
+    for key in committed:
+        info = run_query(w.catalog.catalog, HeadObjectQuery(BUCKET, key))
+        assert isinstance(info, ObjectInfo)
+        live[key] = uuid.UUID(info.chunks[0].chunk_id)
+    lost = [k for k, cid in live.items() if (cid, 0) not in files]
+    return lost, files - {(cid, 0) for cid in live.values()}
+
+
+@settings(deadline=None, max_examples=50)
+@given(seed=st.integers(0, 2**32 - 1), delay_fraction=st.floats(0.0, 0.95))
+async def test_gc_never_deletes_a_committed_shard_when_commits_beat_the_grace(
+    seed: int, delay_fraction: float
+) -> None:
+    lost, leaked = await race(seed, GRACE * delay_fraction)
+    assert lost == [], f"seed {seed}: GC deleted shards of committed objects {lost}"
+    assert leaked == set(), f"seed {seed}: orphans left after the grace period {leaked}"
+
+
+async def test_race_checker_catches_a_commit_slower_than_the_grace_period() -> None:
+    """The negative control: the bound is real (a writer slower than the grace period
+    loses data), so the race test above can fail."""
+    losses = [len((await race(seed, GRACE * 1.5))[0]) for seed in range(5)]
+    assert sum(losses) > 0
+
+
+async def test_recheck_keeps_a_shard_committed_between_scan_and_unlink() -> None:
+    w = await world(catalog_cls=RacingCatalog)
+    cat = w.catalog
+    assert isinstance(cat, RacingCatalog)
+    late = uuid.uuid4()
+    await w.write_shard(late, 0)
+    w.clock.advance(GRACE + 1)
+    calls = 0
+
+    async def commit_once() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # right after the classifying query, before the re-check
+            await w.commit("late", late)
+
+    cat.hook = commit_once
+    assert await w.gc.collect_orphans() == 0
+    assert await w.files() == {(late, 0)}
+    assert w.gc.stats().orphans_kept_on_recheck == 1
+
+
+async def test_recheck_keeps_a_shard_rewritten_between_scan_and_unlink() -> None:
+    w = await world(catalog_cls=RacingCatalog)
+    cat = w.catalog
+    assert isinstance(cat, RacingCatalog)
+    cid = uuid.uuid4()
+    await w.write_shard(cid, 0)
+    w.clock.advance(GRACE + 1)
+    calls = 0
+
+    async def rewrite_once() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # after the re-check query: a repair rewrote the file meanwhile
+            w.clock.advance(1)
+            await w.write_shard(cid, 0)
+
+    cat.hook = rewrite_once
+    assert await w.gc.collect_orphans() == 0
+    assert await w.files() == {(cid, 0)}
+    assert w.gc.stats().orphans_kept_on_recheck == 1
