@@ -21,7 +21,7 @@ from pathlib import Path
 
 from blobstore.log import get_logger
 
-__all__ = ["RoleSpec", "Supervisor", "tcp_ready"]
+__all__ = ["RoleSpec", "Supervisor", "die_with_parent", "tcp_ready"]
 
 log = get_logger(__name__)
 
@@ -29,11 +29,20 @@ ReadyCheck = Callable[[], Awaitable[bool]]
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent(sig: int = signal.SIGKILL, parent_pid: int | None = None) -> None:
+    """Have the kernel send ``sig`` to this process when its parent dies (Linux), so a
+    ``kill -9`` of a parent leaves no orphan serving its port. With ``parent_pid``, exit at
+    once if the parent is already gone (it died before the request took effect)."""
     if sys.platform == "linux":
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+            libc.prctl(_PR_SET_PDEATHSIG, sig)
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    die_with_parent(signal.SIGKILL)
 
 
 def tcp_ready(host: str, port: int, timeout_s: float = 0.5) -> ReadyCheck:

@@ -5,7 +5,7 @@ authenticate (SigV4 / presigned / SigV2; anonymous refused; OPTIONS preflight ex
 ``parse_request`` -> ``gateway.handlers.dispatch`` (one ``match``) -> response. Every
 response carries ``x-amz-request-id`` and ``x-amz-id-2``; every error becomes HTTP only
 through ``gateway.errors.to_response`` (domain ``Unavailable`` / deadlines -> 503).
-Bodies stream in (``gateway.context.body_stream``) and out (``StreamingResponse``);
+Bodies stream in (``gateway.context.body_stream``) and out (``gateway.context.BodyStreamResponse``);
 ``Expect: 100-continue`` is answered by uvicorn when a handler first reads the body.
 
 ``serve(config)`` wires the production services (``RemoteCatalog`` + ``ClusterObjectStore``
@@ -35,8 +35,10 @@ from blobstore.client.catalog import CatalogClient, RemoteCatalog
 from blobstore.config import GatewayConfig, load_secret
 from blobstore.errors import AccessDenied
 from blobstore.log import configure_logging, get_logger, new_trace_id, trace_context
+from blobstore.obs.gateway import OPERATION_KEY, ObservedGateway, prepare_multiprocess
 from blobstore.rpc import RpcClient
 from blobstore.rpc.tls import internal_contexts
+from blobstore.supervisor import die_with_parent
 from gateway import operations as op
 from gateway.auth import Authenticator
 from gateway.context import RequestContext, Services, make_response
@@ -124,6 +126,7 @@ class GatewayApp:
             scheme=str(scope.get("scheme", "http")),
         )
         sv = self.services
+        operation: op.S3Operation | None = None
         try:
             if method != "OPTIONS":
                 ctx.auth, ctx.principal = await self.authenticator.authenticate(
@@ -132,6 +135,7 @@ class GatewayApp:
             operation = parse_request(
                 method, raw_path, query, headers, host, self.domain, limits=sv.limits
             )
+            scope[OPERATION_KEY] = type(operation).__name__  # metrics label
             if ctx.principal is None and method != "OPTIONS":
                 raise AccessDenied("Anonymous access is not allowed")
             response = await dispatch(sv, ctx, operation)
@@ -143,6 +147,11 @@ class GatewayApp:
                 )
         except Exception as exc:
             response = self._error(exc, scope, request_id, method)
+            origin = headers.get("origin")
+            if origin and method != "OPTIONS":
+                await self._error_cors(
+                    response, operation, origin, method, raw_path, query, headers
+                )
         else:
             response.raw_headers.append((b"x-amz-request-id", request_id.encode("ascii")))
             response.raw_headers.append((b"x-amz-id-2", self.host_id.encode("ascii")))
@@ -151,6 +160,41 @@ class GatewayApp:
             # connection cannot carry another request after it
             response.raw_headers.append((b"connection", b"close"))
         return response
+
+    async def _error_cors(
+        self,
+        response: Response,
+        operation: op.S3Operation | None,
+        origin: str,
+        method: str,
+        raw_path: bytes,
+        query: bytes,
+        headers: Headers,
+    ) -> None:
+        """CORS headers on an error response when a rule of the bucket matches (as S3
+        does, so a browser can read the error); best effort, never a second error."""
+        if operation is None:  # refused before parsing (e.g. authentication)
+            try:
+                operation = parse_request(
+                    method,
+                    raw_path,
+                    query,
+                    headers,
+                    headers.get("host") or "",
+                    self.domain,
+                    limits=self.services.limits,
+                )
+            except Exception:
+                return
+        if not isinstance(operation, op.BucketOperation):
+            return
+        try:
+            cors = await cors_headers(self.services, operation.bucket, origin, method)
+        except Exception:
+            return
+        response.raw_headers.extend(
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in cors
+        )
 
     def _error(self, exc: Exception, scope: Scope, request_id: str, method: str) -> Response:
         s3 = resolve(exc)
@@ -166,7 +210,7 @@ class GatewayApp:
             if s3.code == "InternalError":
                 log.exception("unexpected error", error=type(exc).__name__)
         else:
-            log.debug("request refused", code=s3.code, method=method)
+            log.debug("request refused", code=s3.code, method=method, detail=str(exc)[:200])
         status, headers, body = to_response(
             exc, str(scope.get("path", "/")), request_id, self.host_id, is_head=method == "HEAD"
         )
@@ -261,13 +305,14 @@ def _uvicorn_config(config: GatewayConfig, app: GatewayApp) -> uvicorn.Config:
     if common.tls_cert is not None and common.tls_key is not None:
         tls = {"ssl_certfile": str(common.tls_cert), "ssl_keyfile": str(common.tls_key)}
     return uvicorn.Config(
-        app,
+        ObservedGateway(app),  # metrics + per-request access line (blobstore.obs.gateway)
         host=config.listen.host,
         port=config.listen.port,
         http=server_options()["http"],
         lifespan="off",
         access_log=False,
         server_header=False,
+        proxy_headers=False,  # client addresses are not used; skip the per-request middleware
         log_config=None,
         timeout_keep_alive=30,
         **tls,
@@ -291,6 +336,9 @@ async def _serve_one(config: GatewayConfig, sockets: list[socket.socket] | None)
             domain=config.domain or None,
             max_object_bytes=config.max_object_bytes,
         )
+        from gateway.console.mount import mount_console  # web console (imports this module)
+
+        app = mount_console(app, secret=load_secret(common), meta=config.meta, transport=transport)
         server = uvicorn.Server(_uvicorn_config(config, app))
         log.info(
             "gateway serving",
@@ -303,7 +351,8 @@ async def _serve_one(config: GatewayConfig, sockets: list[socket.socket] | None)
         await transport.close()
 
 
-def _worker_main(config: GatewayConfig, sock: socket.socket) -> None:
+def _worker_main(config: GatewayConfig, sock: socket.socket, parent_pid: int) -> None:
+    die_with_parent(signal.SIGTERM, parent_pid)  # no orphan worker after a kill -9 of serve()
     configure_logging(config.common.log_format, config.common.log_level)
     runner_kwargs: dict[str, Any] = {}
     if server_options()["loop"] == "uvloop":
@@ -325,9 +374,10 @@ async def serve(config: GatewayConfig) -> None:
     sock.bind((config.listen.host, config.listen.port))
     sock.listen(2048)
     sock.set_inheritable(True)
+    prepare_multiprocess(config.common.data)  # workers' metrics summed by /metrics
     spawn = multiprocessing.get_context("spawn")
     procs = [
-        spawn.Process(target=_worker_main, args=(config, sock), name=f"gateway-{i}")
+        spawn.Process(target=_worker_main, args=(config, sock, os.getpid()), name=f"gateway-{i}")
         for i in range(max(1, config.workers))
     ]
     for p in procs:

@@ -1,11 +1,21 @@
 """Per-gateway services and per-request state shared by the S3 handlers.
 
 ``Services`` bundles what every handler may use (catalog client, object store, limits,
-region, clock, id generation). ``RequestContext`` is one authenticated request: its parsed
-headers, the SigV4 context, the principal, and the raw ASGI body channel. Bodies are read
-ONLY through ``body_stream`` (streaming, verified by ``gateway.chunked.VerifiedBody``,
-size-capped) or ``read_small_body`` (XML documents, capped); both raise on any mismatch, so
-a handler that commits after them never commits unverified bytes.
+region, clock, id generation). ``Services.object_bucket`` is the access check of the hot
+object paths (Put/Get/Head object, UploadPart): it answers from a per-process cache of
+bucket records for ``bucket_ttl_s`` (1 s), saving one catalog read per request. That is
+safe because the catalog re-checks what matters -- a write to a deleted bucket fails
+``NoSuchBucket`` in the FSM, a read of a deleted bucket's key finds nothing -- and a
+bucket's owner never changes while it exists. The one window: a bucket deleted and
+re-created by ANOTHER user is still reachable by its old owner for up to ``bucket_ttl_s``
+through this process's cache (this process's DeleteBucket drops its entry at once).
+Bucket-level operations always read the catalog (``Services.bucket``).
+
+``RequestContext`` is one authenticated request: its parsed headers, the SigV4 context,
+the principal, and the raw ASGI body channel. Bodies are read ONLY through
+``body_stream`` (streaming, verified by ``gateway.chunked.VerifiedBody``, size-capped)
+or ``read_small_body`` (XML documents, capped); both raise on any mismatch, so a handler
+that commits after them never commits unverified bytes.
 
 Also the response helpers (``make_response``...) that set exact headers and lengths.
 
@@ -14,6 +24,7 @@ Must not import the handlers or the app.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 import uuid
@@ -22,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from blobstore.client.catalog import CatalogClient
 from blobstore.errors import AccessDenied
@@ -38,6 +49,7 @@ from metadata.fsm.records import BucketRecord
 
 __all__ = [
     "BodyCounter",
+    "BodyStreamResponse",
     "RequestContext",
     "Services",
     "body_stream",
@@ -50,6 +62,8 @@ __all__ = [
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
+_MAX_CACHED_BUCKETS = 10_000
+
 
 @dataclass(slots=True)
 class Services:
@@ -60,6 +74,9 @@ class Services:
     region: str = "us-east-1"
     limits: RouterLimits = field(default_factory=RouterLimits)
     wall_clock: Callable[[], float] = time.time
+    bucket_ttl_s: float = 1.0
+    monotonic: Callable[[], float] = time.monotonic
+    _buckets: dict[str, tuple[float, BucketRecord]] = field(default_factory=dict)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.wall_clock(), UTC)
@@ -80,7 +97,27 @@ class Services:
         if ctx.principal is None:
             raise AccessDenied("Anonymous access is not allowed")
         authorize_bucket(ctx.principal, rec)
+        self._remember(rec)
         return rec
+
+    def _remember(self, rec: BucketRecord) -> None:
+        if len(self._buckets) >= _MAX_CACHED_BUCKETS:
+            self._buckets.clear()
+        self._buckets[rec.name] = (self.monotonic() + self.bucket_ttl_s, rec)
+
+    def forget_bucket(self, name: str) -> None:
+        """Drop a cached bucket record (after DeleteBucket, or NoSuchBucket below)."""
+        self._buckets.pop(name, None)
+
+    async def object_bucket(self, ctx: RequestContext, name: str) -> BucketRecord:
+        """``bucket`` for object-level requests, answered from the cache when fresh."""
+        hit = self._buckets.get(name)
+        if hit is not None and hit[0] > self.monotonic():
+            if ctx.principal is None:
+                raise AccessDenied("Anonymous access is not allowed")
+            authorize_bucket(ctx.principal, hit[1])
+            return hit[1]
+        return await self.bucket(ctx, name)
 
 
 @dataclass(slots=True)
@@ -218,11 +255,63 @@ def xml_response(
     return make_response(status, headers, body, content_type="application/xml")
 
 
+class BodyStreamResponse(Response):
+    """Streams an async iterator of bytes (fixed Content-Length) straight to ``send``.
+
+    Starlette's ``StreamingResponse`` runs every response in an anyio task group (a task
+    to stream, one to listen for a disconnect, cancel scopes) -- measurable per GET.
+    Here the body is sent from the request's own task; a single watcher task on
+    ``receive`` notices a client that went away, and the source is then closed at the
+    next block instead of being read to its end for nobody.
+    """
+
+    def __init__(
+        self, status: int, raw_headers: list[tuple[bytes, bytes]], body: AsyncIterator[bytes]
+    ) -> None:
+        self.status_code = status
+        self.raw_headers = raw_headers
+        self.body_iterator = body
+        self.background = None
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Receive,
+        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+    ) -> None:
+        body = self.body_iterator
+        watcher: asyncio.Task[None] | None = None
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            async for chunk in body:
+                if watcher is None:
+                    watcher = asyncio.ensure_future(_wait_disconnect(receive))
+                elif watcher.done():
+                    return  # the client is gone: stop reading the object
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            aclose = getattr(body, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while (await receive()).get("type") != "http.disconnect":
+        pass
+
+
 def streaming_response(
     status: int, headers: Iterable[tuple[str, str]], body: AsyncIterator[bytes], length: int
 ) -> Response:
-    response = StreamingResponse(body, status_code=status)
     raw = _raw(headers)
     raw.append((b"content-length", str(length).encode("ascii")))
-    response.raw_headers = raw
-    return response
+    return BodyStreamResponse(status, raw, body)

@@ -6,7 +6,8 @@ Three kinds of error reach the gateway's edge:
   condition evaluation (and handlers). They already carry code, message and status.
 * ``blobstore.errors.BlobstoreError`` -- domain errors raised by services; mapped through
   ``_DOMAIN`` below (``InvalidArgument`` may name a more precise S3 code in
-  ``details['code']``, e.g. ``EntityTooSmall``).
+  ``details['code']``, e.g. ``EntityTooSmall``). Their message is never shown: the client
+  gets S3's standard message for the code, plus the request-derived details as fields.
 * Anything with a string ``.code`` attribute naming a known S3 code -- duck-typed so that
   ``gateway/sigv4.AuthError`` (``SignatureDoesNotMatch`` ...) maps without an import.
 
@@ -125,6 +126,10 @@ _DEFAULT_MESSAGES: Mapping[str, str] = {
     "InvalidPartOrder": "The list of parts was not in ascending order. Parts must be "
     "ordered by part number.",
     "InvalidRange": "The requested range is not satisfiable",
+    "InvalidRequest": "Invalid Request",
+    "InvalidStorageClass": "The storage class you specified is not valid",
+    "NoSuchVersion": "The specified version does not exist.",
+    "TooManyParts": "You have attempted to upload more than the maximum number of parts.",
     "NoSuchBucket": "The specified bucket does not exist",
     "NoSuchKey": "The specified key does not exist.",
     "NoSuchUpload": "The specified upload does not exist. The upload ID may be invalid, "
@@ -394,10 +399,10 @@ def _from_domain(error: domain.BlobstoreError) -> S3Error:
     if isinstance(error, domain.InvalidArgument) and error.details.get("code"):
         code = error.details["code"]
         status = S3_CODE_STATUS.get(code, 400)
-    message = error.message if error.message != type(error).__name__ else ""
-    if isinstance(error, domain.Unavailable):
-        # never leak internal topology (leader addresses etc.) to S3 clients
-        message = _DEFAULT_MESSAGES["ServiceUnavailable"]
+    # S3's standard text for the code: a domain message names internals (node addresses,
+    # chunk ids, FSM wording) and is for our logs, never for clients. What a client may
+    # act on travels in the structured fields below (BucketName, Key, UploadId ...).
+    message = _DEFAULT_MESSAGES.get(code, "")
     fields = tuple(
         (element, error.details[name])
         for name, element in _DETAIL_FIELDS.items()

@@ -15,8 +15,15 @@ UTF-8 is 400 InvalidURI. Query strings use form decoding (``+`` is a space).
 
 Decisions (documented S3 / MinIO behaviour):
 
-* Storage class: ``STANDARD`` and ``REDUCED_REDUNDANCY`` are accepted (as MinIO does; we
-  store both the same way); any other value is 400 InvalidStorageClass.
+* Storage class: the classes AWS serves online, with millisecond reads and no restore
+  step -- ``STANDARD``, ``REDUCED_REDUNDANCY``, ``STANDARD_IA``, ``ONEZONE_IA``,
+  ``INTELLIGENT_TIERING``, ``GLACIER_IR`` -- are accepted, stored and echoed (HEAD/GET
+  ``x-amz-storage-class`` when not STANDARD, listings, ListParts, GetObjectAttributes);
+  the data is stored the same way for all of them (no tiering, no minimum-duration or
+  retrieval charges). ``GLACIER`` / ``DEEP_ARCHIVE`` are 400 InvalidStorageClass: they
+  would promise archive semantics (GET refused with InvalidObjectState until a
+  RestoreObject) that we do not implement; so are the infrastructure-bound classes
+  (``OUTPOSTS``, ``SNOW``, ``EXPRESS_ONEZONE``, ``FSX_*``) and unknown values.
 * ``response-*`` overrides on an unsigned GET/HEAD are 400 InvalidRequest (as S3).
 * ``If-None-Match`` on writes supports only ``*`` (other values 501, as S3).
 * ``PUT ?uploadId`` without ``partNumber`` (or the reverse) is 400 InvalidArgument rather
@@ -75,7 +82,16 @@ CHECKSUM_ALGORITHMS: Mapping[str, int] = {
     "SHA1": 20,
     "SHA256": 32,
 }
-_STORAGE_CLASSES = frozenset({"STANDARD", "REDUCED_REDUNDANCY"})
+_STORAGE_CLASSES = frozenset(
+    {
+        "STANDARD",
+        "REDUCED_REDUNDANCY",
+        "STANDARD_IA",
+        "ONEZONE_IA",
+        "INTELLIGENT_TIERING",
+        "GLACIER_IR",
+    }
+)
 _OBJECT_ATTRIBUTES = frozenset({"ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"})
 _CORS_METHODS = frozenset({"GET", "PUT", "HEAD", "POST", "DELETE"})
 _METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS"})
@@ -694,10 +710,24 @@ def _bucket_op(method: str, bucket: str, q: Mapping[str, str], h: Headers) -> op
         return op.DeleteBucket(bucket=bucket)
     # POST
     if "delete" in q:
-        return op.DeleteObjects(
-            bucket=bucket, payload=_payload(h, 64 * 1024 * 1024, body_required=False)
-        )
+        payload = _payload(h, 64 * 1024 * 1024, body_required=False)
+        if not _has_integrity_check(payload):
+            # S3 requires Content-MD5 or an x-amz-checksum-* (header or trailer) here
+            raise S3Error.invalid_request(
+                "Missing required header for this request: Content-MD5 OR x-amz-checksum-*"
+            )
+        return op.DeleteObjects(bucket=bucket, payload=payload)
     return op.Unsupported(name="PostObject", bucket=bucket)
+
+
+def _has_integrity_check(payload: op.PayloadInfo) -> bool:
+    """Content-MD5, an x-amz-checksum-* header or a trailing x-amz-checksum-* announced."""
+    trailer = payload.trailer or ""
+    return (
+        payload.content_md5 is not None
+        or payload.checksum is not None
+        or trailer.startswith("x-amz-checksum-")
+    )
 
 
 def _get_bucket(bucket: str, q: Mapping[str, str]) -> op.S3Operation:

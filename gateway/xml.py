@@ -485,6 +485,7 @@ def list_parts_result(
     owner: Owner,
     storage_class: str = "STANDARD",
     checksum_algorithm: str | None = None,
+    checksum_type: str | None = None,
 ) -> bytes:
     """ListParts response."""
     enc = req.encoding_type == "url"
@@ -503,6 +504,8 @@ def list_parts_result(
     body.append(f"<IsTruncated>{_bool(is_truncated)}</IsTruncated>")
     if checksum_algorithm:
         body.append(_el("ChecksumAlgorithm", checksum_algorithm))
+        if checksum_type:
+            body.append(_el("ChecksumType", checksum_type))
     if enc:
         body.append("<EncodingType>url</EncodingType>")
     for p in parts:

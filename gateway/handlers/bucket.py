@@ -56,6 +56,7 @@ async def head_bucket(sv: Services, ctx: RequestContext, o: op.HeadBucket) -> Re
 async def delete_bucket(sv: Services, ctx: RequestContext, o: op.DeleteBucket) -> Response:
     await sv.bucket(ctx, o.bucket)
     await sv.catalog.execute(cmd.DeleteBucket(o.bucket))
+    sv.forget_bucket(o.bucket)
     return make_response(204)
 
 

@@ -17,13 +17,14 @@ metadata, content headers, storage class when not STANDARD, tag count, version i
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
 from starlette.responses import Response
 
-from blobstore.errors import BlobstoreError, NoSuchKey, Unavailable
+from blobstore.errors import BlobstoreError, NoSuchBucket, NoSuchKey, Unavailable
 from gateway import operations as op
 from gateway import xml
 from gateway.checksums import Checksum, ChecksumAlgorithm
@@ -46,6 +47,7 @@ from metadata.fsm import records
 from metadata.fsm.results import ObjectCommitted, ObjectDeleted, ObjectInfo, ObjectsDeleted
 
 __all__ = [
+    "checksum_type",
     "commit_headers",
     "commit_or_discard",
     "copy_object",
@@ -76,6 +78,7 @@ def timestamp(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
 
+@functools.lru_cache(maxsize=4096)  # the same few Last-Modified values on hot objects
 def http_date(ms: int) -> str:
     return format_datetime(timestamp(ms).replace(microsecond=0), usegmt=True)
 
@@ -115,6 +118,11 @@ def object_checksum_pairs(checksums: tuple[Checksum, ...]) -> records.Pairs:
     )
 
 
+def checksum_type(pairs: records.Pairs) -> str:
+    """COMPOSITE for a multipart object's ``b64-N`` checksum, else FULL_OBJECT."""
+    return "COMPOSITE" if any("-" in value for _alg, value in pairs) else "FULL_OBJECT"
+
+
 def _checksum_headers(pairs: records.Pairs) -> list[tuple[str, str]]:
     return [(f"x-amz-checksum-{alg.lower()}", value) for alg, value in pairs]
 
@@ -131,13 +139,15 @@ async def lookup_object(
     Both catalog reads run concurrently (HEAD must be cheap); the access check still
     decides first, so a stranger learns nothing about the object."""
     checked, found = await asyncio.gather(
-        sv.bucket(ctx, bucket),
+        sv.object_bucket(ctx, bucket),
         sv.catalog.query(HeadObjectQuery(bucket, key, version_id)),
         return_exceptions=True,
     )
     if isinstance(checked, BaseException):
         raise checked
     if isinstance(found, BaseException):
+        if isinstance(found, NoSuchBucket):
+            sv.forget_bucket(bucket)
         raise found
     info = found
     assert isinstance(info, ObjectInfo)
@@ -224,6 +234,8 @@ async def commit_or_discard(sv: Services, stored: StoredData, command: cmd.Comma
     try:
         return await sv.catalog.execute(command)
     except BlobstoreError as exc:
+        if isinstance(exc, NoSuchBucket):
+            sv.forget_bucket(exc.details.get("bucket", ""))
         if not isinstance(exc, Unavailable):
             await sv.store.discard(stored)
         raise
@@ -250,7 +262,7 @@ async def store_body(
 
 
 async def put_object(sv: Services, ctx: RequestContext, o: op.PutObject) -> Response:
-    await sv.bucket(ctx, o.bucket)
+    await sv.object_bucket(ctx, o.bucket)
     if_match, if_none_match = _write_condition_args(o.write_conditions)
     if if_match is not None or if_none_match:
         check_write(o.write_conditions, o.key, await _current_etag(sv, o.bucket, o.key))
@@ -316,14 +328,23 @@ async def _read(
     )
     status, start, length, extra = _select(rec, o.range, o.part_number)
     headers.extend(extra)
-    if o.checksum_mode and status == 200 and not rec.part_sizes:
+    if o.checksum_mode and status == 200 and rec.checksums:
+        # whole-object responses only; a multipart object's value is its COMPOSITE one
         headers.extend(_checksum_headers(rec.checksums))
+        headers.append(("x-amz-checksum-type", checksum_type(rec.checksums)))
     headers = _apply_overrides(headers, o.overrides)
     return info, status, start, length, headers
 
 
 async def get_object(sv: Services, ctx: RequestContext, o: op.GetObject) -> Response:
     info, status, start, length, headers = await _read(sv, ctx, o)
+    inline = info.record.inline_data
+    if not info.chunks and inline is not None and start + length <= len(inline):
+        # inline (small) objects: one plain response, no streaming machinery per request
+        data = inline[start : start + length]
+        content_type = next((v for k, v in headers if k == "Content-Type"), None)
+        rest = [(k, v) for k, v in headers if k != "Content-Type"]
+        return make_response(status, rest, data, content_type=content_type)
     return streaming_response(status, headers, sv.store.read(info, start, length), length)
 
 
@@ -478,7 +499,7 @@ async def get_object_attributes(
         size=rec.size,
         storage_class=rec.headers.storage_class or "STANDARD",
         checksums=[op.ChecksumHeader(a, v) for a, v in rec.checksums],
-        checksum_type="FULL_OBJECT" if rec.checksums else None,
+        checksum_type=checksum_type(rec.checksums) if rec.checksums else None,
         parts=parts,
         total_parts=len(rec.part_sizes),
         parts_truncated=truncated,

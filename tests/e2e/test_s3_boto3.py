@@ -8,12 +8,14 @@ default checksum settings and with ``request_checksum_calculation="when_required
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import hashlib
 import os
 import random
 import ssl
 import uuid
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -636,3 +638,94 @@ def test_auth_failures_store_nothing(s3: BaseClient, s3_server: S3Endpoint, buck
 
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert keys == []
+
+
+# -- #5: composite multipart checksums, DeleteObjects integrity, storage classes, CORS ---------
+def test_multipart_composite_checksum(s3: BaseClient, bucket: str) -> None:
+    rng = random.Random(5)
+    parts = [rng.randbytes(5 * MiB), rng.randbytes(1000)]
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="cc", ChecksumAlgorithm="CRC32")["UploadId"]
+    done = []
+    crcs = []
+    for n, data in enumerate(parts, 1):
+        r = s3.upload_part(
+            Bucket=bucket,
+            Key="cc",
+            UploadId=uid,
+            PartNumber=n,
+            Body=data,
+            ChecksumAlgorithm="CRC32",
+        )
+        crc = zlib.crc32(data).to_bytes(4, "big")
+        assert r["ChecksumCRC32"] == base64.b64encode(crc).decode()
+        crcs.append(crc)
+        done.append({"PartNumber": n, "ETag": r["ETag"], "ChecksumCRC32": r["ChecksumCRC32"]})
+    listed = s3.list_parts(Bucket=bucket, Key="cc", UploadId=uid)
+    assert listed["ChecksumAlgorithm"] == "CRC32"
+    assert [p["ChecksumCRC32"] for p in listed["Parts"]] == [d["ChecksumCRC32"] for d in done]
+    out = s3.complete_multipart_upload(
+        Bucket=bucket, Key="cc", UploadId=uid, MultipartUpload={"Parts": done}
+    )
+    composite = base64.b64encode(zlib.crc32(b"".join(crcs)).to_bytes(4, "big")).decode() + "-2"
+    assert out["ChecksumCRC32"] == composite
+    head = s3.head_object(Bucket=bucket, Key="cc", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC32"] == composite and head["ChecksumType"] == "COMPOSITE"
+    got = s3.get_object(Bucket=bucket, Key="cc", ChecksumMode="ENABLED")
+    assert got["ChecksumCRC32"] == composite  # botocore does not validate "-N" values
+    assert hashlib.sha256(got["Body"].read()).digest() == hashlib.sha256(b"".join(parts)).digest()
+    attrs = s3.get_object_attributes(
+        Bucket=bucket, Key="cc", ObjectAttributes=["Checksum", "ObjectParts", "ObjectSize"]
+    )
+    assert attrs["Checksum"]["ChecksumCRC32"] == composite
+    assert attrs["Checksum"]["ChecksumType"] == "COMPOSITE"
+    assert attrs["ObjectParts"]["TotalPartsCount"] == 2
+    assert attrs["ObjectSize"] == sum(map(len, parts))
+
+
+def _strip_integrity_headers(request: Any, **_kwargs: Any) -> None:
+    for name in list(request.headers.keys()):
+        lower = name.lower()
+        if lower == "content-md5" or lower.startswith(("x-amz-checksum-", "x-amz-sdk-checksum")):
+            del request.headers[name]
+
+
+def test_delete_objects_needs_md5_or_checksum(
+    s3: BaseClient, s3_server: S3Endpoint, bucket: str
+) -> None:
+    s3.put_object(Bucket=bucket, Key="keep", Body=b"x")
+    bare = _client(s3_server)
+    bare.meta.events.register("before-sign.s3.DeleteObjects", _strip_integrity_headers)
+    try:
+        with pytest.raises(ClientError) as exc:
+            bare.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "keep"}]})
+        assert _code(exc) == "InvalidRequest" and _status(exc) == 400
+    finally:
+        bare.close()
+    assert s3.head_object(Bucket=bucket, Key="keep")["ContentLength"] == 1
+    # boto3 itself always sends a checksum (also with when_required): it still works
+    out = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "keep"}]})
+    assert [d["Key"] for d in out["Deleted"]] == ["keep"]
+
+
+def test_online_storage_classes(s3: BaseClient, bucket: str) -> None:
+    for sc in ("STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR"):
+        s3.put_object(Bucket=bucket, Key=sc, Body=b"x", StorageClass=sc)
+        assert s3.head_object(Bucket=bucket, Key=sc)["StorageClass"] == sc
+        assert s3.get_object(Bucket=bucket, Key=sc)["Body"].read() == b"x"
+    listed = {o["Key"]: o["StorageClass"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert listed == {sc: sc for sc in listed}
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket=bucket, Key="g", Body=b"x", StorageClass="GLACIER")
+    assert _code(exc) == "InvalidStorageClass"
+
+
+def test_cors_headers_on_errors(s3: BaseClient, s3_server: S3Endpoint, bucket: str) -> None:
+    rules = [{"AllowedMethods": ["GET"], "AllowedOrigins": ["https://a.example"]}]
+    s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": rules})
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "missing"})
+    with _http(s3_server) as http:
+        missing = http.get(url, headers={"Origin": "https://a.example"})
+        assert missing.status_code == 404
+        assert missing.headers["Access-Control-Allow-Origin"] == "https://a.example"
+        other = http.get(url, headers={"Origin": "https://evil.example"})
+        assert other.status_code == 404 and "Access-Control-Allow-Origin" not in other.headers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
@@ -34,6 +35,15 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def _gone(pid: int) -> bool:
+    """Exited (an unreaped zombie counts: it no longer runs)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
 async def test_start_restart_stop(tmp_path: Path) -> None:
@@ -75,3 +85,58 @@ async def test_ready_timeout_names_the_role(tmp_path: Path) -> None:
     with pytest.raises(TimeoutError, match="never"):
         await sup.start(ready_timeout_s=0.5)
     await sup.stop()
+
+
+REAPER = """
+import ctypes, os, subprocess, sys, time
+# be the subreaper (as systemd, docker-init or a supervisor would be): orphans come here
+ctypes.CDLL(None).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+parent = subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2]], stdout=subprocess.PIPE)
+child = int(parent.stdout.readline())
+assert parent.stdout.readline().strip() == b"armed"  # the orphan shares parent's stdout
+print(parent.pid, child, flush=True)
+sys.stdin.read()  # until the test closes our stdin
+try:
+    os.kill(child, 9)
+except ProcessLookupError:
+    pass
+"""
+
+PARENT = """
+import os, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1], str(os.getpid())])
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+ORPHAN = """
+import signal, sys, time
+from blobstore.supervisor import die_with_parent
+die_with_parent(signal.SIGTERM, int(sys.argv[1]))
+print("armed", flush=True)
+time.sleep(120)
+"""
+
+
+async def test_a_child_dies_with_its_kill_9ed_parent() -> None:
+    """What keeps gateway worker processes from outliving a kill -9 of `blobstore gateway`."""
+    reaper = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", REAPER, PARENT, ORPHAN,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert reaper.stdout is not None and reaper.stdin is not None
+    try:
+        line = await asyncio.wait_for(reaper.stdout.readline(), 30)
+        parent, child = (int(x) for x in line.split())
+        assert not _gone(child)
+        os.kill(parent, signal.SIGKILL)
+        await eventually(lambda: _gone(child), timeout_s=30)
+    finally:
+        reaper.stdin.close()
+        await asyncio.wait_for(reaper.wait(), 30)
+
+
+async def test_a_child_whose_parent_is_already_gone_exits() -> None:
+    # a parent pid that is not ours: the child sees a different parent and exits at once
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", ORPHAN, "1")
+    assert await asyncio.wait_for(proc.wait(), 30) == 1

@@ -6,12 +6,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
-from tests.unit.gateway.test_app_support import Gateway, make_gateway
+from metadata.fsm.commands import DeleteBucket
+from tests.unit.gateway.test_app_support import BOB, Gateway, make_gateway
 
 NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
@@ -236,10 +238,36 @@ async def test_delete_objects(gw: Gateway) -> None:
     assert ok.status_code == 200 and sorted(_texts(ok, "Key")) == ["a", "b", "zz"]
     assert (await gw.get("bkt", "a")).status_code == 404
     quiet = body.replace(b"<Delete>", b"<Delete><Quiet>true</Quiet>")
-    q = await gw.request("POST", "/bkt", "delete", body=quiet)
+    q = await gw.request(
+        "POST", "/bkt", "delete", body=quiet, headers={"content-md5": _md5_b64(quiet)}
+    )
     assert q.status_code == 200 and _texts(q, "Key") == []
-    assert (await gw.request("POST", "/bkt", "delete", body=b"<Delete/>")).status_code == 400
+    empty = await gw.request(
+        "POST", "/bkt", "delete", body=b"<Delete/>", headers={"content-md5": _md5_b64(b"<Delete/>")}
+    )
+    assert empty.status_code == 400 and _code(empty) == "MalformedXML"
     assert (await gw.request("DELETE", "/bkt/never")).status_code == 204
+
+
+async def test_delete_objects_needs_an_integrity_header(gw: Gateway) -> None:
+    """As S3: no Content-MD5 and no x-amz-checksum-* -> 400 InvalidRequest, nothing deleted;
+    a checksum header (what boto3 sends) or an announced checksum trailer is enough."""
+    await gw.put("bkt", "a", b"x")
+    body = b"<Delete><Object><Key>a</Key></Object></Delete>"
+    bare = await gw.request("POST", "/bkt", "delete", body=body)
+    assert bare.status_code == 400 and _code(bare) == "InvalidRequest"
+    assert "Content-MD5" in ET.fromstring(bare.content).findtext("Message", "")
+    assert (await gw.get("bkt", "a")).status_code == 200
+    crc = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+    ok = await gw.request(
+        "POST", "/bkt", "delete", body=body, headers={"x-amz-checksum-crc32": crc}
+    )
+    assert ok.status_code == 200 and _texts(ok, "Key") == ["a"]
+    assert (await gw.get("bkt", "a")).status_code == 404
+    wrong = await gw.request(
+        "POST", "/bkt", "delete", body=body, headers={"x-amz-checksum-crc32": "AAAAAA=="}
+    )
+    assert wrong.status_code == 400 and _code(wrong) == "BadDigest"
 
 
 # -- multipart ----------------------------------------------------------------------------
@@ -379,3 +407,140 @@ async def test_memory_store_garbage_collection(gw: Gateway) -> None:
     assert dropped == before and gw.store.chunks == {}
     assert (await gw.get("bkt", "a")).content == b"c" * 10
     assert await gw.store.collect_garbage(gw.catalog) == 0
+
+
+# -- #5 gaps: composite checksums, CORS on errors, storage classes, bucket cache ----------
+async def test_multipart_composite_checksum_is_stored_and_returned(gw: Gateway) -> None:
+    uid = await _create(gw, "cc", **{"x-amz-checksum-algorithm": "CRC32"})
+    assert (await gw.request("GET", "/bkt/cc", f"uploadId={uid}")).status_code == 200
+    body = b"composite part body"
+    r = await gw.request("PUT", "/bkt/cc", f"partNumber=1&uploadId={uid}", body=body)
+    part_crc = zlib.crc32(body).to_bytes(4, "big")
+    assert r.headers["x-amz-checksum-crc32"] == base64.b64encode(part_crc).decode()
+    listed = await gw.request("GET", "/bkt/cc", f"uploadId={uid}")
+    assert _texts(listed, "ChecksumAlgorithm") == ["CRC32"]
+    assert _texts(listed, "ChecksumType") == ["COMPOSITE"]
+    assert _texts(listed, "ChecksumCRC32") == [r.headers["x-amz-checksum-crc32"]]
+    done = await gw.request(
+        "POST", "/bkt/cc", f"uploadId={uid}", body=_complete_body([(1, r.headers["etag"])])
+    )
+    assert done.status_code == 200, done.text
+    # S3's COMPOSITE value: b64(crc32(crc(part1) || ...)) + "-N"
+    expected = base64.b64encode(zlib.crc32(part_crc).to_bytes(4, "big")).decode() + "-1"
+    assert _texts(done, "ChecksumCRC32") == [expected]
+    assert _texts(done, "ChecksumType") == ["COMPOSITE"]
+
+    head = await gw.request("HEAD", "/bkt/cc", headers={"x-amz-checksum-mode": "ENABLED"})
+    assert head.headers["x-amz-checksum-crc32"] == expected
+    assert head.headers["x-amz-checksum-type"] == "COMPOSITE"
+    got = await gw.get("bkt", "cc", **{"x-amz-checksum-mode": "ENABLED"})
+    assert got.content == body and got.headers["x-amz-checksum-crc32"] == expected
+    plain = await gw.request("HEAD", "/bkt/cc")
+    assert "x-amz-checksum-crc32" not in plain.headers  # only with checksum mode
+    ranged = await gw.get("bkt", "cc", range="bytes=0-3", **{"x-amz-checksum-mode": "ENABLED"})
+    assert ranged.status_code == 206 and "x-amz-checksum-crc32" not in ranged.headers
+    part = await gw.get("bkt", "cc", "partNumber=1", **{"x-amz-checksum-mode": "ENABLED"})
+    assert "x-amz-checksum-crc32" not in part.headers  # a part, not the whole object
+
+    attrs = await gw.request(
+        "GET",
+        "/bkt/cc",
+        "attributes",
+        headers={"x-amz-object-attributes": "Checksum,ObjectParts,ObjectSize"},
+    )
+    assert attrs.status_code == 200, attrs.text
+    assert _texts(attrs, "ChecksumCRC32") == [expected]
+    assert _texts(attrs, "ChecksumType") == ["COMPOSITE"]
+    assert _texts(attrs, "PartsCount") == ["1"]
+
+
+async def test_single_part_checksum_type_is_full_object(gw: Gateway) -> None:
+    body = b"full object"
+    crc = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+    assert (await gw.put("bkt", "f", body, **{"x-amz-checksum-crc32": crc})).status_code == 200
+    head = await gw.request("HEAD", "/bkt/f", headers={"x-amz-checksum-mode": "ENABLED"})
+    assert head.headers["x-amz-checksum-crc32"] == crc
+    assert head.headers["x-amz-checksum-type"] == "FULL_OBJECT"
+
+
+async def test_multipart_without_algorithm_has_no_checksum(gw: Gateway) -> None:
+    uid = await _create(gw, "nc")
+    r = await gw.request("PUT", "/bkt/nc", f"partNumber=1&uploadId={uid}", body=b"x")
+    listed = await gw.request("GET", "/bkt/nc", f"uploadId={uid}")
+    assert _texts(listed, "ChecksumType") == []
+    done = await gw.request(
+        "POST", "/bkt/nc", f"uploadId={uid}", body=_complete_body([(1, r.headers["etag"])])
+    )
+    assert done.status_code == 200 and _texts(done, "ChecksumType") == []
+    head = await gw.request("HEAD", "/bkt/nc", headers={"x-amz-checksum-mode": "ENABLED"})
+    assert not [h for h in head.headers if h.startswith("x-amz-checksum")]
+
+
+_CORS_GET = (
+    b"<CORSConfiguration><CORSRule><AllowedMethod>GET</AllowedMethod>"
+    b"<AllowedOrigin>https://app.example</AllowedOrigin></CORSRule></CORSConfiguration>"
+)
+
+
+async def test_cors_headers_on_error_responses(gw: Gateway) -> None:
+    origin = {"origin": "https://app.example"}
+    assert (await gw.request("PUT", "/bkt", "cors", body=_CORS_GET)).status_code == 200
+    missing = await gw.get("bkt", "nope", **origin)
+    assert missing.status_code == 404 and _code(missing) == "NoSuchKey"
+    assert missing.headers["access-control-allow-origin"] == "https://app.example"
+    bad_sig = await gw.request("GET", "/bkt/nope", headers=origin, secret="wrong-secret")
+    assert bad_sig.status_code == 403 and _code(bad_sig) == "SignatureDoesNotMatch"
+    assert bad_sig.headers["access-control-allow-origin"] == "https://app.example"
+    # no matching rule: no CORS headers (other origin; other method)
+    other = await gw.get("bkt", "nope", origin="https://evil.example")
+    assert other.status_code == 404 and "access-control-allow-origin" not in other.headers
+    put = await gw.put("bkt", "k", b"x", **{"x-amz-storage-class": "GLACIER"}, **origin)
+    assert put.status_code == 400 and "access-control-allow-origin" not in put.headers
+    # a missing bucket has no rules
+    gone = await gw.get("nobucket", "k", **origin)
+    assert gone.status_code == 404 and "access-control-allow-origin" not in gone.headers
+
+
+async def test_online_storage_classes_are_stored_and_echoed(gw: Gateway) -> None:
+    sc = {"x-amz-storage-class": "STANDARD_IA"}
+    assert (await gw.put("bkt", "ia", b"data", **sc)).status_code == 200
+    head = await gw.request("HEAD", "/bkt/ia")
+    assert head.headers["x-amz-storage-class"] == "STANDARD_IA"
+    listing = await gw.request("GET", "/bkt", "list-type=2")
+    assert _texts(listing, "StorageClass") == ["STANDARD_IA"]
+    uid = await _create(gw, "mp", **{"x-amz-storage-class": "GLACIER_IR"})
+    parts = await gw.request("GET", "/bkt/mp", f"uploadId={uid}")
+    assert _texts(parts, "StorageClass") == ["GLACIER_IR"]
+    glacier = await gw.put("bkt", "g", b"x", **{"x-amz-storage-class": "GLACIER"})
+    assert glacier.status_code == 400 and _code(glacier) == "InvalidStorageClass"
+    assert (await gw.get("bkt", "g")).status_code == 404
+
+
+async def test_bucket_cache_never_outlives_the_bucket(gw: Gateway) -> None:
+    """Object requests use a short-lived per-process bucket cache: ownership is still
+    enforced from it, and a bucket deleted elsewhere (another gateway) is still gone."""
+    await gw.put("bkt", "k", b"v")
+    assert (await gw.get("bkt", "k")).status_code == 200  # alice's record is now cached
+    bob = gw.as_user(BOB)
+    denied = await bob.get("bkt", "k")
+    assert denied.status_code == 403 and _code(denied) == "AccessDenied"
+    denied_put = await bob.put("bkt", "k2", b"v")
+    assert denied_put.status_code == 403
+    await gw.request("DELETE", "/bkt/k")
+    # deleted behind this gateway's back, straight in the catalog
+    await gw.catalog.execute(DeleteBucket("bkt"))
+    put = await gw.put("bkt", "k", b"v")
+    assert put.status_code == 404 and _code(put) == "NoSuchBucket"
+    get = await gw.get("bkt", "k")
+    assert get.status_code == 404 and _code(get) == "NoSuchBucket"
+    assert (await gw.request("HEAD", "/bkt")).status_code == 404
+
+
+async def test_delete_bucket_drops_the_cached_record(gw: Gateway) -> None:
+    await gw.put("bkt", "k", b"v")
+    await gw.request("DELETE", "/bkt/k")
+    assert (await gw.request("DELETE", "/bkt")).status_code == 204
+    bob = gw.as_user(BOB)
+    assert (await bob.request("PUT", "/bkt")).status_code == 200  # re-created by bob
+    denied = await gw.put("bkt", "k", b"v")  # alice: not from a stale cache entry
+    assert denied.status_code == 403 and _code(denied) == "AccessDenied"

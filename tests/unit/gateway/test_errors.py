@@ -104,11 +104,49 @@ def test_error_xml() -> None:
     root = ET.fromstring(body)
     assert root.tag == "Error"
     assert root.findtext("Code") == "NoSuchKey"
-    assert root.findtext("Message") == "gone"
+    assert root.findtext("Message") == "The specified key does not exist."  # not "gone"
     assert root.findtext("Key") == "a&b"
     assert root.findtext("Resource") == "/bkt/a&b"
     assert root.findtext("RequestId") == "REQ1"
     assert root.findtext("HostId") == "HOST1"
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (
+            domain.NoSuchBucket("bucket 'b' does not exist in shard 7", bucket="b"),
+            "The specified bucket does not exist",
+        ),
+        (
+            domain.InvalidArgument("chunk lengths do not add up to the part size"),
+            "Invalid Argument",
+        ),
+        (
+            domain.InvalidArgument("part 1 is smaller than the minimum", code="EntityTooSmall"),
+            "Your proposed upload is smaller than the minimum allowed object size.",
+        ),
+        (
+            domain.InvalidPart("part 3 was not uploaded or its ETag differs", part_number="3"),
+            "One or more of the specified parts could not be found. The part may not have "
+            "been uploaded, or the specified entity tag may not match the part's entity tag.",
+        ),
+        (domain.AccessDenied("user bob is not owner of b (owner alice)"), "Access Denied"),
+        (
+            domain.NotLeader("not the leader", leader="10.0.0.2:7001"),
+            "Please reduce your request rate.",
+        ),
+    ],
+)
+def test_domain_messages_never_reach_clients(error: domain.BlobstoreError, message: str) -> None:
+    """Clients get S3's standard message for the code; the domain text stays in our logs
+    (structured details that came from the request still become fields)."""
+    body = to_response(error, "/b/k", "r").body
+    root = ET.fromstring(body)
+    assert root.findtext("Message") == message
+    assert error.message.encode() not in body
+    if "part_number" in error.details:
+        assert root.findtext("PartNumber") == error.details["part_number"]
 
 
 def test_default_message_when_domain_error_has_none() -> None:

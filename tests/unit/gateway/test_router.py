@@ -176,8 +176,59 @@ def test_unknown_method() -> None:
     ],
 )
 def test_bucket_dispatch(method: str, query: str, cls: type) -> None:
-    assert type(parse(method, "/bkt", query)) is cls
-    assert type(parse(method, "/bkt/", query)) is cls
+    headers = {"content-md5": "1B2M2Y8AsgTpgAmY7PhCfg=="} if query == "delete" else {}
+    assert type(parse(method, "/bkt", query, headers)) is cls
+    assert type(parse(method, "/bkt/", query, headers)) is cls
+
+
+@pytest.mark.parametrize(
+    ("headers", "ok"),
+    [
+        ({}, False),
+        ({"x-amz-sdk-checksum-algorithm": "CRC32"}, False),
+        ({"x-amz-trailer": "x-amz-meta-foo"}, False),
+        ({"content-md5": "1B2M2Y8AsgTpgAmY7PhCfg=="}, True),
+        ({"x-amz-checksum-crc32": "AAAAAA=="}, True),
+        ({"x-amz-checksum-sha256": "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="}, True),
+        ({"x-amz-trailer": "x-amz-checksum-crc32c"}, True),
+    ],
+)
+def test_delete_objects_requires_md5_or_checksum(headers: dict[str, str], ok: bool) -> None:
+    """S3: Content-MD5 or an x-amz-checksum-* (header, or trailer) is required."""
+    if ok:
+        assert isinstance(parse("POST", "/bkt", "delete", headers), op.DeleteObjects)
+    else:
+        with pytest.raises(S3Error) as exc:
+            parse("POST", "/bkt", "delete", headers)
+        assert exc.value.code == "InvalidRequest" and exc.value.status == 400
+        assert "Content-MD5" in exc.value.message
+
+
+@pytest.mark.parametrize(
+    "storage_class",
+    [
+        "STANDARD",
+        "REDUCED_REDUNDANCY",
+        "STANDARD_IA",
+        "ONEZONE_IA",
+        "INTELLIGENT_TIERING",
+        "GLACIER_IR",
+    ],
+)
+def test_online_storage_classes_accepted(storage_class: str) -> None:
+    got = parse("PUT", "/bkt/k", "", {"x-amz-storage-class": storage_class, "content-length": "0"})
+    assert isinstance(got, op.PutObject) and got.storage_class == storage_class
+    got = parse("POST", "/bkt/k", "uploads", {"x-amz-storage-class": storage_class})
+    assert isinstance(got, op.CreateMultipartUpload) and got.storage_class == storage_class
+
+
+@pytest.mark.parametrize(
+    "storage_class", ["GLACIER", "DEEP_ARCHIVE", "OUTPOSTS", "EXPRESS_ONEZONE", "standard", "X"]
+)
+def test_archive_and_unknown_storage_classes_refused(storage_class: str) -> None:
+    with pytest.raises(S3Error) as exc:
+        parse("PUT", "/bkt/k", "", {"x-amz-storage-class": storage_class, "content-length": "0"})
+    assert exc.value.code == "InvalidStorageClass"
 
 
 @pytest.mark.parametrize(
