@@ -1,20 +1,47 @@
 #!/usr/bin/env bash
-# System packages that the end-to-end tests need (real S3 clients). Installed only when
-# missing and only when we can (root with apt-get); otherwise the e2e tests that need
-# them skip with a reason.
+# What the real-client end-to-end tests need beyond the project's own .venv:
+#  1. the Debian packages in scripts/test-debian-packages.txt (aws CLI v2, s3cmd, rclone,
+#     restic, duplicity, s3fs, fuse3, ...), installed only when missing and only when we
+#     can (root with apt-get);
+#  2. the aws CLI v1 from PyPI in a venv of its own, .venv/clients/awscli-v1 (awscli v1
+#     pins its own botocore, which must not replace the project's).
+# Idempotent and quick when everything is there; never fails: when something cannot be
+# installed (not root, offline) the tests that need it skip with the reason.
 set -u
+cd "$(dirname "$0")/.." || exit 0
+
 pkgs=()
-for p in $(cat "$(dirname "$0")/test-debian-packages.txt" 2>/dev/null | grep -v '^#'); do
+for p in $(grep -v '^#' scripts/test-debian-packages.txt 2>/dev/null); do
   dpkg -s "$p" >/dev/null 2>&1 || pkgs+=("$p")
 done
-[ ${#pkgs[@]} -eq 0 ] && exit 0
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "installing test packages: ${pkgs[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null 2>&1 || true
-  apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null 2>&1 \
-    || echo "warning: could not install some of: ${pkgs[*]} (their tests will be skipped)"
-else
-  echo "note: not root or no apt-get; tests needing ${pkgs[*]} will be skipped"
+if [ ${#pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing test packages: ${pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null 2>&1 || true
+    if ! apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null 2>&1; then
+      # one by one, so one missing package does not cost the others
+      for p in "${pkgs[@]}"; do
+        apt-get install -y -qq --no-install-recommends "$p" >/dev/null 2>&1 \
+          || echo "warning: could not install $p (its tests will be skipped)"
+      done
+    fi
+  else
+    echo "note: not root or no apt-get; tests needing ${pkgs[*]} will be skipped"
+  fi
+fi
+
+v1=.venv/clients/awscli-v1
+if [ ! -x "$v1/bin/aws" ]; then
+  py=.venv/bin/python
+  [ -x "$py" ] || py=python3
+  echo "installing the aws CLI v1 (PyPI awscli) into $v1"
+  rm -rf "$v1"
+  if ! { "$py" -m venv "$v1" >/dev/null 2>&1 \
+      && "$v1/bin/python" -m pip install -q --disable-pip-version-check \
+           --timeout 20 --retries 1 awscli >/dev/null 2>&1; }; then
+    echo "warning: could not install awscli v1 from PyPI (its tests will be skipped)"
+    rm -rf "$v1"
+  fi
 fi
 exit 0

@@ -1,4 +1,5 @@
-"""The aws CLI (Debian's v2 2.9, also over https; a v1 found on PATH) against a real cluster.
+"""The aws CLI (Debian's v2 2.9, also over https; v1 from PyPI in its own venv) against a real
+cluster.
 
 ``s3 cp`` of a 50 MiB file both ways (multipart up, ranged GETs down) and within the
 cluster (UploadPartCopy), ``s3 mv``, ``s3 presign`` + a plain GET, ``s3 ls``,
@@ -57,10 +58,15 @@ class Aws:
         return [line for line in out.splitlines() if line.strip()]
 
 
+# awscli v1 pins its own botocore, so scripts/install-test-deps.sh gives it a venv of its own
+AWSCLI_V1 = Path(__file__).resolve().parents[2] / ".venv" / "clients" / "awscli-v1" / "bin" / "aws"
+
+
 @functools.cache
 def _find(major: str) -> str | None:
-    """An aws CLI of the given major version (Debian's /usr/bin/aws first)."""
-    for candidate in ("/usr/bin/aws", shutil.which("aws")):
+    """An aws CLI of the given major version: Debian's /usr/bin/aws (v2), the PyPI v1 in
+    ``.venv/clients/awscli-v1``, else whichever ``aws`` is on PATH."""
+    for candidate in ("/usr/bin/aws", str(AWSCLI_V1), shutil.which("aws")):
         if not candidate or not Path(candidate).exists():
             continue
         try:
@@ -90,7 +96,10 @@ def aws_path(request: pytest.FixtureRequest) -> str:
     if path is None:
         if major == "2":
             pytest.skip("aws CLI v2 is not installed (Debian package awscli)")
-        pytest.skip("aws CLI v1 is not installed (optional; PyPI awscli)")
+        pytest.skip(
+            f"aws CLI v1 is not installed ({AWSCLI_V1}: PyPI awscli, "
+            "scripts/install-test-deps.sh creates it; needs the PyPI index)"
+        )
     return path
 
 
