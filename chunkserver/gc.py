@@ -17,6 +17,13 @@ Two jobs run in one background loop (``GarbageCollector.run``):
   mtime), asks the catalog in batches which of those shards it places on this server
   (``ShardsOnServerQuery``, a linearizable read) and deletes the rest.
 
+* **Missing shards** (``find_missing``, same interval as orphans, and once at start so a
+  returning server is reconciled): the reverse check. The collector pages the shards the
+  catalog places on this server (``PlacedShardsQuery``, a bounded scan per page) and
+  reports every one the store does not hold (re-checked with ``stat`` first) as "missing"
+  through ``report``, which becomes ``ReportBadShards`` and so a repair. A scrub cannot
+  find these: a deleted or lost file is not in the inventory it walks.
+
 Safety argument (never delete a shard that a committed object references):
 
 1. A commit names only shards whose files were already written (prepare happens-before
@@ -54,7 +61,7 @@ import asyncio
 import contextlib
 import random
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -65,10 +72,10 @@ from blobstore.log import get_logger
 from blobstore.rpc import CallContext
 from blobstore.rpc.codec import register
 from chunkserver.store.base import ShardInfo, ShardStore
-from metadata.api import DeleteQueueQuery, ShardsOnServerQuery
+from metadata.api import DeleteQueueQuery, PlacedShardsQuery, ShardsOnServerQuery
 from metadata.fsm.commands import AckShardDeletes
 from metadata.fsm.records import ShardRef
-from metadata.fsm.results import DeleteQueuePage
+from metadata.fsm.results import DeleteQueuePage, PlacedShardsPage
 
 if TYPE_CHECKING:
     from chunkserver.service import Chunkserver
@@ -83,6 +90,9 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
+
+
+ReportMissing = Callable[[Sequence[tuple[uuid.UUID, int]]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +139,7 @@ class GcStats:
     orphans_removed: int = 0
     orphan_bytes_reclaimed: int = 0
     orphans_kept_on_recheck: int = 0  # referenced (or rewritten) by the time of the unlink
+    missing_reported: int = 0  # placed here by the catalog but absent from the store
     breaker_trips: int = 0
     errors: int = 0
     last_orphan_round_time: float = 0.0  # wall clock of the last completed round
@@ -184,8 +195,10 @@ class GarbageCollector:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         query_timeout_s: float = 10.0,
+        report: ReportMissing | None = None,
     ) -> None:
         self.store = store
+        self._report = report
         self.catalog = catalog
         self._server_id = server_id
         self.config = config or GcConfig()
@@ -200,7 +213,9 @@ class GarbageCollector:
         cls, server: Chunkserver, catalog: CatalogClient, config: GcConfig | None = None
     ) -> GarbageCollector:
         """A collector over ``server``'s store and id; serves ``GetGcStatsRequest``."""
-        gc = cls(server.store, catalog, lambda: server.server_id, config)
+        gc = cls(
+            server.store, catalog, lambda: server.server_id, config, report=server.report_missing
+        )
         server.rpc.handle(GetGcStatsRequest, gc.handle_stats)
         return gc
 
@@ -240,6 +255,7 @@ class GarbageCollector:
             try:
                 await self.drain_queue()
                 if self._clock.monotonic() >= next_orphans:
+                    await self.find_missing()
                     await self.collect_orphans()
                     next_orphans = self._clock.monotonic() + cfg.orphan_interval_s
                 backoff = 0.0
@@ -332,6 +348,34 @@ class GarbageCollector:
             tuple(i for i in unref if now - i.mtime >= grace),
             tuple(i for i in unref if now - i.mtime < grace),
         )
+
+    async def find_missing(self) -> int:
+        """Report the shards the catalog places here that the store lacks; returns how many."""
+        sid = self._server_id()
+        if sid == 0 or self._report is None:
+            return 0
+        held = {(i.chunk_id, i.shard_index) async for i in self.store.inventory()}
+        candidates: list[tuple[uuid.UUID, int]] = []
+        after: str | None = None
+        while True:
+            page = await self.catalog.query(
+                PlacedShardsQuery(sid, after, self.config.batch * 20), timeout_s=self._timeout_s
+            )
+            assert isinstance(page, PlacedShardsPage)
+            for ref in page.shards:
+                cid = _parse(ref.chunk_id)
+                if cid is not None and ref.server_id == sid and (cid, ref.shard_index) not in held:
+                    candidates.append((cid, ref.shard_index))
+            if page.next_after is None:
+                break
+            after = page.next_after
+        # written since the inventory walk (a repair, a new object)? then it is not missing
+        missing = [c for c in candidates if await self.store.stat(*c) is None]
+        if missing:
+            log.warning("shards missing from the store", server_id=sid, shards=len(missing))
+            await self._report(missing)
+            self._count(missing_reported=len(missing))
+        return len(missing)
 
     async def collect_orphans(self) -> int:
         """One reconciliation round; returns the number of shard files removed."""

@@ -264,6 +264,10 @@ class Chunkserver:
             log.warning("bad shard report failed", error=str(exc))
             self._reported.difference_update((r.chunk_id, r.shard_index) for r in fresh)
 
+    async def report_missing(self, shards: Sequence[tuple[uuid.UUID, int]]) -> None:
+        """Shards the catalog places here that the store lacks (GC's reconciliation)."""
+        await self._report([BadShardReport(cid, index, "missing") for cid, index in shards])
+
     async def _scrub_found(self, report: CorruptShardReport) -> None:
         await self._report([BadShardReport(report.chunk_id, report.shard_index, report.reason)])
 

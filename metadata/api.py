@@ -44,6 +44,7 @@ __all__ = [
     "MemberStatus",
     "MembershipChangeRequest",
     "MembershipChangeResponse",
+    "PlacedShardsQuery",
     "ProposeRequest",
     "ProposeResponse",
     "Query",
@@ -176,6 +177,16 @@ class ShardsOnServerQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class PlacedShardsQuery:
+    """A chunkserver's reconciliation: the shards placed on ``server_id``, scanning at most
+    ``max_scan`` chunks after ``after`` (answer: ``PlacedShardsPage``)."""
+
+    server_id: int
+    after: str | None = None
+    max_scan: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
 class BucketUsageQuery:
     """Console: object counts/bytes per bucket of ``owner`` (all if None); an O(objects)
     scan bounded by ``max_scan`` records (answer: ``tuple[BucketUsage, ...]``)."""
@@ -223,6 +234,7 @@ Query = (
     | BucketUsageQuery
     | ListAccessKeysQuery
     | ShardsOnServerQuery
+    | PlacedShardsQuery
 )
 
 
@@ -280,6 +292,10 @@ def run_query(catalog: Catalog, q: Query) -> object:
             return RepairStatus(False, 0, 0, 0, 0, 0, 0, 0.0, 0, 0)
         case ShardsOnServerQuery():
             return queries.shards_on_server(catalog.kv, q.server_id, q.chunk_ids)
+        case PlacedShardsQuery():
+            return queries.placed_on_server(
+                catalog.kv, q.server_id, q.after, min(max(1, q.max_scan), 100_000)
+            )
         case BucketUsageQuery():
             return queries.bucket_usage(catalog.kv, q.owner, q.max_scan)
         case ListAccessKeysQuery():

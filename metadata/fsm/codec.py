@@ -130,6 +130,8 @@ TAGS: dict[type[Any], int] = {
     res.DeleteQueuePage: 128,
     res.RedundancySummary: 129,
     res.RepairStatus: 130,
+    # GC query answers 136..142
+    res.PlacedShardsPage: 136,
     # console query answers 143..149 (H7)
     res.BucketUsage: 143,
     res.AccessKeySummary: 144,

@@ -37,6 +37,7 @@ from metadata.fsm.results import (
     DeleteQueuePage,
     ListPartsPage,
     ObjectInfo,
+    PlacedShardsPage,
 )
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "list_chunkservers",
     "list_parts",
     "list_users",
+    "placed_on_server",
     "shards_on_server",
 ]
 
@@ -212,6 +214,29 @@ def shards_on_server(
             if s.server_id == server_id
         )
     return tuple(found)
+
+
+def placed_on_server(
+    kv: KVReader, server_id: int, after: str | None = None, max_scan: int = 10_000
+) -> PlacedShardsPage:
+    """The shards placed on ``server_id`` among at most ``max_scan`` chunks after ``after``
+    (a chunkserver pages through this to find shards it should hold but has lost).
+
+    O(chunks) over all pages: the catalog keeps no per-server index of shards."""
+    start = ks.CHUNK if after is None else ks.CHUNK + after.encode("utf-8") + b"\0"
+    found: list[ShardRef] = []
+    last: str | None = None
+    scanned = 0
+    for _, value in islice(kv.scan(start, prefix_end(ks.CHUNK)), max(1, max_scan)):
+        rec = cast(ChunkRecord, value)
+        last = rec.chunk.chunk_id
+        scanned += 1
+        found.extend(
+            ShardRef(last, s.server_id, s.shard_index)
+            for s in rec.chunk.shards
+            if s.server_id == server_id
+        )
+    return PlacedShardsPage(tuple(found), last if scanned >= max(1, max_scan) else None)
 
 
 # -- console (H7) -------------------------------------------------------------------------

@@ -52,6 +52,7 @@ __all__ = [
     "ObjectTagged",
     "ObjectsDeleted",
     "PartCommitted",
+    "PlacedShardsPage",
     "PlacementUpdated",
     "RedundancySummary",
     "RepairStatus",
@@ -336,6 +337,15 @@ class DeleteQueuePage:
 
     entries: tuple[ShardDelete, ...]
     next_after: ShardRef | None
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedShardsPage:
+    """Shards the catalog places on one server, from a bounded scan of the chunk table;
+    ``next_after`` (a chunk id) resumes the scan, None once it reached the end."""
+
+    shards: tuple[ShardRef, ...]
+    next_after: str | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -27,6 +27,7 @@ from chunkserver.store.memory import MemoryShardStore
 from metadata.api import (
     DeleteQueueQuery,
     HeadObjectQuery,
+    PlacedShardsQuery,
     Query,
     ReadMode,
     ShardsOnServerQuery,
@@ -44,7 +45,7 @@ from metadata.fsm.commands import (
 )
 from metadata.fsm.multipart import ApplyConfig
 from metadata.fsm.records import Chunk, ShardPlacement, ShardRef
-from metadata.fsm.results import DeleteQueuePage, ObjectInfo
+from metadata.fsm.results import DeleteQueuePage, ObjectInfo, PlacedShardsPage
 from metadata.fsm.state import Catalog
 
 ME = 7
@@ -438,3 +439,48 @@ async def test_recheck_keeps_a_shard_rewritten_between_scan_and_unlink() -> None
     assert await w.gc.collect_orphans() == 0
     assert await w.files() == {(cid, 0)}
     assert w.gc.stats().orphans_kept_on_recheck == 1
+
+
+# -- missing shards ------------------------------------------------------------------------
+async def test_placed_shards_query_pages_through_the_chunk_table() -> None:
+    w = await world()
+    ids = sorted((uuid.uuid4() for _ in range(7)), key=str)
+    for n, cid in enumerate(ids):
+        await w.commit(f"k{n}", cid)
+    seen: list[ShardRef] = []
+    after: str | None = None
+    pages = 0
+    while True:
+        page = run_query(w.catalog.catalog, PlacedShardsQuery(ME, after, max_scan=3))
+        assert isinstance(page, PlacedShardsPage)
+        seen.extend(page.shards)
+        pages += 1
+        if page.next_after is None:
+            break
+        after = page.next_after
+    assert seen == [ShardRef(str(c), ME, 0) for c in ids]
+    assert pages == 3
+    page = run_query(w.catalog.catalog, PlacedShardsQuery(99))
+    assert page == PlacedShardsPage((), None)
+
+
+async def test_find_missing_reports_placed_shards_the_store_lost() -> None:
+    reported: list[tuple[uuid.UUID, int]] = []
+
+    async def report(shards: Sequence[tuple[uuid.UUID, int]]) -> None:
+        reported.extend(shards)
+
+    w = await world()
+    w.gc = GarbageCollector(w.store, w.catalog, lambda: ME, GcConfig(grace_s=GRACE, batch=1),
+                            clock=w.clock, report=report)  # fmt: skip
+    kept, lost = uuid.uuid4(), uuid.uuid4()
+    for n, cid in enumerate((kept, lost)):
+        await w.write_shard(cid, 0)
+        await w.commit(f"m{n}", cid)
+    await w.store.delete(lost, 0)
+    assert await w.gc.find_missing() == 1
+    assert reported == [(lost, 0)]
+    assert w.gc.stats().missing_reported == 1
+    await w.write_shard(lost, 0)  # repaired in place: nothing missing any more
+    assert await w.gc.find_missing() == 0
+    assert reported == [(lost, 0)]
