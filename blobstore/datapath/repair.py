@@ -104,32 +104,21 @@ async def rebuild_shard(
     pipe_depth: int = 4,
 ) -> ShardRef:
     """Rebuild shard ``shard_index`` of ``ref`` onto ``target``; its new ``ShardRef``."""
-    n = ref.k + ref.m
-    if not 0 <= shard_index < n:
-        raise errors.InvalidArgument(f"shard index {shard_index} outside 0..{n - 1}")
-    coder = get_coder(ref.coder, ref.k, ref.m)
-    reader = ChunkReader(
+    if not 0 <= shard_index < ref.k + ref.m:  # before any call (the generator checks lazily)
+        raise errors.InvalidArgument(f"shard index {shard_index} outside 0..{ref.k + ref.m - 1}")
+    pieces = rebuilt_pieces(
         ref,
+        shard_index,
         directory=directory,
         transport=transport,
         options=options,
-        exclude=(shard_index,),
-        on_bad_shard=on_bad_shard if on_bad_shard is not None else _ignore,
+        on_bad_shard=on_bad_shard,
     )
     queue: asyncio.Queue[Buffer | None] = asyncio.Queue(pipe_depth)
 
     async def produce() -> None:
-        run = _all_stripes(ref)
-        pieces_of = contextlib.aclosing(reader.data_pieces(run))
-        async with pieces_of as stripes:
-            async for _, data in stripes:
-                piece: Buffer
-                if shard_index < ref.k:
-                    piece = data[shard_index]
-                else:
-                    stripe = b"".join(data)
-                    pieces, _ = await asyncio.to_thread(encode_stripe, coder, stripe)
-                    piece = bytes(pieces[shard_index])
+        async with contextlib.aclosing(pieces) as stream:
+            async for piece in stream:
                 await queue.put(piece)
         await queue.put(None)
 
