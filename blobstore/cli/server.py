@@ -207,6 +207,7 @@ def _banner(
 ) -> str:
     return f"""blobstore is running ({processes} processes); data in {data}
   S3 endpoint:  {endpoint}
+  web console:  {endpoint}/_console  (log in with the access key and secret key)
   access key:   {creds.access_key}
   secret key:   {creds.secret_key}
   logs:         {data / "logs"}
