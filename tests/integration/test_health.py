@@ -202,8 +202,13 @@ def test_metrics_names_and_counters_move_after_s3_requests(cluster: Cluster) -> 
                      "blobstore_chunkserver_registered",
                      "blobstore_scrub_bytes_total"):  # fmt: skip
             assert name in m, name
+    # the gateway's probe runs every 2 s: poll until it has seen every chunkserver
+    _until(
+        lambda: _metrics(cluster.http(cluster.s3)).get("blobstore_gateway_chunkservers_up") == 6,
+        60,
+        "the gateway to see 6 chunkservers up",
+    )
     gw_before = _metrics(cluster.http(cluster.s3))
-    assert gw_before["blobstore_gateway_chunkservers_up"] == 6
     leader_before = meta[cluster.meta.index(leader_port)]
     proposals_before = leader_before["blobstore_raft_proposal_seconds_count"]
 
