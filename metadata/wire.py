@@ -49,11 +49,11 @@ _API: dict[int, type] = {
     1532: api.ListChunksQuery,
     1533: api.DeleteQueueQuery,
     1534: api.GetErasureProfileQuery,
-    1535: api.RedundancyQuery,  # H3 repair: 1535-1544
+    1535: api.RedundancyQuery,  # repair: 1535-1544
     1536: api.RepairStatusQuery,
     1545: api.ShardsOnServerQuery,  # GC: 1545-1554
     1546: api.PlacedShardsQuery,
-    1555: api.BucketUsageQuery,  # H7 console: 1555-1559
+    1555: api.BucketUsageQuery,  # console: 1555-1559
     1556: api.ListAccessKeysQuery,
 }
 

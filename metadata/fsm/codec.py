@@ -132,7 +132,7 @@ TAGS: dict[type[Any], int] = {
     res.RepairStatus: 130,
     # GC query answers 136..142
     res.PlacedShardsPage: 136,
-    # console query answers 143..149 (H7)
+    # console query answers 143..149
     res.BucketUsage: 143,
     res.AccessKeySummary: 144,
 }

@@ -239,7 +239,7 @@ def placed_on_server(
     return PlacedShardsPage(tuple(found), last if scanned >= max(1, max_scan) else None)
 
 
-# -- console (H7) -------------------------------------------------------------------------
+# -- console --------------------------------------------------------------------------------
 def bucket_usage(
     kv: KVReader, owner: str | None = None, max_scan: int = 200_000
 ) -> tuple[BucketUsage, ...]:

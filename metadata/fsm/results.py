@@ -390,7 +390,7 @@ class RepairStatus:
     servers_marked: int
 
 
-# -- console query answers (H7; codec tags 143-149) ---------------------------------------
+# -- console query answers (codec tags 143-149) --------------------------------------------
 @dataclass(frozen=True, slots=True)
 class BucketUsage:
     """Object count and bytes of one bucket (``queries.bucket_usage``; an O(objects) scan).

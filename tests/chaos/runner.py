@@ -287,7 +287,7 @@ async def run_chaos(root: Path, spec: ChaosSpec) -> dict[str, object]:
             "BLOBSTORE_GC_QUEUE_INTERVAL_S": "0.5",
             "BLOBSTORE_GC_MAX_BACKOFF_S": "2",
         },
-        meta_env={  # H3's failure detection / repair knobs (ignored until they exist)
+        meta_env={  # failure detection / repair knobs (metadata config)
             "BLOBSTORE_SUSPECT_AFTER_S": "2",
             "BLOBSTORE_DOWN_AFTER_S": "5",
             "BLOBSTORE_MAINTENANCE_INTERVAL_S": "0.5",
