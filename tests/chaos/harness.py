@@ -47,29 +47,6 @@ PROBE = b"chaos-probe-" * 1024  # above the inline threshold: an erasure-coded w
 
 
 @dataclass
-class _Meta(MetaCluster):
-    """``MetaCluster`` with extra environment for the metadata processes."""
-
-    extra_env: dict[str, str] = field(default_factory=dict)
-
-    def spawn(self, node_id: int) -> None:
-        log = open(self.root / f"meta-{node_id}.log", "ab")  # noqa: SIM115 - child owns it
-        self.procs[node_id] = subprocess.Popen(
-            [
-                sys.executable, "-m", "blobstore", "metadata", "--id", str(node_id),
-                "--listen", f"127.0.0.1:{self.ports[node_id - 1]}",
-                "--peers", self._peers_for(node_id),
-                "--data", str(self.root / f"meta-{node_id}"),
-                "--secret-file", str(self.secret_file),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "BLOBSTORE_TICK_MS": str(self.tick_ms), **self.extra_env},
-        )  # fmt: skip
-        log.close()
-
-
-@dataclass
 class ChaosCluster:
     root: Path
     chunkservers: int = 7
@@ -77,7 +54,7 @@ class ChaosCluster:
     meta_env: Mapping[str, str] = field(default_factory=dict)  # e.g. BLOBSTORE_DOWN_AFTER_S
     chunk_env: Mapping[str, str] = field(default_factory=dict)
     scrub_mb_s: float = 20.0
-    meta: _Meta = field(init=False)
+    meta: MetaCluster = field(init=False)
     chunk_ports: dict[int, int] = field(default_factory=dict)
     chunk_procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     chunk_proxies: dict[int, LinkProxy] = field(default_factory=dict)  # server 1 -> meta j
@@ -86,7 +63,7 @@ class ChaosCluster:
 
     def __post_init__(self) -> None:
         env = {"BLOBSTORE_HTTP_LISTEN": "off", **self.meta_env}
-        self.meta = _Meta(self.root / "meta", proxied=True, extra_env=env)
+        self.meta = MetaCluster(self.root / "meta", proxied=True, extra_env=env)
 
     # -- start / stop -------------------------------------------------------------------
     async def start(self, timeout_s: float = 120.0) -> None:

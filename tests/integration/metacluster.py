@@ -33,6 +33,7 @@ class MetaCluster:
     size: int = 3
     proxied: bool = False
     tick_ms: int = 50
+    extra_env: dict[str, str] = field(default_factory=dict)  # for the metadata processes
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     ports: list[int] = field(default_factory=list)
     procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -82,7 +83,7 @@ class MetaCluster:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "BLOBSTORE_TICK_MS": str(self.tick_ms)},
+            env={**os.environ, "BLOBSTORE_TICK_MS": str(self.tick_ms), **self.extra_env},
         )  # fmt: skip
         log.close()
 
