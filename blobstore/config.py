@@ -145,7 +145,9 @@ class ChunkserverConfig:
     heartbeat_s: float = 1.0
     # garbage collection (chunkserver/gc.py): the delete queue is drained every
     # gc_queue_interval_s; shard files no committed object references are removed once
-    # older than gc_grace_s (which must exceed the longest write->commit time)
+    # older than gc_grace_s, after fencing their chunk ids in the catalog (a write slower
+    # than that fails to commit instead of losing data; gc.py); the grace period only
+    # bounds how long stray shards linger, and still guards repair's stray copies
     gc_enabled: bool = True
     gc_grace_s: float = 3600.0
     gc_orphan_interval_s: float = 300.0

@@ -19,6 +19,7 @@ __all__ = [
     "BucketAlreadyExists",
     "BucketAlreadyOwnedByYou",
     "BucketNotEmpty",
+    "ChunkFenced",
     "ConfigError",
     "CorruptShard",
     "DeadlineExceeded",
@@ -136,6 +137,13 @@ class InvalidRange(BlobstoreError):
 
 class BadDigest(BlobstoreError):
     pass
+
+
+class ChunkFenced(BlobstoreError):
+    """A commit named a chunk id that garbage collection has fenced (its shards are being
+    deleted): nothing was committed; retry the whole write (it gets fresh chunk ids)."""
+
+    retryable = True
 
 
 # -- auth -------------------------------------------------------------------------------

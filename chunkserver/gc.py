@@ -15,7 +15,12 @@ Two jobs run in one background loop (``GarbageCollector.run``):
   straggler a commit did not wait for, a rebuilt shard whose placement never committed).
   The collector walks the store's inventory, keeps files older than ``grace_s`` (by
   mtime), asks the catalog in batches which of those shards it places on this server
-  (``ShardsOnServerQuery``, a linearizable read) and deletes the rest.
+  (``ShardsOnServerQuery``, a linearizable read) and, for the rest, *fences* their chunk
+  ids (``FenceChunks``, a Raft command, see ``metadata/fsm/fences.py``) before deleting:
+  the files of chunks answered *fenced* are removed (no commit can ever name those ids
+  again); chunks answered *live* are referenced by some version or part, so only their
+  shards the catalog does not place here (a straggler a commit did not wait for, a copy
+  repair moved away) are removed, after a placement re-check.
 
 * **Missing shards** (``find_missing``, same interval as orphans, and once at start so a
   returning server is reconciled): the reverse check. The collector pages the shards the
@@ -30,14 +35,23 @@ Safety argument (never delete a shard that a committed object references):
    commit), so a committed reference is visible to any linearizable read that starts
    after the commit. Parts of a multipart upload are referenced from their ``CommitPart``
    onwards (the chunk record exists from then), not from ``CompleteMultipartUpload``.
-2. A file younger than ``grace_s`` is never considered. An unreferenced old file can only
-   become referenced later if some writer's prepare->commit window (first shard written
-   -> commit applied) exceeds ``grace_s``; the grace period (default 1 h) must therefore
-   exceed the longest upload of a single object or part. This is a deployment bound, not
-   a protocol guarantee: see ``TODO(#7)`` below.
-3. The catalog is asked twice: once to classify, and again, per batch, right before the
-   unlinks; a shard referenced by then is kept. Each file is re-stat'ed just before its
-   unlink and kept if its mtime changed (rewritten meanwhile, e.g. by repair).
+2. The fence: a chunk's files are unlinked only after ``FenceChunks`` answered its id (in
+   both textual forms) *fenced*. Applied in Raft order, the fence either finds the chunk
+   referenced (a commit came first: it answers *live* and the files are kept) or records a
+   tombstone that makes every later ``CommitObject`` / ``CommitPart`` naming the id fail
+   with ``ChunkFenced`` (the gateway discards that write and answers 503 SlowDown; the
+   client retries under fresh ids). So a slow writer -- prepare->commit longer than
+   ``grace_s`` -- fails cleanly instead of committing deleted shards: the grace period no
+   longer bounds safety, only how long stray shards linger (and how often a write slower
+   than it is refused). Fences expire after 7 days of catalog time; see ``fences.py`` for
+   why that is safe (fresh uuid4 chunk ids are never reused).
+3. A file younger than ``grace_s`` is never considered, and a shard of a *live* chunk that
+   is not placed here is re-checked against the catalog right before its unlink (a repair
+   may have just committed a rebuilt copy here). Only that path -- a repair whose rebuild
+   -> ``UpdatePlacement`` took longer than ``grace_s`` onto a server holding an old stray
+   copy -- still relies on the grace period (plus the mtime check below; see TODO).
+   Each file is re-stat'ed just before its unlink and kept if its mtime changed
+   (rewritten meanwhile, e.g. by repair).
 4. A breaker refuses a round in which more than ``max_orphan_fraction`` of the old
    shards look unreferenced (a lost ``server.id`` re-registering under a new id would
    otherwise make every shard look orphaned).
@@ -45,8 +59,9 @@ Safety argument (never delete a shard that a committed object references):
    writes them, and ``uuid.hex``), so a writer using either is recognised.
 Any error (catalog unreachable, unknown answer) keeps the files.
 
-TODO(#7): make (2) unconditional with a catalog fence: GC proposes a "collect" command
-that tombstones the chunk ids it is about to remove, and commits of tombstoned chunks fail.
+TODO(#7): shard-level fences for (3): fence (chunk, server, shard index) of a live chunk's
+unplaced copy, and refuse an ``UpdatePlacement`` onto a fenced copy, so repair races need
+no grace bound either.
 
 Counters (``GcStats``) are served over RPC (``GetGcStatsRequest``, tags 2030-2032) for
 status pages and tests. Configuration comes from ``GcConfig``, built from the chunkserver's
@@ -73,9 +88,10 @@ from blobstore.rpc import CallContext
 from blobstore.rpc.codec import register
 from chunkserver.store.base import ShardInfo, ShardStore
 from metadata.api import DeleteQueueQuery, PlacedShardsQuery, ShardsOnServerQuery
-from metadata.fsm.commands import AckShardDeletes
+from metadata.fsm.commands import AckShardDeletes, FenceChunks
+from metadata.fsm.fences import MAX_FENCE_IDS
 from metadata.fsm.records import ShardRef
-from metadata.fsm.results import DeleteQueuePage, PlacedShardsPage
+from metadata.fsm.results import ChunksFenced, DeleteQueuePage, PlacedShardsPage
 
 if TYPE_CHECKING:
     from chunkserver.service import Chunkserver
@@ -144,6 +160,8 @@ class GcStats:
     errors: int = 0
     last_orphan_round_time: float = 0.0  # wall clock of the last completed round
     last_inventory_shards: int = 0
+    chunks_fenced: int = 0  # chunk ids the catalog fenced for this server's orphan GC
+    chunks_found_live: int = 0  # fence answered "referenced": a commit won the race
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,6 +349,27 @@ class GarbageCollector:
                     placed.add((cid, ref.shard_index))
         return placed
 
+    async def _fence(self, sid: int, shards: Sequence[ShardInfo]) -> set[uuid.UUID]:
+        """Fence the chunk ids of ``shards`` in the catalog; the ids answered fenced (in
+        every textual form), whose files may now be deleted. (The unused form of a live
+        chunk's id gets a harmless fence: no writer names a chunk in both forms.)"""
+        fenced: set[uuid.UUID] = set()
+        ids = list(dict.fromkeys(i.chunk_id for i in shards))
+        step = max(1, min(self.config.batch, MAX_FENCE_IDS) // 2)  # two forms per id
+        for lo in range(0, len(ids), step):
+            part = ids[lo : lo + step]
+            names = tuple(n for cid in part for n in _forms(cid))
+            answer = await self.catalog.execute(FenceChunks(names, sid), timeout_s=self._timeout_s)
+            if not isinstance(answer, ChunksFenced):
+                raise TypeError(f"FenceChunks answered {type(answer).__name__}")
+            done = set(answer.fenced)
+            now_fenced = [cid for cid in part if all(n in done for n in _forms(cid))]
+            fenced.update(now_fenced)
+            self._count(
+                chunks_fenced=len(now_fenced), chunks_found_live=len(part) - len(now_fenced)
+            )
+        return fenced
+
     async def scan(self, *, include_young: bool = False) -> OrphanScan:
         """Classify the inventory. Young shards are only looked up when ``include_young``
         (then ``referenced`` covers them too)."""
@@ -399,7 +438,10 @@ class GarbageCollector:
         removed = 0
         for lo in range(0, len(old), cfg.batch):
             batch = old[lo : lo + cfg.batch]
-            still = await self._placed(sid, batch)  # re-check right before the unlinks
+            fenced = await self._fence(sid, batch)  # no commit can name these any more
+            live = [i for i in batch if i.chunk_id not in fenced]
+            # a live chunk's copy here may have just been placed (repair): re-check
+            still = await self._placed(sid, live) if live else set()
             for info in batch:
                 if (info.chunk_id, info.shard_index) in still:
                     self._count(orphans_kept_on_recheck=1)

@@ -375,6 +375,9 @@ _DOMAIN: Mapping[type[domain.BlobstoreError], tuple[str, int]] = {
     domain.AuthenticationFailed: ("AccessDenied", 403),
     domain.Unavailable: ("ServiceUnavailable", 503),
     domain.InsufficientSpace: ("StorageFull", 507),
+    # GC fenced a chunk of a write slower than the grace period: nothing was committed and
+    # every S3 SDK retries 503 SlowDown (with backoff), re-uploading under fresh chunk ids
+    domain.ChunkFenced: ("SlowDown", 503),
 }
 
 # details key -> Error XML element, for domain errors that carry them.

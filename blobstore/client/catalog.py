@@ -12,7 +12,9 @@ number of concurrent callers share a bounded number of catalog sessions.
 
 Errors: a command's domain error (``NoSuchBucket``, ``PreconditionFailed``...) is raised to
 the caller; ``Unavailable`` / ``DeadlineExceeded`` mean the outcome is unknown past the
-deadline (the caller may retry the whole operation).
+deadline (the caller may retry the whole operation). ``ChunkFenced`` (a commit naming a chunk
+that garbage collection fenced, see ``metadata/fsm/fences.py``) is definite: nothing was
+applied, and only a new write under fresh chunk ids can succeed, so it is never re-sent here.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ the catalog clock are handled one level up, in ``state.Catalog``.
 
 Handlers for buckets and objects live here; multipart uploads in ``multipart.py``, cluster
 administration (users, chunkservers, placement, delete queue, EC profile) in ``admin.py``,
-shared version/chunk bookkeeping in ``objects.py``.
+shared version/chunk bookkeeping in ``objects.py``, GC chunk fences in ``fences.py`` (a
+commit naming a fenced chunk fails with ``ChunkFenced`` before anything else is checked).
 
 Determinism: the result depends only on (state, command, now_ms, config). No time, I/O,
 randomness, dict/set iteration order or ``hash()`` of strings leak into state.
@@ -30,7 +31,7 @@ from blobstore.errors import (
     NoSuchKey,
     PreconditionFailed,
 )
-from metadata.fsm import admin, multipart
+from metadata.fsm import admin, fences, multipart
 from metadata.fsm import keyspace as ks
 from metadata.fsm.commands import (
     AbortMultipartUpload,
@@ -48,6 +49,7 @@ from metadata.fsm.commands import (
     DeleteObject,
     DeleteObjects,
     DeleteUser,
+    FenceChunks,
     Noop,
     PutAccessKey,
     PutBucketAcl,
@@ -324,6 +326,9 @@ def _put_object_tagging(kv: OrderedKV, cmd: PutObjectTagging) -> Result:
 def apply_command(kv: OrderedKV, command: object, now_ms: int, config: ApplyConfig) -> Result:
     """Apply one (unwrapped) command; returns its result or a domain error. Never raises
     for a bad command (unexpected exceptions are the caller's last line of defence)."""
+    fenced = fences.commit_error(kv, command)  # before any other check: see fences.py
+    if fenced is not None:
+        return fenced
     match command:
         case CommitObject():
             return _commit_object(kv, command, now_ms)
@@ -379,6 +384,8 @@ def apply_command(kv: OrderedKV, command: object, now_ms: int, config: ApplyConf
             return admin.report_bad_shards(kv, command, now_ms)
         case ClearBadShards():
             return admin.clear_bad_shards(kv, command)
+        case FenceChunks():
+            return fences.fence_chunks(kv, command, now_ms)
         case SetErasureProfile():
             return admin.set_erasure_profile(kv, command)
         case Noop():

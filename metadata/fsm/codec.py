@@ -62,6 +62,7 @@ TAGS: dict[type[Any], int] = {
     r.MetaRecord: 19,
     r.BadShardRecord: 20,
     r.ScrubProgressRecord: 21,
+    r.ChunkFence: 39,  # GC fence (#7): the last record tag, away from appended ones
     # commands 40..79
     c.CreateBucket: 40,
     c.DeleteBucket: 41,
@@ -95,6 +96,7 @@ TAGS: dict[type[Any], int] = {
     c.PutObjectTagging: 69,
     c.ReportBadShards: 70,
     c.ClearBadShards: 71,
+    c.FenceChunks: 79,  # GC fence (#7)
     # results 80..119
     res.BucketCreated: 80,
     res.BucketDeleted: 81,
@@ -118,6 +120,7 @@ TAGS: dict[type[Any], int] = {
     res.ObjectTagged: 99,
     res.BadShardsReported: 100,
     res.BadShardsCleared: 101,
+    res.ChunksFenced: 119,  # GC fence (#7)
     # query answers 120..159 (they cross the wire from the metadata service, never the log)
     res.ObjectInfo: 120,
     res.ObjectSummary: 121,

@@ -51,6 +51,7 @@ __all__ = [
     "DeleteObject",
     "DeleteObjects",
     "DeleteUser",
+    "FenceChunks",
     "Noop",
     "ObjectIdentifier",
     "PutAccessKey",
@@ -376,6 +377,15 @@ class ClearBadShards:
 
 
 @dataclass(frozen=True, slots=True)
+class FenceChunks:
+    """GC, before deleting orphan shards: fence every id no version or part references (later
+    commits naming it fail with ChunkFenced); answers ``ChunksFenced`` (see fences.py)."""
+
+    chunk_ids: tuple[str, ...]
+    server_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class SetErasureProfile:
     """Set the erasure-coding profile for new chunks."""
 
@@ -414,6 +424,7 @@ Command = (
     | AckShardDeletes
     | ReportBadShards
     | ClearBadShards
+    | FenceChunks
     | SetErasureProfile
     | Noop
 )

@@ -19,6 +19,8 @@ bucket are contiguous, and object keys sort in UTF-8 binary order, as S3 lists t
     b"d" + u64 server_id + chunk_id + \\0 + u16 shard -> ShardDelete
     b"r" + chunk_id + \\0 + u16 shard             -> BadShardRecord (repair input)
     b"h" + u64 server_id                           -> ScrubProgressRecord
+    b"f" + chunk_id                                -> ChunkFence (GC fence, see fences.py)
+    b"F" + u64 fenced_ms + chunk_id                -> b"" (fence expiry order)
     b"x" + client_id                               -> SessionRecord
     b"X" + u64 last_active_ms + client_id          -> b"" (session expiry order)
     b"e"                                           -> ErasureProfile
@@ -37,6 +39,8 @@ __all__ = [
     "CHUNK",
     "CHUNKSERVER",
     "DELETE_QUEUE",
+    "FENCE",
+    "FENCE_BY_TIME",
     "META",
     "OBJECT",
     "PART",
@@ -75,6 +79,8 @@ CHUNKSERVER = b"s"
 DELETE_QUEUE = b"d"
 BAD_SHARD = b"r"
 SCRUB = b"h"
+FENCE = b"f"
+FENCE_BY_TIME = b"F"
 SESSION = b"x"
 SESSION_BY_TIME = b"X"
 PROFILE = b"e"

@@ -29,6 +29,7 @@ __all__ = [
     "BadShardRecord",
     "BucketRecord",
     "Chunk",
+    "ChunkFence",
     "ChunkRecord",
     "ChunkserverRecord",
     "ChunkserverState",
@@ -278,3 +279,13 @@ class MetaRecord:
 
     now_ms: int = 0
     version_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkFence:
+    """GC fenced this unreferenced chunk id at ``fenced_ms`` (``server_id`` asked): commits
+    naming it fail until the fence expires (see ``fences.py``)."""
+
+    chunk_id: str
+    fenced_ms: int
+    server_id: int = 0

@@ -35,6 +35,7 @@ __all__ = [
     "BucketDeleted",
     "BucketUpdated",
     "BucketUsage",
+    "ChunksFenced",
     "ChunkserverUpdated",
     "CommandResult",
     "DeleteError",
@@ -204,6 +205,16 @@ class BadShardsCleared:
 
 
 @dataclass(frozen=True, slots=True)
+class ChunksFenced:
+    """``fenced``: ids GC may now delete (commits naming them fail); ``live``: referenced ids
+    (keep); ``purged``: expired fences dropped by this command."""
+
+    fenced: tuple[str, ...]
+    live: tuple[str, ...]
+    purged: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ErasureProfileSet:
     profile: ErasureProfile
 
@@ -233,6 +244,7 @@ CommandResult = (
     | ShardDeletesAcked
     | BadShardsReported
     | BadShardsCleared
+    | ChunksFenced
     | ErasureProfileSet
     | NoopApplied
 )

@@ -4,7 +4,9 @@ One ``blobstore metadata`` node and one ``blobstore chunkserver`` (server id 1, 
 period through ``BLOBSTORE_GC_*``). Shards are written over RPC like a gateway would; the
 catalog is changed with the catalog client. The chunkserver must remove the orphan and the
 shards of the deleted object (acking the delete queue), keep the committed object's shard
-and the young orphan, and report its counters over ``GetGcStatsRequest``.
+and the young orphan, and report its counters over ``GetGcStatsRequest``. The orphan is
+a writer that stalled past the grace period: GC fenced its chunk id through Raft before
+deleting, so that writer's late commit fails with ``ChunkFenced`` and nothing is visible.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from pathlib import Path
 
 import pytest
 
+from blobstore.errors import ChunkFenced, NoSuchKey
 from blobstore.rpc import RpcClient
 from blobstore.testing.ports import free_port
 from blobstore.types import Address
 from chunkserver.gc import GcStats, GetGcStatsRequest, GetGcStatsResponse
 from chunkserver.messages import StatShardRequest, StatShardResponse, WriteShardRequest
 from chunkserver.shardfile import ShardHeader, piece_length
-from metadata.api import DeleteQueueQuery
+from metadata.api import DeleteQueueQuery, HeadObjectQuery
 from metadata.fsm.commands import CommitObject, CreateBucket, DeleteObject
 from metadata.fsm.records import Chunk, ShardPlacement
 from metadata.fsm.results import DeleteQueuePage
@@ -127,6 +130,14 @@ async def test_chunkserver_process_collects_garbage(tmp_path: Path) -> None:
                     await asyncio.sleep(0.2)  # poll interval, bounded by the timeout below
 
         await asyncio.wait_for(poll(), timeout=60)
+        # the orphan's writer finally commits: refused, its shard is already gone
+        late = Chunk(str(orphan), "zfec", 2, 1, 64, 100, (ShardPlacement(SID, 0),))
+        with pytest.raises(ChunkFenced):
+            await catalog.execute(
+                CommitObject("gcbucket", "late", "v", "root", 100, ETAG, chunks=(late,))
+            )
+        with pytest.raises(NoSuchKey):
+            await catalog.query(HeadObjectQuery("gcbucket", "late"))
         young = uuid.uuid4()
         await write(young)
         assert await exists(kept)
@@ -136,6 +147,7 @@ async def test_chunkserver_process_collects_garbage(tmp_path: Path) -> None:
         assert (s.queue_drained, s.orphans_removed) == (1, 1)
         assert s.orphan_bytes_reclaimed > 0 and s.queue_bytes_reclaimed > 0
         assert s.orphan_rounds >= 1 and s.breaker_trips == 0
+        assert s.chunks_fenced >= 1
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -19,11 +19,12 @@ from hypothesis import strategies as st
 from blobstore.client.catalog import LocalCatalog
 from blobstore.clock import SimClock
 from blobstore.config import ChunkserverConfig, load_config
-from blobstore.errors import ConfigError, Unavailable
+from blobstore.errors import ChunkFenced, ConfigError, InvalidArgument, NoSuchKey, Unavailable
 from blobstore.rpc import codec
 from chunkserver.gc import GarbageCollector, GcConfig, GcStats, GetGcStatsResponse
 from chunkserver.shardfile import ShardHeader, piece_length
 from chunkserver.store.memory import MemoryShardStore
+from gateway.errors import resolve
 from metadata.api import (
     DeleteQueueQuery,
     HeadObjectQuery,
@@ -42,10 +43,11 @@ from metadata.fsm.commands import (
     CreateBucket,
     CreateMultipartUpload,
     DeleteObject,
+    FenceChunks,
 )
 from metadata.fsm.multipart import ApplyConfig
 from metadata.fsm.records import Chunk, ShardPlacement, ShardRef
-from metadata.fsm.results import DeleteQueuePage, ObjectInfo, PlacedShardsPage
+from metadata.fsm.results import ChunksFenced, DeleteQueuePage, ObjectInfo, PlacedShardsPage
 from metadata.fsm.state import Catalog
 
 ME = 7
@@ -266,9 +268,67 @@ async def test_orphans_respect_grace_references_and_id_forms() -> None:
     s = w.gc.stats()
     assert (s.orphans_found, s.orphans_removed, s.orphan_rounds) == (2, 2, 1)
     assert s.orphan_bytes_reclaimed > 0
+    # `orphan` was fenced; `moved` is referenced (live): only its unplaced copy went
+    assert (s.chunks_fenced, s.chunks_found_live) == (1, 1)
     w.clock.advance(GRACE)
     assert await w.gc.collect_orphans() == 1  # `young` has aged past the grace period
     assert await w.files() == {(committed, 0), (hexform, 0)}
+
+
+async def test_a_commit_after_the_fence_fails_in_either_id_form() -> None:
+    w = await world()
+    slow, slow_hex = uuid.uuid4(), uuid.uuid4()
+    for cid in (slow, slow_hex):
+        await w.write_shard(cid, 0)
+    w.clock.advance(GRACE * 5)  # the writers stalled far past the grace period
+    assert await w.gc.collect_orphans() == 2
+    with pytest.raises(ChunkFenced):
+        await w.commit("slow", slow)
+    with pytest.raises(ChunkFenced):
+        await w.commit("slow-hex", slow_hex, name=slow_hex.hex)
+    with pytest.raises(NoSuchKey):
+        run_query(w.catalog.catalog, HeadObjectQuery(BUCKET, "slow"))
+    assert w.gc.stats().chunks_fenced == 2
+    w.clock.advance(GRACE * 5)
+    assert await w.gc.collect_orphans() == 0
+
+
+class FenceFails(LocalCatalog):
+    """FenceChunks fails: with ``error`` raised (catalog down) or returned by an old
+    metadata service that does not know the command."""
+
+    error: Exception = Unavailable("leader lost")
+
+    async def execute(self, command: object, *, timeout_s: float = 10.0) -> object:
+        if isinstance(command, FenceChunks):
+            raise self.error
+        return await super().execute(command, timeout_s=timeout_s)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "error", [Unavailable("leader lost"), InvalidArgument("unknown command type FenceChunks")]
+)
+async def test_no_fence_no_delete(error: Exception) -> None:
+    w = await world(catalog_cls=FenceFails)
+    cat = w.catalog
+    assert isinstance(cat, FenceFails)
+    cat.error = error
+    orphan = uuid.uuid4()
+    await w.write_shard(orphan, 0)
+    w.clock.advance(GRACE + 1)
+    with pytest.raises(type(error)):
+        await w.gc.collect_orphans()
+    assert await w.files() == {(orphan, 0)}
+
+
+def test_chunk_fenced_is_a_retryable_503_and_crosses_the_wire() -> None:
+    err = ChunkFenced("fenced", chunk_id="c", bucket=BUCKET, key="k")
+    s3 = resolve(err)
+    assert (s3.code, s3.status) == ("SlowDown", 503)
+    assert err.retryable and not isinstance(err, Unavailable)  # definite: nothing committed
+    assert codec.decode(codec.encode(err)) == err
+    stats = GcStats(chunks_fenced=3, chunks_found_live=1)
+    assert codec.decode(codec.encode(GetGcStatsResponse(stats))) == GetGcStatsResponse(stats)
 
 
 async def test_multipart_parts_are_referenced_from_commit_part_until_abort() -> None:
@@ -311,8 +371,9 @@ async def test_breaker_refuses_a_round_where_most_shards_look_orphaned() -> None
 
 # -- the race: GC against uploads -----------------------------------------------------------
 class RacingCatalog(LocalCatalog):
-    """Runs ``hook`` right after answering each GC placement query: commits that land
-    between GC's classification and its unlinks ("shard written, GC lists it, commits")."""
+    """Runs ``hook`` right after answering each GC placement query and each fence: commits
+    that land between GC's classification, its fence and its unlinks ("shard written, GC
+    lists it, commits")."""
 
     hook: Callable[[], object] | None = None
 
@@ -324,30 +385,61 @@ class RacingCatalog(LocalCatalog):
             await self.hook()  # type: ignore[misc]
         return answer
 
+    async def execute(self, command: object, *, timeout_s: float = 10.0) -> object:
+        answer = await super().execute(command, timeout_s=timeout_s)  # type: ignore[arg-type]
+        if isinstance(command, FenceChunks) and self.hook is not None:
+            await self.hook()  # type: ignore[misc]
+        return answer
+
+
+class FencelessCatalog(RacingCatalog):
+    """A broken catalog for the negative control: answers every FenceChunks id "fenced"
+    without recording anything, so later commits naming them still succeed."""
+
+    async def execute(self, command: object, *, timeout_s: float = 10.0) -> object:
+        if not isinstance(command, FenceChunks):
+            return await super().execute(command, timeout_s=timeout_s)
+        if self.hook is not None:
+            await self.hook()  # type: ignore[misc]
+        return ChunksFenced(command.chunk_ids, ())
+
+
+@dataclass
+class RaceOutcome:
+    lost: list[str]  # committed keys whose shard GC deleted (must be empty)
+    leaked: set[tuple[uuid.UUID, int]]  # unreferenced files left after the grace period
+    refused: int  # commits that failed with ChunkFenced (slow writers)
+
 
 async def race(
-    seed: int, commit_delay_s: float, steps: int = 200
-) -> tuple[list[str], set[tuple[uuid.UUID, int]]]:
+    seed: int, commit_delay_s: float, steps: int = 200, catalog_cls: type = RacingCatalog
+) -> RaceOutcome:
     """Uploads write a shard, wait ``commit_delay_s`` of virtual time, then commit (or are
-    abandoned); GC rounds run at random moments, and commits also fire inside GC rounds.
-    Returns the committed keys whose shard is missing (must be empty when the delay is
-    shorter than the grace period) and the files left that nothing references."""
+    abandoned); GC rounds run at random moments, and commits also fire inside GC rounds
+    (between classification, fence and unlinks). A commit refused with ChunkFenced is a
+    failed write (its shard is garbage)."""
     rng = random.Random(seed)
-    w = await world(GcConfig(grace_s=GRACE, breaker_min_shards=1 << 30), RacingCatalog)
+    w = await world(GcConfig(grace_s=GRACE, breaker_min_shards=1 << 30), catalog_cls)
     cat = w.catalog
     assert isinstance(cat, RacingCatalog)
+    refused = 0
     pending: list[tuple[float, str, uuid.UUID]] = []  # (written at, key, chunk)
     committed: dict[str, uuid.UUID] = {}
     serial = iter(range(1 << 30))
 
     async def commit_due() -> None:
+        nonlocal refused
         now = w.clock.now
         for item in [p for p in pending if now - p[0] >= commit_delay_s]:
             pending.remove(item)
             if rng.random() < 0.2:
                 continue  # abandoned upload: an orphan GC must eventually remove
             _, key, cid = item
-            await w.commit(key, cid)
+            try:
+                await w.commit(key, cid)
+            except ChunkFenced:
+                refused += 1  # the slow writer fails cleanly; the client would retry
+                continue
             committed[key] = cid
 
     cat.hook = commit_due
@@ -378,24 +470,37 @@ async def race(
         assert isinstance(info, ObjectInfo)
         live[key] = uuid.UUID(info.chunks[0].chunk_id)
     lost = [k for k, cid in live.items() if (cid, 0) not in files]
-    return lost, files - {(cid, 0) for cid in live.values()}
+    return RaceOutcome(lost, files - {(cid, 0) for cid in live.values()}, refused)
 
 
 @settings(deadline=None, max_examples=50)
-@given(seed=st.integers(0, 2**32 - 1), delay_fraction=st.floats(0.0, 0.95))
-async def test_gc_never_deletes_a_committed_shard_when_commits_beat_the_grace(
+@given(seed=st.integers(0, 2**32 - 1), delay_fraction=st.floats(0.0, 3.0))
+async def test_gc_never_deletes_a_committed_shard_whatever_the_writer_speed(
     seed: int, delay_fraction: float
 ) -> None:
-    lost, leaked = await race(seed, GRACE * delay_fraction)
-    assert lost == [], f"seed {seed}: GC deleted shards of committed objects {lost}"
-    assert leaked == set(), f"seed {seed}: orphans left after the grace period {leaked}"
+    """With the fence, safety no longer depends on commits beating the grace period: a
+    writer slower than it is refused (ChunkFenced) instead of committing deleted shards."""
+    out = await race(seed, GRACE * delay_fraction)
+    assert out.lost == [], f"seed {seed}: GC deleted shards of committed objects {out.lost}"
+    assert out.leaked == set(), f"seed {seed}: orphans left after the grace period {out.leaked}"
+    if delay_fraction < 1.0:
+        assert out.refused == 0, f"seed {seed}: a writer faster than the grace was refused"
+
+
+async def test_slow_writers_are_refused_not_lost() -> None:
+    """Writers 1.5x slower than the grace period: the race does happen (commits refused),
+    and no committed object loses its shard."""
+    outcomes = [await race(seed, GRACE * 1.5) for seed in range(5)]
+    assert sum(o.refused for o in outcomes) > 0
+    assert [o.lost for o in outcomes] == [[]] * 5
 
 
 async def test_race_checker_catches_a_commit_slower_than_the_grace_period() -> None:
-    """The negative control: the bound is real (a writer slower than the grace period
-    loses data), so the race test above can fail."""
-    losses = [len((await race(seed, GRACE * 1.5))[0]) for seed in range(5)]
-    assert sum(losses) > 0
+    """The negative control: without a working fence (the catalog answers "fenced" but
+    records nothing) a writer slower than the grace period loses data, so the race tests
+    above can fail."""
+    outcomes = [await race(seed, GRACE * 1.5, catalog_cls=FencelessCatalog) for seed in range(5)]
+    assert sum(len(o.lost) for o in outcomes) > 0
 
 
 async def test_recheck_keeps_a_shard_committed_between_scan_and_unlink() -> None:
@@ -431,7 +536,7 @@ async def test_recheck_keeps_a_shard_rewritten_between_scan_and_unlink() -> None
     async def rewrite_once() -> None:
         nonlocal calls
         calls += 1
-        if calls == 2:  # after the re-check query: a repair rewrote the file meanwhile
+        if calls == 2:  # after the fence, before the unlink: the file was rewritten
             w.clock.advance(1)
             await w.write_shard(cid, 0)
 
