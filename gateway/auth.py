@@ -3,7 +3,11 @@
 ``Authenticator.authenticate`` finds the access key a request names (Authorization
 header, presigned SigV4 query, or SigV2), looks its secret and user up in the catalog
 (``GetAccessKeyQuery``, cached for ``ttl_s``; unknown keys for ``negative_ttl_s``), then runs
-``gateway.sigv4.verify``. Anonymous requests are refused (``verify`` raises AccessDenied).
+``gateway.sigv4.verify``. Anonymous requests are refused (``verify`` raises AccessDenied),
+except that an unsigned ``POST`` with a ``multipart/form-data`` body -- S3's POST Object
+(browser form upload, authenticated by a signed policy inside the form) -- is answered
+501 NotImplemented, so a client learns the operation is unsupported rather than that its
+credentials are wrong.
 ``authorize_bucket``: a user reaches only the buckets it owns, unless it is an admin.
 
 Catalog failures (quorum loss, timeouts) propagate unchanged (503 at the edge); only an
@@ -22,12 +26,19 @@ from datetime import datetime
 
 from blobstore.client.catalog import CatalogClient
 from blobstore.errors import AccessDenied
+from gateway.errors import S3Error
 from gateway.router import parse_query
 from gateway.sigv4 import AuthContext, RequestParts, SigningKeyCache, verify
 from metadata.api import GetAccessKeyQuery
 from metadata.fsm.records import AccessKeyRecord, BucketRecord, UserRecord
 
-__all__ = ["Authenticator", "Principal", "access_key_of", "authorize_bucket"]
+__all__ = [
+    "Authenticator",
+    "Principal",
+    "access_key_of",
+    "authorize_bucket",
+    "refuse_form_post",
+]
 
 _V4_CREDENTIAL = re.compile(r"Credential\s*=\s*([^/,\s]+)/")
 _V2_HEADER = re.compile(r"AWS\s+([^:\s]+):")
@@ -58,6 +69,20 @@ def access_key_of(req: RequestParts) -> str | None:
     if credential:
         return credential.split("/", 1)[0] or None
     return params.get("AWSAccessKeyId") or None
+
+
+def refuse_form_post(req: RequestParts) -> None:
+    """501 NotImplemented for an unsigned multipart/form-data POST (S3 POST Object)."""
+    if req.method.upper() != "POST" or access_key_of(req) is not None:
+        return
+    content_type = (req.header("content-type") or "").strip().lower()
+    if content_type.startswith("multipart/form-data"):
+        raise S3Error(
+            "NotImplemented",
+            "POST Object (browser form upload with a POST policy) is not implemented; "
+            "use PutObject or a presigned PUT URL.",
+            501,
+        )
 
 
 @dataclass(slots=True)
@@ -115,6 +140,7 @@ class Authenticator:
         self, req: RequestParts, now: datetime, *, virtual_host_bucket: str | None = None
     ) -> tuple[AuthContext, Principal]:
         """Verify the request's signature; raises AuthError / AccessDenied subclasses."""
+        refuse_form_post(req)
         claimed = access_key_of(req)
         found = await self._lookup(claimed) if claimed else None
 

@@ -1,9 +1,16 @@
 """S3 body checksums: Content-MD5 and x-amz-checksum-{crc32,crc32c,crc64nvme,sha1,sha256}.
 
 Owns: streaming hashers (``Checksummer``), parsing/validation of the announced values
-(``expected_checksums``), comparison (``verify_checksums`` -> BadDigest), composite
-multipart checksums (checksum of the part checksums, ``"<b64>-N"``) and full-object CRC
-combination (``crc_combine``, zlib's GF(2) method generalised to crc32c/crc64nvme).
+(``expected_checksums``), comparison (``verify_checksums`` -> BadDigest) and the multipart
+object checksums, both S3 types:
+
+- COMPOSITE (``composite_checksum``): the checksum of the concatenated binary part
+  checksums, ``"<b64>-N"``; any algorithm but CRC64NVME.
+- FULL_OBJECT (``full_object_checksum``): the CRC of the whole object, combined from the
+  part CRCs and part lengths (``crc_combine``, zlib's crc32_combine method: multiply by
+  x^(8*len) modulo P in GF(2), generalised to crc32c/crc64nvme); CRC algorithms only.
+  ``multipart_checksum_type`` applies S3's rules (default COMPOSITE, CRC64NVME always
+  FULL_OBJECT, SHA1/SHA256 never) and raises InvalidRequest as S3 does.
 
 Wire form: every value is base64 of the big-endian digest (crc32/crc32c: 4 bytes,
 crc64nvme: 8 bytes, sha1: 20, sha256: 32, md5: 16).
@@ -37,6 +44,8 @@ from gateway.sigv4 import InvalidDigest, InvalidRequest
 
 __all__ = [
     "BACKENDS",
+    "COMPOSITE",
+    "FULL_OBJECT",
     "Checksum",
     "ChecksumAlgorithm",
     "Checksummer",
@@ -47,6 +56,8 @@ __all__ = [
     "crc64nvme_pure",
     "crc_combine",
     "expected_checksums",
+    "full_object_checksum",
+    "multipart_checksum_type",
     "parse_content_md5",
     "verify_checksums",
 ]
@@ -385,21 +396,82 @@ def _multmodp(params: _CrcParams, a: int, b: int) -> int:
         b = (b >> 1) ^ params.poly_reflected if b & 1 else b >> 1
 
 
-def crc_combine(algorithm: ChecksumAlgorithm, crc1: int, crc2: int, len2: int) -> int:
-    """CRC of A||B from crc(A), crc(B) and len(B), for crc32/crc32c/crc64nvme."""
-    params = _CRC_PARAMS.get(algorithm)
-    if params is None:
-        raise ValueError(f"{algorithm.value} is not a CRC")
-    # x^(8*len2) mod P by square-and-multiply over x^(2^k).
+def _x8n(params: _CrcParams, n: int) -> int:
+    """x^(8*n) modulo P (reflected), by square-and-multiply over x^(2^k): O(log n)."""
     power = 1 << (params.width - 2)  # x^1
     for _ in range(3):  # x^8 = x^(2^3)
         power = _multmodp(params, power, power)
     acc = 1 << (params.width - 1)  # x^0
-    n = len2
     while n:
         if n & 1:
             acc = _multmodp(params, power, acc)
         n >>= 1
         if n:
             power = _multmodp(params, power, power)
-    return _multmodp(params, acc, crc1) ^ crc2
+    return acc
+
+
+def _crc_params(algorithm: ChecksumAlgorithm) -> _CrcParams:
+    params = _CRC_PARAMS.get(algorithm)
+    if params is None:
+        raise ValueError(f"{algorithm.value} is not a CRC")
+    return params
+
+
+def crc_combine(algorithm: ChecksumAlgorithm, crc1: int, crc2: int, len2: int) -> int:
+    """CRC of A||B from crc(A), crc(B) and len(B), for crc32/crc32c/crc64nvme.
+
+    Appending len2 bytes multiplies A's register by x^(8*len2) mod P; the pre/post
+    inversions of the two CRCs cancel, so no other term is needed (zlib's method)."""
+    params = _crc_params(algorithm)
+    return _multmodp(params, _x8n(params, len2), crc1) ^ crc2
+
+
+def full_object_checksum(parts: Sequence[tuple[Checksum, int]]) -> Checksum:
+    """S3 FULL_OBJECT checksum of a multipart object: the CRC of the concatenated parts,
+    from each part's (CRC checksum, length in bytes), in part order."""
+    if not parts:
+        raise ValueError("no parts")
+    alg = parts[0][0].algorithm
+    if not alg.is_crc:
+        raise ValueError(f"{alg.value} is not a CRC")
+    if any(c.algorithm is not alg for c, _ in parts):
+        raise ValueError("parts use different algorithms")
+    params = _crc_params(alg)
+    powers: dict[int, int] = {}  # parts mostly share one size: one x^(8n) for all of them
+    value = 0  # the CRC of the empty string, for all three
+    for c, length in parts:
+        power = powers.get(length)
+        if power is None:
+            power = powers[length] = _x8n(params, length)
+        value = _multmodp(params, power, value) ^ int.from_bytes(c.digest, "big")
+    return Checksum(alg, value.to_bytes(alg.digest_size, "big"))
+
+
+COMPOSITE = "COMPOSITE"
+FULL_OBJECT = "FULL_OBJECT"
+
+
+def multipart_checksum_type(algorithm: ChecksumAlgorithm | None, requested: str | None) -> str:
+    """The checksum type of a new multipart upload (S3's CreateMultipartUpload rules).
+
+    No algorithm: no type ("" ; a type alone is InvalidRequest). Default: COMPOSITE, but
+    FULL_OBJECT for CRC64NVME. FULL_OBJECT with SHA1/SHA256 and COMPOSITE with CRC64NVME
+    are refused (InvalidRequest, S3's wording)."""
+    if algorithm is None:
+        if requested:
+            raise InvalidRequest(
+                "The x-amz-checksum-type header can only be used with the "
+                "x-amz-checksum-algorithm header."
+            )
+        return ""
+    crc64 = algorithm is ChecksumAlgorithm.CRC64NVME
+    kind = requested or (FULL_OBJECT if crc64 else COMPOSITE)
+    if (kind == FULL_OBJECT and not algorithm.is_crc) or (kind == COMPOSITE and crc64):
+        raise InvalidRequest(
+            f"The {kind} checksum type cannot be used with the {algorithm.value} "
+            "checksum algorithm."
+        )
+    if kind not in (COMPOSITE, FULL_OBJECT):
+        raise InvalidRequest("Value for x-amz-checksum-type header is invalid.")
+    return kind

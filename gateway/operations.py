@@ -513,8 +513,12 @@ class CompleteMultipartUpload(ObjectOperation):
     """POST ?uploadId; the body is parsed with ``gateway.xml.parse_complete_multipart_upload``."""
 
     upload_id: str
-    payload: PayloadInfo = field(default_factory=PayloadInfo)
+    payload: PayloadInfo = field(default_factory=PayloadInfo)  # its ``checksum`` is None
     write_conditions: WriteConditions = field(default_factory=WriteConditions)
+    # the expected checksum of the whole OBJECT (not of the XML body): "b64" or, COMPOSITE,
+    # "b64-N"; the b64 part is length-checked
+    object_checksum: ChecksumHeader | None = None
+    checksum_type: str | None = None  # x-amz-checksum-type: COMPOSITE | FULL_OBJECT
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -31,6 +31,9 @@ Decisions (documented S3 / MinIO behaviour):
 * Copying an object onto itself with the COPY directive and no storage class or tagging
   change is 400 InvalidRequest (as S3).
 * ``x-amz-copy-source`` is form-decoded (``+`` is a space), as S3 and MinIO do.
+* On CompleteMultipartUpload ``x-amz-checksum-<alg>`` is the expected checksum of the
+  whole object (``b64``, or COMPOSITE ``b64-N``), not of the XML body: it goes to
+  ``object_checksum`` and the body's ``PayloadInfo.checksum`` stays None.
 * Header section larger than ``RouterLimits.max_header_bytes`` (8 KiB as S3) is 400
   RequestHeaderSectionTooLarge; user metadata over 2 KiB is 400 MetadataTooLarge.
 
@@ -315,15 +318,22 @@ def _algorithm(raw: str | None, header: str) -> str | None:
     return algo
 
 
-def _checksum(h: Headers) -> op.ChecksumHeader | None:
+def _checksum(h: Headers, *, part_count_suffix: bool = False) -> op.ChecksumHeader | None:
+    """The single x-amz-checksum-<alg> header; with ``part_count_suffix`` a COMPOSITE
+    multipart value ``b64-N`` is accepted too (CompleteMultipartUpload)."""
     found: list[op.ChecksumHeader] = []
     for algo, size in CHECKSUM_ALGORITHMS.items():
         header = f"x-amz-checksum-{algo.lower()}"
         raw = h.get(header)
         if raw is None:
             continue
+        digest, dash, count = raw.strip().partition("-")
+        if not part_count_suffix or not dash:
+            digest = raw.strip()
+        elif not (count.isascii() and count.isdigit() and 0 < int(count) <= 10_000):
+            raise S3Error.invalid_request(f"Value for {header} header is invalid.")
         try:
-            ok = len(base64.b64decode(raw.strip(), validate=True)) == size
+            ok = len(base64.b64decode(digest, validate=True)) == size
         except (binascii.Error, ValueError):
             ok = False
         if not ok:
@@ -346,13 +356,17 @@ def _length(h: Headers, name: str) -> int | None:
     return int(raw)
 
 
-def _payload(h: Headers, max_size: int, *, body_required: bool) -> op.PayloadInfo:
+def _payload(
+    h: Headers, max_size: int, *, body_required: bool, body_checksum: bool = True
+) -> op.PayloadInfo:
+    """The body's framing and claims; ``body_checksum=False`` when x-amz-checksum-<alg>
+    describes something else than the body (CompleteMultipartUpload: the object)."""
     content_length = _length(h, "content-length")
     decoded = _length(h, "x-amz-decoded-content-length")
     chunked = "chunked" in (h.get("transfer-encoding") or "").lower()
     if body_required and content_length is None and decoded is None and not chunked:
         raise S3Error.missing_content_length()
-    checksum = _checksum(h)
+    checksum = _checksum(h) if body_checksum else None
     sdk_algo = _algorithm(h.get("x-amz-sdk-checksum-algorithm"), "x-amz-sdk-checksum-algorithm")
     if checksum is not None and sdk_algo is not None and sdk_algo != checksum.algorithm:
         raise S3Error.invalid_request("Value for x-amz-sdk-checksum-algorithm header is invalid.")
@@ -834,8 +848,10 @@ def _object_op(
                 bucket=bucket,
                 key=key,
                 upload_id=_upload_id(q),
-                payload=_payload(h, 64 * 1024 * 1024, body_required=False),
+                payload=_payload(h, 64 * 1024 * 1024, body_required=False, body_checksum=False),
                 write_conditions=_write_conditions(h),
+                object_checksum=_checksum(h, part_count_suffix=True),
+                checksum_type=_checksum_type(h),
             )
         return op.Unsupported(name="POST object", bucket=bucket, key=key)
     # DELETE

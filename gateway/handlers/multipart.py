@@ -7,25 +7,48 @@ aborted meanwhile) discards its data. Completion validation (order, ETags, Entit
 InvalidPart, conditional writes) is atomic in the catalog; part checksums sent in the
 CompleteMultipartUpload body are checked here against the ones recorded per part.
 
-Checksums (as S3 for ``x-amz-checksum-type: COMPOSITE``): when the upload was created with
-an algorithm, every part's checksum is recorded; CompleteMultipartUpload computes the
-composite ``b64(H(d1 || ... || dN))-N`` and stores it on the object (``ObjectRecord.
-checksums``), where HEAD/GET (checksum mode, whole object), GetObjectAttributes and the
-Complete response return it with type COMPOSITE. ListParts shows each part's checksum.
-FULL_OBJECT multipart checksums (CRC combination) are not implemented: such uploads get a
-COMPOSITE checksum.
+Checksums (as S3): an upload created with ``x-amz-checksum-algorithm`` gets a checksum
+type (``x-amz-checksum-type``; default COMPOSITE, CRC64NVME always FULL_OBJECT, SHA1/SHA256
+never FULL_OBJECT -> InvalidRequest; see ``checksums.multipart_checksum_type``). Every
+part's checksum in that algorithm is recorded (UploadPart and UploadPartCopy compute it).
+CompleteMultipartUpload derives the object's checksum from the listed parts' ones:
+COMPOSITE ``b64(H(d1 || ... || dN))-N`` or FULL_OBJECT, the CRC of the whole object
+combined from the part CRCs (no ``-N``). The request's own ``x-amz-checksum-<alg>`` is
+the client's expected value for the OBJECT (not the XML body, which is read with those
+headers ignored): a different value, or an ``x-amz-checksum-type`` other than the
+upload's, is 400 BadDigest and nothing is committed. On an upload created without an
+algorithm, that header names the algorithm (its form -- ``-N`` or not -- the type) and is
+checked when every listed part has a checksum in it; otherwise InvalidRequest. The value
+is stored on the object (``ObjectRecord.checksums``; HEAD/GET in checksum mode,
+GetObjectAttributes and the Complete response return it with its type), and so are the
+listed parts' own checksums (``ObjectRecord.part_checksums``: GET/HEAD ``?partNumber=N``
+in checksum mode, GetObjectAttributes ObjectParts). ListParts shows each part's checksum.
+Not enforced (S3 does): that a COMPOSITE Complete body lists every part's checksum.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from urllib.parse import quote
 
 from starlette.responses import Response
 
+from blobstore.errors import BadDigest
 from gateway import operations as op
 from gateway import xml
-from gateway.checksums import Checksum, ChecksumAlgorithm, composite_checksum
+from gateway.checksums import (
+    COMPOSITE,
+    FULL_OBJECT,
+    Checksum,
+    ChecksumAlgorithm,
+    Checksummer,
+    composite_checksum,
+    full_object_checksum,
+    multipart_checksum_type,
+)
 from gateway.conditions import check_copy_source
 from gateway.context import RequestContext, Services, make_response, read_small_body, xml_response
 from gateway.errors import S3Error
@@ -37,6 +60,7 @@ from gateway.handlers.object import (
     timestamp,
 )
 from gateway.ranges import resolve_copy_source_range
+from gateway.sigv4 import InvalidRequest
 from gateway.storage import StoredData
 from metadata.api import ListMultipartUploadsQuery, ListPartsQuery
 from metadata.fsm import commands as cmd
@@ -77,6 +101,8 @@ async def _all_parts(sv: Services, bucket: str, key: str, upload_id: str) -> lis
 async def create_multipart_upload(
     sv: Services, ctx: RequestContext, o: op.CreateMultipartUpload
 ) -> Response:
+    algorithm = ChecksumAlgorithm.from_name(o.checksum_algorithm) if o.checksum_algorithm else None
+    kind = multipart_checksum_type(algorithm, o.checksum_type)
     await sv.bucket(ctx, o.bucket)
     upload_id = sv.new_id()
     await sv.catalog.execute(
@@ -87,12 +113,13 @@ async def create_multipart_upload(
             ctx.owner,
             commit_headers(o.headers, o.tagging, o.storage_class),
             o.checksum_algorithm or "",
+            kind,
         )
     )
     headers: list[tuple[str, str]] = []
     if o.checksum_algorithm:
         headers.append(("x-amz-checksum-algorithm", o.checksum_algorithm))
-        headers.append(("x-amz-checksum-type", o.checksum_type or "COMPOSITE"))
+        headers.append(("x-amz-checksum-type", kind))
     body = xml.initiate_multipart_upload_result(o.bucket, o.key, upload_id)
     return xml_response(body, headers=headers)
 
@@ -138,7 +165,7 @@ async def upload_part(sv: Services, ctx: RequestContext, o: op.UploadPart) -> Re
 async def upload_part_copy(sv: Services, ctx: RequestContext, o: op.UploadPartCopy) -> Response:
     src = await lookup_object(sv, ctx, o.source.bucket, o.source.key, o.source.version_id)
     await sv.bucket(ctx, o.bucket)
-    await _upload(sv, o.bucket, o.key, o.upload_id)
+    upload = await _upload(sv, o.bucket, o.key, o.upload_id)
     rec = src.record
     check_copy_source(o.source_conditions, rec.etag, timestamp(rec.last_modified_ms))
     if o.source_range is not None:
@@ -146,12 +173,36 @@ async def upload_part_copy(sv: Services, ctx: RequestContext, o: op.UploadPartCo
         length = last - first + 1
     else:
         first, length = 0, rec.size
-    stored = await sv.store.write(sv.store.read(src, first, length), length, allow_inline=False)
-    result = await _commit_part(sv, o, stored, ())
+    algorithms = (
+        (ChecksumAlgorithm.from_name(upload.checksum_algorithm),)
+        if upload.checksum_algorithm
+        else ()
+    )
+    summer = Checksummer(algorithms)
+    body = _summed(sv.store.read(src, first, length), summer)
+    stored = await sv.store.write(body, length, allow_inline=False)
+    checksums = tuple((c.algorithm.value.upper(), c.b64) for c in summer.digests())
+    result = await _commit_part(sv, o, stored, checksums)
     headers: list[tuple[str, str]] = []
     if rec.version_id != "null":
         headers.append(("x-amz-copy-source-version-id", rec.version_id))
-    return xml_response(xml.copy_part_result(result.etag, sv.now()), headers=headers)
+    part_checksums = [op.ChecksumHeader(a, v) for a, v in checksums]
+    body_xml = xml.copy_part_result(result.etag, sv.now(), part_checksums)
+    return xml_response(body_xml, headers=headers)
+
+
+_SUM_IN_THREAD_BYTES = 256 * 1024
+
+
+async def _summed(source: AsyncIterator[bytes], summer: Checksummer) -> AsyncIterator[bytes]:
+    """``source`` unchanged, fed to ``summer`` on the way (large pieces off the loop)."""
+    async for piece in source:
+        if summer.algorithms:
+            if len(piece) >= _SUM_IN_THREAD_BYTES:
+                await asyncio.to_thread(summer.update, piece)
+            else:
+                summer.update(piece)
+        yield piece
 
 
 def _check_part_checksums(
@@ -170,32 +221,109 @@ def _check_part_checksums(
                 )
 
 
-def _composite(
-    algorithm: str, requested: tuple[xml.CompletedPart, ...], stored: dict[int, PartRecord]
+def _object_checksum(
+    algorithm: str,
+    kind: str,
+    requested: tuple[xml.CompletedPart, ...],
+    stored: dict[int, PartRecord],
 ) -> op.ChecksumHeader | None:
-    values: list[Checksum] = []
+    """The object's checksum from the listed parts' ones; None if a part has none."""
+    values: list[tuple[Checksum, int]] = []
     alg = ChecksumAlgorithm.from_name(algorithm)
     for part in requested:
         rec = stored.get(part.part_number)
         value = dict(rec.checksums).get(algorithm) if rec is not None else None
-        if value is None:
+        if rec is None or value is None:
             return None
-        values.append(Checksum(alg, base64.b64decode(value)))
-    return op.ChecksumHeader(algorithm, composite_checksum(values)) if values else None
+        values.append((Checksum(alg, base64.b64decode(value)), rec.size))
+    if not values:
+        return None
+    if kind == FULL_OBJECT:
+        return op.ChecksumHeader(algorithm, full_object_checksum(values).b64)
+    return op.ChecksumHeader(algorithm, composite_checksum([c for c, _ in values]))
+
+
+def _effective_checksum(upload: UploadRecord, o: op.CompleteMultipartUpload) -> tuple[str, str]:
+    """(algorithm, type) the object's checksum is computed with; ("", "") for none."""
+    want = o.object_checksum
+    if upload.checksum_algorithm:
+        algorithm, kind = upload.checksum_algorithm, upload.checksum_type or COMPOSITE
+        if want is not None and want.algorithm != algorithm:
+            raise InvalidRequest(
+                f"Checksum Type mismatch occurred, expected checksum Type: {algorithm.lower()}, "
+                f"actual checksum Type: {want.algorithm.lower()}"
+            )
+    elif want is not None:
+        algorithm = want.algorithm
+        implied = COMPOSITE if "-" in want.value else FULL_OBJECT
+        kind = multipart_checksum_type(
+            ChecksumAlgorithm.from_name(algorithm), o.checksum_type or implied
+        )
+    else:
+        return "", ""
+    if o.checksum_type and o.checksum_type != kind:
+        raise BadDigest(
+            f"The upload was created using the {kind} checksum mode. The complete request "
+            f"must use the same checksum mode.",
+            expected=o.checksum_type,
+            calculated=kind,
+        )
+    return algorithm, kind
+
+
+def _check_object_checksum(want: op.ChecksumHeader, got: op.ChecksumHeader | None) -> None:
+    """BadDigest unless the Complete request's expected object checksum is ``got``."""
+    if got is None:
+        raise InvalidRequest(
+            f"The {want.algorithm.lower()} checksum of the object cannot be verified: "
+            "a listed part was uploaded without it."
+        )
+    same = want.value == got.value
+    if not same and "-" not in want.value and "-" in got.value:
+        same = want.value == got.value.partition("-")[0]  # COMPOSITE value without its -N
+    if not same:
+        raise BadDigest(
+            f"The {want.algorithm} you specified did not match the calculated checksum.",
+            expected=want.value,
+            calculated=got.value,
+        )
+
+
+_COMBINE_IN_THREAD_PARTS = 500  # ~10 us per part (FULL_OBJECT CRC combination)
+_OBJECT_CHECKSUM_HEADERS = frozenset(
+    a.header_name for a in ChecksumAlgorithm if a is not ChecksumAlgorithm.MD5
+)
+
+
+async def _read_complete_body(ctx: RequestContext) -> bytes:
+    """The Complete XML, verified without x-amz-checksum-<alg> (the object's checksum,
+    not the body's; Content-MD5 and trailing checksums still apply)."""
+    parts = ctx.parts
+    kept = tuple((k, v) for k, v in parts.headers if k.lower() not in _OBJECT_CHECKSUM_HEADERS)
+    ctx.parts = replace(parts, headers=kept)
+    try:
+        return await read_small_body(ctx)
+    finally:
+        ctx.parts = parts
 
 
 async def complete_multipart_upload(
     sv: Services, ctx: RequestContext, o: op.CompleteMultipartUpload
 ) -> Response:
     await sv.bucket(ctx, o.bucket)
-    requested = xml.parse_complete_multipart_upload(await read_small_body(ctx))
+    requested = xml.parse_complete_multipart_upload(await _read_complete_body(ctx))
     upload = await _upload(sv, o.bucket, o.key, o.upload_id)
+    algorithm, kind = _effective_checksum(upload, o)
     checksum: op.ChecksumHeader | None = None
-    if upload.checksum_algorithm or any(p.checksums for p in requested):
+    if algorithm or any(p.checksums for p in requested):
         stored = {p.part_number: p for p in await _all_parts(sv, o.bucket, o.key, o.upload_id)}
         _check_part_checksums(requested, stored)
-        if upload.checksum_algorithm:
-            checksum = _composite(upload.checksum_algorithm, requested, stored)
+        if algorithm and len(requested) >= _COMBINE_IN_THREAD_PARTS:
+            checksum = await asyncio.to_thread(_object_checksum, algorithm, kind, requested, stored)
+        elif algorithm:
+            checksum = _object_checksum(algorithm, kind, requested, stored)
+        if o.object_checksum is not None:
+            _check_object_checksum(o.object_checksum, checksum)
     wc = o.write_conditions
     result = await sv.catalog.execute(
         cmd.CompleteMultipartUpload(
@@ -207,6 +335,7 @@ async def complete_multipart_upload(
             ",".join(wc.if_match) if wc.if_match is not None else None,
             wc.if_none_match_any,
             ((checksum.algorithm, checksum.value),) if checksum is not None else (),
+            keep_part_checksums=True,
         )
     )
     assert isinstance(result, ObjectCommitted)
@@ -217,7 +346,7 @@ async def complete_multipart_upload(
         o.key,
         result.etag,
         [checksum] if checksum is not None else [],
-        "COMPOSITE" if checksum is not None else None,
+        kind if checksum is not None else None,
     )
     headers = [("x-amz-version-id", result.version_id)] if result.version_id else []
     return xml_response(body, headers=headers)
@@ -262,7 +391,9 @@ async def list_parts(sv: Services, ctx: RequestContext, o: op.ListParts) -> Resp
         owner=owner,
         storage_class=page.upload.headers.storage_class or "STANDARD",
         checksum_algorithm=page.upload.checksum_algorithm or None,
-        checksum_type="COMPOSITE" if page.upload.checksum_algorithm else None,
+        checksum_type=(page.upload.checksum_type or COMPOSITE)
+        if page.upload.checksum_algorithm
+        else None,
     )
     return xml_response(body)
 

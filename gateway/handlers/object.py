@@ -8,7 +8,11 @@ left for garbage collection. No half-written object is ever visible.
 
 Read path: ``GetBucketQuery`` (access check) and ``HeadObjectQuery`` concurrently, then
 conditions, range/partNumber, and the body streamed from the ObjectStore (never buffered
-whole).
+whole). Checksum mode (``x-amz-checksum-mode: ENABLED``): the stored object checksum with
+``x-amz-checksum-type`` on whole-object responses; on ``?partNumber=N`` of a multipart
+object the part's own checksum (``ObjectRecord.part_checksums``); never on a range.
+GetObjectAttributes lists parts with their checksums and gives a COMPOSITE object value
+without its ``-N`` suffix, as S3 does.
 
 Response headers are built here (ETag quoted, Last-Modified as an HTTP date, user
 metadata, content headers, storage class when not STANDARD, tag count, version id).
@@ -314,6 +318,24 @@ def _select(
     return 200, 0, size, []
 
 
+def _read_checksum_headers(
+    rec: records.ObjectRecord, status: int, part_number: int | None
+) -> list[tuple[str, str]]:
+    """Checksum headers of a GET/HEAD in checksum mode: the object's on a whole-object
+    response (a multipart object's COMPOSITE ``b64-N`` or FULL_OBJECT value), the part's
+    own on ``?partNumber=N`` of a multipart object, none on a range."""
+    if status == 200 and rec.checksums:
+        pairs = rec.checksums
+    elif part_number is not None and rec.part_sizes and len(rec.part_checksums) >= part_number:
+        pairs = rec.part_checksums[part_number - 1]
+    else:
+        return []
+    if not pairs:
+        return []
+    kind = checksum_type(rec.checksums) if rec.checksums else "FULL_OBJECT"
+    return [*_checksum_headers(pairs), ("x-amz-checksum-type", kind)]
+
+
 async def _read(
     sv: Services, ctx: RequestContext, o: op.GetObject | op.HeadObject
 ) -> tuple[ObjectInfo, int, int, int, list[tuple[str, str]]]:
@@ -328,10 +350,8 @@ async def _read(
     )
     status, start, length, extra = _select(rec, o.range, o.part_number)
     headers.extend(extra)
-    if o.checksum_mode and status == 200 and rec.checksums:
-        # whole-object responses only; a multipart object's value is its COMPOSITE one
-        headers.extend(_checksum_headers(rec.checksums))
-        headers.append(("x-amz-checksum-type", checksum_type(rec.checksums)))
+    if o.checksum_mode:
+        headers.extend(_read_checksum_headers(rec, status, o.part_number))
     headers = _apply_overrides(headers, o.overrides)
     return info, status, start, length, headers
 
@@ -489,8 +509,18 @@ async def get_object_attributes(
         numbered = list(enumerate(rec.part_sizes, 1))[o.part_number_marker :]
         truncated = len(numbered) > o.max_parts
         numbered = numbered[: o.max_parts]
+        part_sums = rec.part_checksums
         parts = [
-            xml.PartEntry(n, timestamp(rec.last_modified_ms), "", size) for n, size in numbered
+            xml.PartEntry(
+                n,
+                timestamp(rec.last_modified_ms),
+                "",
+                size,
+                tuple(op.ChecksumHeader(a, v) for a, v in part_sums[n - 1])
+                if n <= len(part_sums)
+                else (),
+            )
+            for n, size in numbered
         ]
         next_marker = numbered[-1][0] if truncated and numbered else None
     body = xml.get_object_attributes_response(
@@ -498,7 +528,8 @@ async def get_object_attributes(
         etag=rec.etag,
         size=rec.size,
         storage_class=rec.headers.storage_class or "STANDARD",
-        checksums=[op.ChecksumHeader(a, v) for a, v in rec.checksums],
+        # S3 gives a COMPOSITE value here without its "-N" (the type says what it is)
+        checksums=[op.ChecksumHeader(a, v.partition("-")[0]) for a, v in rec.checksums],
         checksum_type=checksum_type(rec.checksums) if rec.checksums else None,
         parts=parts,
         total_parts=len(rec.part_sizes),

@@ -220,6 +220,7 @@ class CreateMultipartUpload:
     owner: str
     headers: ObjectHeaders = DEFAULT_HEADERS
     checksum_algorithm: str = ""
+    checksum_type: str = ""  # "COMPOSITE" | "FULL_OBJECT" | "" (appended field, #5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,8 +256,12 @@ class CompleteMultipartUpload:
     version_id: str
     if_match: str | None = None
     if_none_match: bool = False
-    # (ALGORITHM, "b64-N") composite checksums of the parts, stored on the object (#5)
+    # the object's checksums as the gateway computed them from the parts' ones: COMPOSITE
+    # (ALGORITHM, "b64-N") or FULL_OBJECT (ALGORITHM, "b64"), stored on the object (#5)
     checksums: Pairs = ()
+    # copy each listed part's checksums onto the object (``ObjectRecord.part_checksums``);
+    # appended field, False for entries logged before it existed, so replay is unchanged
+    keep_part_checksums: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,10 @@ but the last at least ``ApplyConfig.min_part_size_bytes`` (InvalidArgument with
 Only then are the listed parts' chunk references moved to the new object version, the
 unlisted parts' chunks released (their shards queued for deletion) and the upload removed.
 The object ETag is S3's: md5 of the concatenated binary part MD5s, then ``-N``.
+Checksums: the object's checksums come computed in the command (the gateway derives them
+from the parts'); with ``keep_part_checksums`` the listed parts' own checksums are copied
+onto the object (``ObjectRecord.part_checksums``, for GET ?partNumber and
+GetObjectAttributes). The upload's ``checksum_type`` is stored as given.
 Pure: stdlib (hashlib) and sibling modules.
 """
 
@@ -45,7 +49,7 @@ from metadata.fsm.objects import (
     release_chunks,
     write_condition,
 )
-from metadata.fsm.records import BucketRecord, ObjectRecord, PartRecord, UploadRecord
+from metadata.fsm.records import BucketRecord, ObjectRecord, Pairs, PartRecord, UploadRecord
 from metadata.fsm.results import PartCommitted, Result, UploadAborted, UploadCreated
 
 __all__ = [
@@ -103,7 +107,17 @@ def create_upload(kv: OrderedKV, cmd: CreateMultipartUpload, now_ms: int) -> Res
     uk = ks.upload_key(b.name, cmd.key, cmd.upload_id)
     if kv.get(uk) is not None:
         return InvalidArgument("upload id already in use", upload_id=cmd.upload_id)
-    kv.put(uk, UploadRecord(cmd.upload_id, cmd.owner, now_ms, cmd.headers, cmd.checksum_algorithm))
+    kv.put(
+        uk,
+        UploadRecord(
+            cmd.upload_id,
+            cmd.owner,
+            now_ms,
+            cmd.headers,
+            cmd.checksum_algorithm,
+            cmd.checksum_type,
+        ),
+    )
     return UploadCreated(b.name, cmd.key, cmd.upload_id)
 
 
@@ -191,9 +205,17 @@ def complete_upload(
         checksums=cmd.checksums,
         chunk_ids=tuple(c for p in chosen for c in p.chunk_ids),
         part_sizes=tuple(p.size for p in chosen),
+        part_checksums=_part_checksums(chosen) if cmd.keep_part_checksums else (),
     )
     install_version(kv, b, cmd.key, obj, now_ms)
     return committed(b, cmd.key, obj)
+
+
+def _part_checksums(chosen: list[PartRecord]) -> tuple[Pairs, ...]:
+    """Each chosen part's checksums, or () when no part has any (nothing worth storing)."""
+    if not any(p.checksums for p in chosen):
+        return ()
+    return tuple(p.checksums for p in chosen)
 
 
 def abort_upload(kv: OrderedKV, cmd: AbortMultipartUpload, now_ms: int) -> Result:

@@ -137,7 +137,9 @@ class ObjectRecord:
 
     Exactly one of ``chunk_ids`` / ``inline_data`` carries the bytes (an empty object has
     ``inline_data=b""``). ``seq`` is the catalog-wide version sequence (newer is larger).
-    ``part_sizes`` is non-empty for a completed multipart upload.
+    ``part_sizes`` is non-empty for a completed multipart upload. ``part_checksums`` is
+    either empty or parallel to ``part_sizes``: each part's ``(ALGORITHM, b64)`` checksums
+    as recorded at UploadPart (appended field: records encoded before it decode with ``()``).
     """
 
     version_id: str
@@ -152,17 +154,22 @@ class ObjectRecord:
     inline_data: bytes | None = None
     part_sizes: tuple[int, ...] = ()
     is_delete_marker: bool = False
+    part_checksums: tuple[Pairs, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class UploadRecord:
-    """An in-progress multipart upload."""
+    """An in-progress multipart upload.
+
+    ``checksum_type`` is "COMPOSITE", "FULL_OBJECT" or "" (no algorithm, or a record
+    written before the field existed: treated as COMPOSITE)."""
 
     upload_id: str
     owner: str
     initiated_ms: int
     headers: ObjectHeaders = DEFAULT_HEADERS
     checksum_algorithm: str = ""
+    checksum_type: str = ""
 
 
 @dataclass(frozen=True, slots=True)

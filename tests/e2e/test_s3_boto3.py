@@ -1,5 +1,6 @@
 """boto3 against the gateway: every S3 operation we serve, its error codes, presigned URLs,
-concurrent out-of-order multipart uploads, and authentication failures.
+concurrent out-of-order multipart uploads (with COMPOSITE and FULL_OBJECT checksums and the
+CompleteMultipartUpload checksum check), and authentication failures.
 
 Runs against ``s3_server`` (see conftest): in-process over HTTP and HTTPS (where boto3
 switches PutObject/UploadPart to aws-chunked with trailing checksums), each with botocore's
@@ -676,9 +677,13 @@ def test_multipart_composite_checksum(s3: BaseClient, bucket: str) -> None:
     attrs = s3.get_object_attributes(
         Bucket=bucket, Key="cc", ObjectAttributes=["Checksum", "ObjectParts", "ObjectSize"]
     )
-    assert attrs["Checksum"]["ChecksumCRC32"] == composite
+    # as S3: the COMPOSITE value without its "-N" here, and each part's own checksum
+    assert attrs["Checksum"]["ChecksumCRC32"] == composite.partition("-")[0]
     assert attrs["Checksum"]["ChecksumType"] == "COMPOSITE"
     assert attrs["ObjectParts"]["TotalPartsCount"] == 2
+    assert [p["ChecksumCRC32"] for p in attrs["ObjectParts"]["Parts"]] == [
+        d["ChecksumCRC32"] for d in done
+    ]
     assert attrs["ObjectSize"] == sum(map(len, parts))
 
 
@@ -729,3 +734,121 @@ def test_cors_headers_on_errors(s3: BaseClient, s3_server: S3Endpoint, bucket: s
         assert missing.headers["Access-Control-Allow-Origin"] == "https://a.example"
         other = http.get(url, headers={"Origin": "https://evil.example"})
         assert other.status_code == 404 and "Access-Control-Allow-Origin" not in other.headers
+
+
+# -- #5: FULL_OBJECT multipart checksums, the Complete checksum check, part checksums ----------
+def _crc(algorithm: str, data: bytes) -> str:
+    """Independent oracle: zlib and awscrt (botocore's own CRT checksums)."""
+    from awscrt import checksums as crt  # type: ignore[import-untyped]
+
+    if algorithm == "CRC32":
+        return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    if algorithm == "CRC32C":
+        return base64.b64encode(crt.crc32c(data).to_bytes(4, "big")).decode()
+    return base64.b64encode(crt.crc64nvme(data).to_bytes(8, "big")).decode()
+
+
+def _upload_parts(
+    s3: BaseClient, bucket: str, key: str, uid: str, parts: list[bytes], algorithm: str
+) -> list[dict[str, Any]]:
+    done = []
+    for n, data in enumerate(parts, 1):
+        r = s3.upload_part(
+            Bucket=bucket,
+            Key=key,
+            UploadId=uid,
+            PartNumber=n,
+            Body=data,
+            ChecksumAlgorithm=algorithm,
+        )
+        assert r[f"Checksum{algorithm}"] == _crc(algorithm, data)
+        done.append({"PartNumber": n, "ETag": r["ETag"]})
+    return done
+
+
+@pytest.mark.parametrize("algorithm", ["CRC32", "CRC32C", "CRC64NVME"])
+def test_multipart_full_object_checksum(s3: BaseClient, bucket: str, algorithm: str) -> None:
+    rng = random.Random(algorithm)
+    parts = [rng.randbytes(5 * MiB), rng.randbytes(5 * MiB + 3), rng.randbytes(777)]
+    whole = b"".join(parts)
+    key = f"fo-{algorithm}"
+    up = s3.create_multipart_upload(
+        Bucket=bucket, Key=key, ChecksumAlgorithm=algorithm, ChecksumType="FULL_OBJECT"
+    )
+    assert up["ChecksumType"] == "FULL_OBJECT"
+    done = _upload_parts(s3, bucket, key, up["UploadId"], parts, algorithm)
+    assert s3.list_parts(Bucket=bucket, Key=key, UploadId=up["UploadId"])["ChecksumType"] == (
+        "FULL_OBJECT"
+    )
+    expected = _crc(algorithm, whole)
+    out = s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key=key,
+        UploadId=up["UploadId"],
+        MultipartUpload={"Parts": done},
+        ChecksumType="FULL_OBJECT",
+        **{f"Checksum{algorithm}": expected},  # checked by the gateway
+    )
+    assert out[f"Checksum{algorithm}"] == expected and out["ChecksumType"] == "FULL_OBJECT"
+    head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    assert head[f"Checksum{algorithm}"] == expected and head["ChecksumType"] == "FULL_OBJECT"
+    got = s3.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    # no "-N": botocore validates the whole body against it while reading
+    assert got[f"Checksum{algorithm}"] == expected
+    assert hashlib.sha256(got["Body"].read()).digest() == hashlib.sha256(whole).digest()
+    part = s3.get_object(Bucket=bucket, Key=key, PartNumber=3, ChecksumMode="ENABLED")
+    assert part[f"Checksum{algorithm}"] == _crc(algorithm, parts[2])
+    assert part["Body"].read() == parts[2] and part["PartsCount"] == 3
+    attrs = s3.get_object_attributes(
+        Bucket=bucket, Key=key, ObjectAttributes=["Checksum", "ObjectParts", "ETag"]
+    )
+    assert attrs["Checksum"][f"Checksum{algorithm}"] == expected
+    assert attrs["Checksum"]["ChecksumType"] == "FULL_OBJECT"
+    assert [p[f"Checksum{algorithm}"] for p in attrs["ObjectParts"]["Parts"]] == [
+        _crc(algorithm, p) for p in parts
+    ]
+
+
+def test_complete_multipart_checksum_mismatch_commits_nothing(s3: BaseClient, bucket: str) -> None:
+    parts = [b"a" * (5 * MiB), b"tail"]
+    up = s3.create_multipart_upload(
+        Bucket=bucket, Key="mm", ChecksumAlgorithm="CRC32", ChecksumType="FULL_OBJECT"
+    )
+    uid = up["UploadId"]
+    done = _upload_parts(s3, bucket, "mm", uid, parts, "CRC32")
+    # a wrong whole-object value, then a checksum type other than the upload's
+    for wrong in (
+        {"ChecksumCRC32": _crc("CRC32", b"something else")},
+        {"ChecksumType": "COMPOSITE"},
+    ):
+        with pytest.raises(ClientError) as exc:
+            s3.complete_multipart_upload(
+                Bucket=bucket, Key="mm", UploadId=uid, MultipartUpload={"Parts": done}, **wrong
+            )
+        assert _status(exc) == 400 and _code(exc) == "BadDigest", wrong
+    with pytest.raises(ClientError) as exc:
+        s3.head_object(Bucket=bucket, Key="mm")
+    assert _status(exc) == 404
+    assert len(s3.list_parts(Bucket=bucket, Key="mm", UploadId=uid)["Parts"]) == 2
+    out = s3.complete_multipart_upload(
+        Bucket=bucket, Key="mm", UploadId=uid, MultipartUpload={"Parts": done}
+    )
+    assert out["ChecksumCRC32"] == _crc("CRC32", b"".join(parts))
+
+
+def test_full_object_refused_for_sha(s3: BaseClient, bucket: str) -> None:
+    for algorithm in ("SHA1", "SHA256"):
+        with pytest.raises(ClientError) as exc:
+            s3.create_multipart_upload(
+                Bucket=bucket, Key="sha", ChecksumAlgorithm=algorithm, ChecksumType="FULL_OBJECT"
+            )
+        assert _status(exc) == 400 and _code(exc) == "InvalidRequest"
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_post_object_form_upload_is_not_implemented(s3_server: S3Endpoint, bucket: str) -> None:
+    files = {"file": ("f.txt", b"form data")}
+    with _http(s3_server) as http:
+        resp = http.post(f"{s3_server.endpoint_url}/{bucket}", data={"key": "f"}, files=files)
+    assert resp.status_code == 501, resp.text
+    assert b"<Code>NotImplemented</Code>" in resp.content

@@ -717,3 +717,26 @@ def test_custom_limits() -> None:
     with pytest.raises(S3Error) as info:
         parse_request("GET", "/bkt/abcd", "", [], None, None, limits=limits)
     assert info.value.code == "KeyTooLongError"
+
+
+def test_complete_multipart_object_checksum_header() -> None:
+    # the header is the whole object's expected checksum (b64, or COMPOSITE b64-N)
+    got = parse(
+        "POST",
+        "/bkt/k",
+        "uploadId=abc",
+        {"x-amz-checksum-crc32": "AAAAAA==-12", "x-amz-checksum-type": "composite"},
+    )
+    assert isinstance(got, op.CompleteMultipartUpload)
+    assert got.object_checksum == op.ChecksumHeader("CRC32", "AAAAAA==-12")
+    assert got.checksum_type == "COMPOSITE"
+    assert got.payload.checksum is None  # not a checksum of the XML body
+    plain = parse("POST", "/bkt/k", "uploadId=abc", {"x-amz-checksum-sha1": "A" * 27 + "="})
+    assert isinstance(plain, op.CompleteMultipartUpload)
+    assert plain.object_checksum == op.ChecksumHeader("SHA1", "A" * 27 + "=")
+    for bad in ("AAAAAA==-0", "AAAAAA==-x", "AAAAAA==-10001", "AAAA-3", "-3"):
+        err = error("POST", "/bkt/k", "uploadId=abc", {"x-amz-checksum-crc32": bad})
+        assert err.code == "InvalidRequest", bad
+    # elsewhere the suffix is not allowed
+    err = error("PUT", "/bkt/k", "", {**PUT, "x-amz-checksum-crc32": "AAAAAA==-2"})
+    assert err.code == "InvalidRequest"
