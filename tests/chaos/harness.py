@@ -67,6 +67,14 @@ class ChaosCluster:
 
     # -- start / stop -------------------------------------------------------------------
     async def start(self, timeout_s: float = 120.0) -> None:
+        """Start every process; if the cluster does not come up, stop what did start."""
+        try:
+            await self._start(timeout_s)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self, timeout_s: float) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         await self.meta.start()
         ports = free_ports(self.chunkservers + 1)
