@@ -32,6 +32,7 @@ import struct
 from enum import IntEnum
 
 from blobstore.errors import ProtocolError
+from blobstore.rawbuf import uninitialized
 
 __all__ = [
     "FLAG_HAS_BODY",
@@ -170,7 +171,7 @@ class FrameDecoder:
                 self._start = body + length
                 continue
             if length >= self._big_threshold:
-                big = bytearray(length)
+                big = uninitialized(length)  # delivered only once recv filled it all
                 big[:have] = view[start + HEADER_SIZE : self._end]
                 self._big, self._big_pos, self._big_head = big, have, (ftype, flags, sid)
                 self._start = self._end = 0

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import os
 import secrets
 import uuid
@@ -47,6 +48,7 @@ from typing import Any, Protocol, TypeVar
 
 from blobstore.errors import InsufficientSpace, NoSuchShard
 from blobstore.log import get_logger
+from blobstore.rawbuf import uninitialized
 from chunkserver.shardfile import (
     CHECKSUM_BYTES,
     DEFAULT_BATCH_BYTES,
@@ -205,16 +207,19 @@ class _TempShard:
     Methods run in a worker thread, one at a time.
     """
 
-    __slots__ = ("enc", "fd", "final", "path")
+    __slots__ = ("before_open", "enc", "fd", "final", "path")
 
-    def __init__(self, path: Path, final: Path, enc: ShardEncoder) -> None:
+    def __init__(
+        self, path: Path, final: Path, enc: ShardEncoder, before_open: Callable[[], None]
+    ) -> None:
         self.path, self.final, self.enc = path, final, enc
+        self.before_open = before_open  # the free-space check, in the same thread hop
         self.fd = -1
 
-    def open(self) -> None:
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-
     def write(self, chunks: list[Buffer]) -> None:
+        if self.fd < 0:  # first batch: check space and create the temp file now
+            self.before_open()
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         out: list[Buffer] = [] if self.enc.started else self.enc.start()
         for chunk in chunks:
             out.extend(self.enc.feed(chunk))
@@ -302,15 +307,17 @@ class DiskShardStore:
 
     # -- write --------------------------------------------------------------------------
     async def write(self, header: ShardHeader, data: AsyncIterable[Buffer]) -> ShardReceipt:
+        """Thread hops: one per ``batch_bytes`` of data, the last one also makes the shard
+        durable; the free-space check and the temp file's creation ride along with the
+        first (a small shard costs one hop in all)."""
         needed = file_length(header)
-        await self._check_space(needed)
         name = shard_name(header.chunk_id, header.shard_index)
         tmp = _TempShard(
             self._tmp / f"{name}.{secrets.token_hex(6)}.tmp",
             self.shard_path(header.chunk_id, header.shard_index),
             ShardEncoder(header),
+            functools.partial(self._check_free, needed),
         )
-        await _in_thread(tmp.open)
         try:
             pending: list[Buffer] = []
             pending_bytes = 0
@@ -327,13 +334,16 @@ class DiskShardStore:
         self._used += receipt.file_bytes - replaced
         return receipt
 
-    async def _check_space(self, needed: int) -> None:
-        space = await self.space()
-        if space.free_bytes - needed < self._reserve:
+    def _check_free(self, needed: int) -> None:
+        """Raise ``InsufficientSpace`` unless ``needed`` bytes fit above the reserve
+        (blocking: runs in the write's worker thread)."""
+        st = self._statvfs(self._root)
+        free = st.f_bavail * st.f_frsize
+        if free - needed < self._reserve:
             raise InsufficientSpace(
-                f"disk {self._root}: {space.free_bytes} bytes free, writing {needed} more "
+                f"disk {self._root}: {free} bytes free, writing {needed} more "
                 f"would go below the reserve of {self._reserve} bytes",
-                free_bytes=str(space.free_bytes),
+                free_bytes=str(free),
                 reserve_bytes=str(self._reserve),
                 needed_bytes=str(needed),
             )
@@ -362,7 +372,7 @@ class DiskShardStore:
         try:
             for batch in reader.plan(offset, length, batch_bytes=self._read_batch):
                 lengths = reader.piece_lengths(batch)
-                data = bytearray(sum(lengths))
+                data = uninitialized(sum(lengths))  # verify_scattered checks it was filled
                 checksums = bytearray(CHECKSUM_BYTES * len(lengths))
                 iov = _scatter(data, checksums, lengths)
                 got = _read_cached(fd, iov, batch.file_offset)
