@@ -54,6 +54,7 @@ __all__ = [
 ]
 
 DEFAULT_INLINE_THRESHOLD_BYTES = 4 * 1024
+_SEND_BLOCK = 1024 * 1024  # bytes per block handed to the HTTP server when streaming a GET
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,14 +316,24 @@ class ClusterObjectStore:
             )
             for c in obj.chunks
         ]
-        async for block in read_range(
+        # read_range yields views of received frames (a shard slice each); one join per
+        # ~_SEND_BLOCK copies them once into the blocks handed to the HTTP server
+        parts: list[memoryview] = []
+        pending = 0
+        async for view in read_range(
             refs,
             start,
             length,
             directory=self,
             transport=self._transport,
         ):
-            yield bytes(block)
+            parts.append(view)
+            pending += len(view)
+            if pending >= _SEND_BLOCK:
+                yield b"".join(parts)
+                parts, pending = [], 0
+        if parts:
+            yield b"".join(parts)
 
     async def discard(self, data: StoredData) -> None:
         # Unreferenced shards are garbage-collected by the chunkservers' reconciliation.

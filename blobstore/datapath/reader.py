@@ -2,13 +2,17 @@
 
 ``read_range(chunks, start, length, ...)`` yields the bytes of ``[start, start+length)``
 of the object described by ``chunks`` (chunk offsets are the running sum of their
-lengths), one stripe's worth at a time, in order.
+lengths), in order, as ``memoryview`` s of the received frames (no copy: a
+piece's bytes go from the socket into their buffer and on to the caller; buffers are
+never reused, so a view stays valid as long as the caller keeps it). All views of a
+stripe are yielded together, once the whole stripe portion arrived.
 
 Healthy path: the stripes of a chunk are read in runs of ``run_stripes``; for each run,
 every data shard the range touches gets ONE ranged ``ReadShard`` call covering exactly
 its needed bytes of the run (for one data shard those bytes are contiguous in its shard
 data), all in parallel. A stripe is yielded only once all its slices arrived, so no
-partial stripe is ever emitted.
+partial stripe is ever emitted (a failure mid-run re-reads from the first stripe not
+yet yielded).
 
 Degraded path: when a slice fails (``CorruptShard``, ``NoSuchShard``, connection loss,
 deadline), that shard is given up on and the rest of the run is re-read as whole pieces
@@ -336,8 +340,8 @@ class ChunkReader:
         return _Stream(index, self._transport, addr, req, self._opts.call_timeout_s)
 
     # -- object bytes -------------------------------------------------------------------
-    async def read(self, start: int, length: int) -> AsyncGenerator[bytes, None]:
-        """Bytes ``[start, start + length)`` of the chunk, one stripe portion at a time."""
+    async def read(self, start: int, length: int) -> AsyncGenerator[memoryview, None]:
+        """Bytes ``[start, start + length)`` of the chunk, as views (see the module doc)."""
         ref = self.ref
         spans = list(chunk_spans(ref.layout, ref.data_length, start, length))
         for span in spans:
@@ -352,7 +356,7 @@ class ChunkReader:
 
     async def _read_run(
         self, span: ChunkSpan, run: list[StripeSpan]
-    ) -> AsyncGenerator[bytes, None]:
+    ) -> AsyncGenerator[memoryview, None]:
         done = 0
         hedge_now = False
         touched = {sl.shard for sp in run for sl in sp.slices}
@@ -360,9 +364,10 @@ class ChunkReader:
         if healthy and not any(self._avoided(j) for j in touched):
             try:
                 async with contextlib.aclosing(self._sliced(run)) as sliced:
-                    async for block in sliced:
-                        yield block
+                    async for parts in sliced:  # a whole stripe portion: no partial stripe
                         done += 1
+                        for part in parts:
+                            yield part
                 return
             except _Failed as f:
                 if f.reason is BadShardReason.SLOW:
@@ -372,9 +377,10 @@ class ChunkReader:
         pieces = self.data_pieces(run[done:], hedge_now=hedge_now)
         async with contextlib.aclosing(pieces) as stripes:
             async for sp, data in stripes:
-                yield _cut(sp, data)
+                for part in _cut(sp, data):
+                    yield part
 
-    async def _sliced(self, run: list[StripeSpan]) -> AsyncGenerator[bytes, None]:
+    async def _sliced(self, run: list[StripeSpan]) -> AsyncGenerator[list[memoryview], None]:
         ranges: dict[int, list[int]] = {}
         for sp in run:
             for sl in sp.slices:
@@ -388,7 +394,7 @@ class ChunkReader:
                 parts: list[memoryview] = []
                 for sl in sp.slices:
                     parts.extend(await _take(streams[sl.shard], sl.length, hedge))
-                yield parts[0].tobytes() if len(parts) == 1 else b"".join(parts)
+                yield parts
         finally:
             await asyncio.gather(*(s.close() for s in streams.values()))
 
@@ -505,11 +511,10 @@ def _join(parts: list[memoryview]) -> Buffer:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-def _cut(sp: StripeSpan, data: Sequence[Buffer]) -> bytes:
-    parts = [
+def _cut(sp: StripeSpan, data: Sequence[Buffer]) -> list[memoryview]:
+    return [
         memoryview(data[sl.shard])[sl.offset - sp.piece_offset :][: sl.length] for sl in sp.slices
     ]
-    return parts[0].tobytes() if len(parts) == 1 else b"".join(parts)
 
 
 async def read_range(
@@ -522,7 +527,7 @@ async def read_range(
     options: ReadOptions | None = None,
     on_bad_shard: OnBadShard = _ignore,
     health: ServerHealth | None = None,
-) -> AsyncGenerator[bytes, None]:
+) -> AsyncGenerator[memoryview, None]:
     """The bytes ``[start, start + length)`` of the object made of ``chunks``, in order."""
     total = object_size(chunks)
     if start < 0 or length < 0 or start + length > total:
