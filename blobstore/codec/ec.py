@@ -62,12 +62,14 @@ class ErasureCoder(Protocol):
     @property
     def m(self) -> int: ...
 
-    def encode(self, data: Sequence[Buffer]) -> list[bytes]:
-        """k data pieces (equal length) -> m parity pieces (pieces k..k+m-1)."""
+    def encode(self, data: Sequence[Buffer], indexes: Sequence[int] | None = None) -> list[bytes]:
+        """k data pieces (equal length) -> the parity pieces ``indexes`` (default: all m,
+        k..k+m-1), in that order. Work is proportional to the pieces asked for."""
         ...
 
-    def decode(self, pieces: Sequence[tuple[int, Buffer]]) -> list[bytes]:
-        """At least k ``(index, piece)`` pairs, any indexes -> the k data pieces."""
+    def decode(self, pieces: Sequence[tuple[int, Buffer]]) -> list[Buffer]:
+        """At least k ``(index, piece)`` pairs, any indexes -> the k data pieces (the
+        given data pieces are returned as they are, not copied)."""
         ...
 
 
@@ -105,19 +107,22 @@ class ZfecCoder:
     def __repr__(self) -> str:
         return f"ZfecCoder(k={self._k}, m={self._m})"
 
-    def encode(self, data: Sequence[Buffer]) -> list[bytes]:
-        """k data pieces (equal length) -> m parity pieces."""
+    def encode(self, data: Sequence[Buffer], indexes: Sequence[int] | None = None) -> list[bytes]:
+        """k data pieces (equal length) -> parity pieces ``indexes`` (default all m)."""
         if len(data) != self._k:
             raise ValueError(f"encode needs {self._k} data pieces, got {len(data)}")
         size = len(data[0])
         if any(len(p) != size for p in data):
             raise ValueError("data pieces must all have the same length")
-        if self._m == 0:
+        nums = self._parity_nums if indexes is None else tuple(indexes)
+        if any(not self._k <= i < self._k + self._m for i in nums):
+            raise ValueError(f"parity indexes {nums} outside {self._k}..{self._k + self._m - 1}")
+        if not nums:
             return []
-        out = self._encoder.encode(tuple(data), self._parity_nums)
+        out = self._encoder.encode(tuple(data), nums)
         return [bytes(p) for p in out]
 
-    def decode(self, pieces: Sequence[tuple[int, Buffer]]) -> list[bytes]:
+    def decode(self, pieces: Sequence[tuple[int, Buffer]]) -> list[Buffer]:
         """Any k distinct ``(index, piece)`` pairs -> the k data pieces, in order."""
         chosen: dict[int, Buffer] = {}
         for index, piece in pieces:
@@ -132,14 +137,15 @@ class ZfecCoder:
         if len(sizes) != 1:
             raise ValueError(f"pieces must all have the same length, got {sorted(sizes)}")
         if all(i in chosen for i in range(self._k)):  # systematic: nothing to decode
-            return [bytes(chosen[i]) for i in range(self._k)]
+            return [chosen[i] for i in range(self._k)]
         # zfec wants primary block i (if given) at position i; fill the gaps with parity.
         parity = [i for i in sorted(chosen) if i >= self._k]
         nums: list[int] = []
         for i in range(self._k):
             nums.append(i if i in chosen else parity.pop(0))
         blocks = tuple(chosen[i] for i in nums)
-        return [bytes(p) for p in self._decoder.decode(blocks, tuple(nums))]
+        decoded = self._decoder.decode(blocks, tuple(nums))  # only missing ones are computed
+        return [chosen[i] if i in chosen else decoded[i] for i in range(self._k)]
 
 
 CoderFactory = Callable[[int, int], ErasureCoder]

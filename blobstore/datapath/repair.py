@@ -7,7 +7,7 @@ straight into its local store). ``rebuild_shard`` streams the same pieces into a
 
 ``rebuild_shard(ref, shard_index, target, ...)`` reads whole pieces of every stripe from k
 readable shards (data shards first; ``ChunkReader.data_pieces`` handles failures and
-decodes), re-encodes parity when the lost shard is a parity shard, and streams piece
+decodes), re-encodes just that parity piece when the lost shard is a parity shard, and streams piece
 ``shard_index`` of each stripe into a ``WriteShard`` call on ``target``. Memory is a few
 stripes (the write pipe is bounded like the writer's).
 
@@ -30,7 +30,6 @@ from blobstore.codec.ec import Buffer, get_coder
 from blobstore.codec.ranges import ChunkSpan, StripeSpan, stripe_spans
 from blobstore.datapath.reader import ChunkReader, OnBadShard, ReadOptions
 from blobstore.datapath.refs import BadShard, ChunkRef, ServerDirectory, ShardRef, Target
-from blobstore.datapath.writer import encode_stripe
 from blobstore.log import get_logger
 from blobstore.rpc.transport import Transport
 from chunkserver.messages import DeleteShardRequest, WriteShardRequest, WriteShardResponse
@@ -86,9 +85,9 @@ async def rebuilt_pieces(
         async for _, data in stripes:
             if shard_index < ref.k:
                 yield data[shard_index]
-            else:
-                pieces, _ = await asyncio.to_thread(encode_stripe, coder, b"".join(data))
-                yield bytes(pieces[shard_index])
+            else:  # data pieces are whole (padded) pieces: encode just the one parity piece
+                (piece,) = await asyncio.to_thread(coder.encode, data, (shard_index,))
+                yield piece
 
 
 async def rebuild_shard(

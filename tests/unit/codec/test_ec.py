@@ -66,6 +66,31 @@ def test_systematic_healthy_decode_returns_data_untouched() -> None:
     assert coder.decode([(i, p) for i, p in enumerate(data)] + [(4, bytes(16))]) == data
 
 
+@settings(deadline=None, max_examples=40)
+@given(st.integers(1, 6), st.integers(1, 4), st.integers(1, 200), st.randoms(use_true_random=False))
+def test_encode_chosen_parity_equals_full_encode(
+    k: int, m: int, size: int, rng: random.Random
+) -> None:
+    coder = ZfecCoder(k, m)
+    data = [rng.randbytes(size) for _ in range(k)]
+    full = coder.encode(data)
+    chosen = rng.sample(range(k, k + m), rng.randint(1, m))
+    assert coder.encode(data, chosen) == [full[i - k] for i in chosen]
+    assert coder.encode(data, ()) == []
+    with pytest.raises(ValueError, match="parity indexes"):
+        coder.encode(data, (k - 1,))
+
+
+def test_decode_passes_given_data_pieces_through_uncopied() -> None:
+    coder = ZfecCoder(4, 2)
+    data = _pieces(4, 64, 7)
+    parity = coder.encode(data)
+    views = [memoryview(p) for p in data]
+    out = coder.decode([(0, views[0]), (4, parity[0]), (2, views[2]), (3, views[3])])
+    assert out[0] is views[0] and out[2] is views[2] and out[3] is views[3]
+    assert [bytes(p) for p in out] == data
+
+
 def test_decode_errors() -> None:
     coder = ZfecCoder(4, 2)
     data = _pieces(4, 8, 2)
