@@ -54,6 +54,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from blobstore.cli.roles import event_loop_factory
 from blobstore.codec.ec import ZfecCoder
 from blobstore.codec.ranges import Layout
 from blobstore.datapath import (
@@ -412,8 +413,12 @@ def main() -> None:
     ap.add_argument("--m", type=int, default=2)
     ap.add_argument("--dir", type=Path, default=None, help="where chunkservers keep data")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(dir=args.dir, prefix="dpbench-") as tmp:
-        r = asyncio.run(_bench(args, Path(tmp)))
+    # the data-path client runs on the loop its real users run (the gateway's uvloop)
+    with (
+        tempfile.TemporaryDirectory(dir=args.dir, prefix="dpbench-") as tmp,
+        asyncio.Runner(loop_factory=event_loop_factory()) as runner,
+    ):
+        r = runner.run(_bench(args, Path(tmp)))
     k, m = args.k, args.m
     write_ceiling = min(r["encode"], r["disk"] * k / (k + m))
     write = max(r["write_1"], r["write_4"])
