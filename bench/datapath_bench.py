@@ -329,7 +329,7 @@ def _rss_child(ports: str, secret_hex: str, gib: float, k: int, m: int) -> None:
         targets = [
             Target(i + 1, Address("127.0.0.1", int(p))) for i, p in enumerate(ports.split(","))
         ]
-        client = RpcClient(bytes.fromhex(secret_hex))
+        client = RpcClient(bytes.fromhex(secret_hex), fail_fast=True)
         layout = Layout(k=k, m=m)
         size = int(gib * (1 << 30))
         await _write_many(client, StaticPlacement(targets, k + m), layout, size, 1)
@@ -352,7 +352,9 @@ async def _bench(args: argparse.Namespace, root: Path) -> dict[str, float]:
     out["loopback_fan_in"] = loopback_fan_in_ceiling(1024 * MiB, k)
     cluster = Cluster(root, k + m)
     try:
-        client = RpcClient(cluster.secret)
+        # fail_fast as in the gateway: a dead chunkserver fails its calls at once instead of
+        # being redialled until a hedge delay routes around it
+        client = RpcClient(cluster.secret, fail_fast=True)
         # rotate=False: data shards of every chunk on servers 1..k (degraded = decode all)
         placement = StaticPlacement(cluster.targets(), k + m, rotate=False)
         size = args.object_mib * MiB
