@@ -31,7 +31,8 @@ from blobstore.datapath.refs import (
     WriteResult,
 )
 from blobstore.datapath.repair import rebuild_shard
-from blobstore.datapath.writer import WriteOptions, encode_stripe, write_object
+from blobstore.datapath.stripes import encode_stripe
+from blobstore.datapath.writer import WriteOptions, write_object
 
 __all__ = [
     "BadShard",

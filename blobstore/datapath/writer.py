@@ -3,8 +3,9 @@
 ``write_object`` consumes an async stream of bytes, cuts it into chunks and stripes
 (``blobstore.codec.ranges``), encodes each stripe's parity in a worker thread (zfec
 releases the GIL), and streams piece ``i`` of every stripe to the chunkserver holding
-shard ``i`` (one ``WriteShard`` call per shard, its body fed from a bounded pipe). MD5 of
-the whole object is computed on a dedicated single worker thread, in order.
+shard ``i`` (one ``WriteShard`` call per shard, its body fed from a bounded pipe). The
+input is cut into stripes by ``stripes.StripeSource``; the MD5 of the whole object (the
+ETag) is computed off the loop, in order, by ``md5.OrderedMd5``.
 
 Flow control: each shard's pipe holds at most ``stripes_in_flight`` pieces; the encoder
 pushes a stripe only when every live pipe has room, so the slowest shard paces the write.
@@ -30,20 +31,17 @@ import asyncio
 import collections
 import contextlib
 import functools
-import hashlib
-import os
 import struct
-import threading
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import xxhash
 
 from blobstore import errors
 from blobstore.codec.ec import ErasureCoder, get_coder
-from blobstore.codec.ranges import Layout, ceil_div
+from blobstore.codec.ranges import Layout
+from blobstore.datapath.md5 import OrderedMd5
 from blobstore.datapath.refs import (
     ChunkRef,
     MissingShard,
@@ -52,18 +50,18 @@ from blobstore.datapath.refs import (
     Target,
     WriteResult,
 )
+from blobstore.datapath.stripes import StripeSource, encode_stripe
 from blobstore.log import get_logger
 from blobstore.rpc.transport import Transport
 from blobstore.types import Address
 from chunkserver.messages import DeleteShardRequest, WriteShardRequest, WriteShardResponse
 
-__all__ = ["WriteOptions", "encode_stripe", "write_object"]
+__all__ = ["WriteOptions", "write_object"]
 
 log = get_logger(__name__)
 
 Buffer = bytes | bytearray | memoryview
 _U64 = struct.Struct("<Q")
-_INLINE_MD5_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,111 +83,6 @@ class WriteOptions:
         if not k <= q <= k + m:
             raise errors.InvalidArgument(f"write quorum {q} must be in {k}..{k + m}")
         return min(q, k + m)
-
-
-def encode_stripe(coder: ErasureCoder, stripe: Buffer) -> tuple[list[Buffer], list[int]]:
-    """One stripe's k+m pieces (data pieces are views, padded as needed) and checksums.
-
-    CPU work: run it in a worker thread for big stripes.
-    """
-    k = coder.k
-    length = len(stripe)
-    plen = ceil_div(length, k)
-    if plen * k != length:
-        padded = bytearray(plen * k)
-        padded[:length] = stripe
-        stripe = padded
-    view = memoryview(stripe)
-    data: list[Buffer] = [view[i * plen : (i + 1) * plen] for i in range(k)]
-    pieces = data + list(coder.encode(data))
-    return pieces, [xxhash.xxh3_64_intdigest(p) for p in pieces]
-
-
-class _StripeSource:
-    """Cuts the input stream into stripes; reads ahead one chunk when the size is unknown."""
-
-    def __init__(self, data: AsyncIterable[Buffer], layout: Layout, size: int | None) -> None:
-        self._it = aiter(data)
-        self._layout = layout
-        self._size = size
-        self._ahead: collections.deque[Buffer] = collections.deque()
-        self._ahead_bytes = 0
-        self._rest: memoryview = memoryview(b"")
-        self._eof = False
-        self.consumed = 0  # bytes handed out as stripes
-
-    async def _read_stripe(self) -> Buffer | None:
-        sb = self._layout.stripe_bytes
-        if len(self._rest) >= sb:  # zero-copy slice of a big input buffer
-            out, self._rest = self._rest[:sb], self._rest[sb:]
-            return out
-        buf = bytearray(self._rest)
-        self._rest = memoryview(b"")
-        while len(buf) < sb and not self._eof:
-            try:
-                chunk = await anext(self._it)
-            except StopAsyncIteration:
-                self._eof = True
-                break
-            view = memoryview(chunk).cast("B") if len(chunk) else memoryview(b"")
-            if not buf and len(view) >= sb:
-                self._rest = view[sb:]
-                return view[:sb]
-            take = sb - len(buf)
-            buf += view[:take]
-            if len(view) > take:
-                self._rest = view[take:]
-        return buf if buf else None
-
-    async def chunk_length(self) -> int:
-        """Length of the next chunk (0 at the end of the input)."""
-        cb = self._layout.chunk_bytes
-        if self._size is not None:
-            return min(cb, self._size - self.consumed)
-        while self._ahead_bytes < cb:
-            stripe = await self._read_stripe()
-            if stripe is None:
-                break
-            self._ahead.append(stripe)
-            self._ahead_bytes += len(stripe)
-        return min(cb, self._ahead_bytes)
-
-    async def next_stripe(self, want: int) -> Buffer:
-        """The next stripe (``want`` bytes; ``InvalidArgument`` if the input ends early)."""
-        if self._ahead:
-            stripe = self._ahead.popleft()
-            self._ahead_bytes -= len(stripe)
-        else:
-            got = await self._read_stripe()
-            stripe = got if got is not None else b""
-        if len(stripe) != want:
-            raise errors.InvalidArgument(
-                f"request body ended after {self.consumed + len(stripe)} of {self._size} bytes",
-                reason="incomplete_body",
-            )
-        self.consumed += want
-        return stripe
-
-    async def check_end(self) -> None:
-        """``InvalidArgument`` if the input holds more bytes than the declared size."""
-        if self._ahead or len(self._rest):
-            extra = True
-        else:
-            extra = False
-            while not self._eof:
-                try:
-                    chunk = await anext(self._it)
-                except StopAsyncIteration:
-                    self._eof = True
-                    break
-                if len(chunk):
-                    extra = True
-                    break
-        if extra:
-            raise errors.InvalidArgument(
-                f"request body is longer than the declared {self._size} bytes",
-                reason="body_too_long",
-            )
 
 
 class _Pipe:
@@ -485,75 +378,6 @@ def _check_targets(targets: Sequence[Target], n: int, chunk_index: int) -> None:
         )
 
 
-_md5_pool: ThreadPoolExecutor | None = None
-
-
-def _shared_md5_pool() -> ThreadPoolExecutor:
-    """One process-wide pool for MD5 work (hashlib releases the GIL on big buffers).
-
-    A pool per object cost 10-13% of a gateway's samples for 1 MiB PUTs (thread start and
-    shutdown per object); each object still uses at most one thread at a time."""
-    global _md5_pool
-    if _md5_pool is None:
-        _md5_pool = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="md5")
-    return _md5_pool
-
-
-class _Md5:
-    """MD5 of the stream, updated in order: a per-object queue drained by at most one
-    thread of the shared pool at a time (big buffers; small first ones inline)."""
-
-    def __init__(self, max_pending: int) -> None:
-        self._h = hashlib.md5(usedforsecurity=False)
-        self._queue: collections.deque[tuple[Buffer, Future[None]]] = collections.deque()
-        self._lock = threading.Lock()
-        self._draining = False
-        self._pending: collections.deque[Future[None]] = collections.deque()
-        self._max = max_pending
-
-    def _drain(self) -> None:  # on a pool thread
-        while True:
-            with self._lock:
-                if not self._queue:
-                    self._draining = False
-                    return
-                data, fut = self._queue.popleft()
-            if not fut.set_running_or_notify_cancel():
-                continue
-            try:
-                self._h.update(data)
-            except BaseException as e:  # pragma: no cover - hashlib does not fail on bytes
-                fut.set_exception(e)
-            else:
-                fut.set_result(None)
-
-    async def update(self, data: Buffer) -> None:
-        if len(data) < _INLINE_MD5_BYTES and not self._pending:
-            self._h.update(data)
-            return
-        fut: Future[None] = Future()
-        with self._lock:
-            self._queue.append((data, fut))
-            start, self._draining = not self._draining, True
-        if start:
-            _shared_md5_pool().submit(self._drain)
-        self._pending.append(fut)
-        while len(self._pending) > self._max:
-            await asyncio.wrap_future(self._pending.popleft())
-
-    async def digest(self) -> bytes:
-        while self._pending:
-            await asyncio.wrap_future(self._pending.popleft())
-        return self._h.digest()
-
-    def close(self) -> None:
-        with self._lock:
-            dropped = list(self._queue)
-            self._queue.clear()
-        for _, fut in dropped:
-            fut.cancel()
-
-
 async def write_object(
     data: AsyncIterable[Buffer],
     *,
@@ -573,8 +397,8 @@ async def write_object(
     quorum = opts.quorum(layout.k, layout.m)
     if size_bytes is not None and size_bytes < 0:
         raise errors.InvalidArgument(f"size must be >= 0, got {size_bytes}")
-    source = _StripeSource(data, layout, size_bytes)
-    md5 = _Md5(opts.encode_ahead + opts.stripes_in_flight)
+    source = StripeSource(data, layout, size_bytes)
+    md5 = OrderedMd5(opts.encode_ahead + opts.stripes_in_flight)
     chunks: list[_ChunkWrite] = []
     finishing: list[asyncio.Task[tuple[ChunkRef, list[MissingShard]]]] = []
     try:
@@ -619,9 +443,9 @@ async def write_object(
 
 async def _stream_chunk(
     chunk: _ChunkWrite,
-    source: _StripeSource,
+    source: StripeSource,
     coder: ErasureCoder,
-    md5: _Md5,
+    md5: OrderedMd5,
     opts: WriteOptions,
 ) -> None:
     layout = chunk.layout

@@ -6,11 +6,11 @@ import asyncio
 import hashlib
 import random
 
-from blobstore.datapath.writer import _Md5
+from blobstore.datapath.md5 import OrderedMd5
 
 
 async def _digest(pieces: list[bytes], max_pending: int) -> bytes:
-    md5 = _Md5(max_pending)
+    md5 = OrderedMd5(max_pending)
     try:
         for p in pieces:
             await md5.update(memoryview(p))
@@ -31,7 +31,7 @@ async def test_concurrent_objects_hash_in_order() -> None:
 
 
 async def test_close_drops_queued_work_without_waiting() -> None:
-    md5 = _Md5(max_pending=100)
+    md5 = OrderedMd5(max_pending=100)
     for _ in range(20):
         await md5.update(bytes(200_000))
     md5.close()  # queued updates are cancelled; nothing hangs
