@@ -1,6 +1,13 @@
-"""Codecs: erasure coding (``ec``) and chunk/stripe/range arithmetic (``ranges``), pure."""
+"""Codecs: erasure coding (``ec``, ``isal``) and chunk/stripe/range arithmetic (``ranges``), pure.
 
-from blobstore.codec.ec import ErasureCoder, NotEnoughPieces, ZfecCoder, get_coder
+Importing the package registers the coders: zfec (always) and ISA-L's Cauchy code
+(``isal-cauchy``), preferred for new chunks when its native library loads.
+"""
+
+from blobstore.codec.ec import ErasureCoder, NotEnoughPieces, ZfecCoder, get_coder, register_coder
+from blobstore.codec.isal import ISAL, NATIVE, IsalCoder
 from blobstore.codec.ranges import Layout
 
-__all__ = ["ErasureCoder", "Layout", "NotEnoughPieces", "ZfecCoder", "get_coder"]
+register_coder(ISAL, IsalCoder, preferred=NATIVE)
+
+__all__ = ["ErasureCoder", "IsalCoder", "Layout", "NotEnoughPieces", "ZfecCoder", "get_coder"]

@@ -29,18 +29,22 @@ import zfec
 from blobstore.codec.ranges import MAX_SHARDS
 
 __all__ = [
+    "AUTO",
     "ZFEC",
     "Buffer",
     "ErasureCoder",
     "NotEnoughPieces",
     "ZfecCoder",
+    "check_km",
     "coder_names",
     "ec_worker_count",
     "get_coder",
     "register_coder",
+    "resolve_coder",
 ]
 
 ZFEC = "zfec"
+AUTO = "auto"  # in an erasure profile: the preferred registered coder, resolved at write time
 
 Buffer = bytes | bytearray | memoryview
 
@@ -73,7 +77,7 @@ class ErasureCoder(Protocol):
         ...
 
 
-def _check_km(k: int, m: int) -> None:
+def check_km(k: int, m: int) -> None:
     if k < 1 or m < 0 or k + m > MAX_SHARDS:
         raise ValueError(f"invalid erasure code {k}+{m} (need k >= 1, m >= 0, k+m <= 255)")
 
@@ -84,7 +88,7 @@ class ZfecCoder:
     __slots__ = ("_decoder", "_encoder", "_k", "_m", "_parity_nums")
 
     def __init__(self, k: int, m: int) -> None:
-        _check_km(k, m)
+        check_km(k, m)
         self._k, self._m = k, m
         # zfec's coders hold only their (read-only) matrix: one instance serves many
         # threads at once.
@@ -152,14 +156,30 @@ CoderFactory = Callable[[int, int], ErasureCoder]
 _REGISTRY: dict[str, CoderFactory] = {ZFEC: ZfecCoder}
 
 
-def register_coder(name: str, factory: CoderFactory) -> None:
-    """Register a coder under ``name`` (ASCII, <= 16 bytes: it goes into shard headers)."""
-    if not name or len(name.encode("ascii")) > 16 or "\x00" in name:
-        raise ValueError(f"coder name {name!r} must be 1..16 ASCII characters")
+_preferred: list[str] = []  # coders measured faster than zfec here, best first
+
+
+def register_coder(name: str, factory: CoderFactory, *, preferred: bool = False) -> None:
+    """Register a coder under ``name`` (ASCII, <= 16 bytes: it goes into shard headers).
+
+    ``preferred``: new chunks use it when their profile says ``"auto"`` (register only a
+    coder measured faster than zfec on this machine)."""
+    if not name or name == AUTO or len(name.encode("ascii")) > 16 or "\x00" in name:
+        raise ValueError(f"coder name {name!r} must be 1..16 ASCII characters, not {AUTO!r}")
     if name in _REGISTRY and _REGISTRY[name] is not factory:
         raise ValueError(f"coder {name!r} is already registered")
     _REGISTRY[name] = factory
+    if preferred and name not in _preferred:
+        _preferred.append(name)
     _cached_coder.cache_clear()
+
+
+def resolve_coder(name: str) -> str:
+    """The coder new chunks use for a profile's ``name``: ``"auto"`` is the preferred
+    registered coder (zfec when none is); any other name is returned as it is."""
+    if name != AUTO:
+        return name
+    return _preferred[0] if _preferred else ZFEC
 
 
 def coder_names() -> tuple[str, ...]:
@@ -176,7 +196,7 @@ def get_coder(name: str, k: int, m: int) -> ErasureCoder:
     """The coder recorded as ``(name, k, m)``; ``ValueError`` if unknown or invalid."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown erasure coder {name!r} (known: {', '.join(coder_names())})")
-    _check_km(k, m)
+    check_km(k, m)
     return _cached_coder(name, k, m)
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import functools
 import struct
 import uuid
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 import xxhash
 
 from blobstore import errors
-from blobstore.codec.ec import ErasureCoder, get_coder
+from blobstore.codec.ec import AUTO, ErasureCoder, get_coder, resolve_coder
 from blobstore.codec.ranges import Layout
 from blobstore.datapath.md5 import OrderedMd5
 from blobstore.datapath.refs import (
@@ -68,7 +69,7 @@ _U64 = struct.Struct("<Q")
 class WriteOptions:
     """Tuning of one write (defaults suit 1 MiB stripes on a LAN)."""
 
-    coder: str = "zfec"
+    coder: str = AUTO  # a registered coder, or "auto": the preferred one (blobstore.codec)
     write_quorum: int | None = None  # shards per chunk that must be durable; None = k+1
     stripes_in_flight: int = 4  # pieces buffered per shard pipe
     encode_ahead: int = 3  # stripes being encoded ahead of the pipes
@@ -393,6 +394,7 @@ async def write_object(
     Buffers yielded by ``data`` must not be modified afterwards (they may be sent as is).
     """
     opts = options or WriteOptions()
+    opts = dataclasses.replace(opts, coder=resolve_coder(opts.coder))  # what chunks record
     coder = get_coder(opts.coder, layout.k, layout.m)
     quorum = opts.quorum(layout.k, layout.m)
     if size_bytes is not None and size_bytes < 0:
