@@ -66,7 +66,7 @@ class ErasureCoder(Protocol):
     @property
     def m(self) -> int: ...
 
-    def encode(self, data: Sequence[Buffer], indexes: Sequence[int] | None = None) -> list[bytes]:
+    def encode(self, data: Sequence[Buffer], indexes: Sequence[int] | None = None) -> list[Buffer]:
         """k data pieces (equal length) -> the parity pieces ``indexes`` (default: all m,
         k..k+m-1), in that order. Work is proportional to the pieces asked for."""
         ...
@@ -111,7 +111,7 @@ class ZfecCoder:
     def __repr__(self) -> str:
         return f"ZfecCoder(k={self._k}, m={self._m})"
 
-    def encode(self, data: Sequence[Buffer], indexes: Sequence[int] | None = None) -> list[bytes]:
+    def encode(self, data: Sequence[Buffer], indexes: Sequence[int] | None = None) -> list[Buffer]:
         """k data pieces (equal length) -> parity pieces ``indexes`` (default all m)."""
         if len(data) != self._k:
             raise ValueError(f"encode needs {self._k} data pieces, got {len(data)}")

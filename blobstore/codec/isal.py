@@ -236,7 +236,7 @@ class IsalCoder:
             return self._native.combine(rows, srcs, length)
         return _combine_python(rows, srcs, length)
 
-    def encode(self, data: Sequence[Buffer], indexes: Sequence[int] | None = None) -> list[bytes]:
+    def encode(self, data: Sequence[Buffer], indexes: Sequence[int] | None = None) -> list[Buffer]:
         """k data pieces (equal length) -> parity pieces ``indexes`` (default all m)."""
         k, n = self._k, self._k + self._m
         if len(data) != k:
@@ -248,7 +248,7 @@ class IsalCoder:
         if any(not k <= i < n for i in nums):
             raise ValueError(f"parity indexes {nums} outside {k}..{n - 1}")
         rows = tuple(self._matrix[i] for i in nums)
-        return self._combine(rows, data, size)  # type: ignore[return-value]
+        return list(self._combine(rows, data, size))
 
     def decode(self, pieces: Sequence[tuple[int, Buffer]]) -> list[Buffer]:
         """Any k distinct ``(index, piece)`` pairs -> the k data pieces, in order."""
