@@ -187,10 +187,12 @@ class Link(asyncio.BufferedProtocol):
                 self._flush_scheduled = True
                 self.loop.call_soon(self._flush)
             return
-        self._flush()
-        if self._vectored:
-            transport.writelines([hdr, payload])
+        if self._vectored:  # queued small frames go out in the same writev as this one
+            bufs, self._wbuf, self._wbuf_bytes = self._wbuf, [], 0
+            bufs += (hdr, payload)
+            transport.writelines(bufs)
         else:
+            self._flush()
             transport.write(hdr)
             transport.write(payload)
 
