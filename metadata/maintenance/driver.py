@@ -47,6 +47,7 @@ from metadata.fsm.results import RepairStatus
 from metadata.fsm.state import Catalog
 from metadata.maintenance.detector import DetectorConfig, detect
 from metadata.maintenance.planner import RepairTask, bad_reports, plan_chunk, scan_page
+from metadata.node import RaftNode
 
 __all__ = ["LeaderNode", "MaintenanceDriver", "MaintenanceOptions", "RaftLeader"]
 
@@ -85,18 +86,18 @@ class LeaderNode(Protocol):
 class RaftLeader:
     """Adapts ``RaftNode`` (term from its status) to ``LeaderNode``."""
 
-    def __init__(self, node: object) -> None:
+    def __init__(self, node: RaftNode) -> None:
         self._node = node
 
     @property
     def is_leader(self) -> bool:
-        return bool(self._node.is_leader)  # type: ignore[attr-defined]
+        return self._node.is_leader
 
     def current_term(self) -> int:
-        return int(self._node.status().term)  # type: ignore[attr-defined]
+        return self._node.status().term
 
     async def propose(self, data: bytes, timeout_s: float) -> object:
-        return await self._node.propose(data, timeout_s)  # type: ignore[attr-defined]
+        return await self._node.propose(data, timeout_s)
 
 
 class MaintenanceDriver:

@@ -8,7 +8,9 @@ Mirrors etcd's ``tracker`` package. A ``Progress`` is in one of three states:
 - SNAPSHOT: the follower needs a snapshot; the chunk stream is tracked by
   ``snap_sent``/``snap_acked`` (bytes) with at most ``snap_window`` chunks unacknowledged.
 Invariants: ``match < next``; in REPLICATE ``inflights`` holds strictly increasing last
-indexes of unacknowledged MsgApps. Imports only the stdlib and ``messages``.
+indexes of unacknowledged MsgApps. ``ProgressTracker`` also holds the membership in force
+(``apply_conf``, etcd's ``confchange.Restore``) and tallies votes and acks through
+``quorum``. Imports only the stdlib, ``messages`` and ``quorum``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from enum import IntEnum
 
-from metadata.raft.messages import Snapshot
+from metadata.raft.messages import ConfState, Snapshot
 from metadata.raft.quorum import VoteResult, committed_index, vote_result
 
 __all__ = ["Inflights", "Progress", "ProgressState", "ProgressTracker"]
@@ -199,6 +201,25 @@ class ProgressTracker:
         return Progress(
             next_index, Inflights(self.max_inflight_msgs, self.max_inflight_bytes), is_learner
         )
+
+    def apply_conf(self, conf: ConfState, next_index: int) -> None:
+        """Make ``conf`` the membership: new peers start probing at ``next_index``.
+
+        Peers that stay keep their progress (only their learner flag follows ``conf``);
+        peers that left are forgotten. Joint configurations are rejected.
+        """
+        if conf.voters_outgoing:
+            raise NotImplementedError("joint consensus is not supported")
+        self.voters = set(conf.voters)
+        self.learners = set(conf.learners)
+        for i in (*conf.voters, *conf.learners):
+            pr = self.progress.get(i)
+            if pr is None:
+                pr = self.progress[i] = self.new_progress(next_index, i in self.learners)
+            pr.is_learner = i in self.learners
+        for i in list(self.progress):
+            if i not in self.voters and i not in self.learners:
+                del self.progress[i]
 
     def ids(self) -> list[int]:
         return sorted(self.progress)
