@@ -1,15 +1,20 @@
 """Per-gateway services and per-request state shared by the S3 handlers.
 
 ``Services`` bundles what every handler may use (catalog client, object store, limits,
-region, clock, id generation). ``Services.object_bucket`` is the access check of the hot
-object paths (Put/Get/Head object, UploadPart): it answers from a per-process cache of
-bucket records for ``bucket_ttl_s`` (1 s), saving one catalog read per request. That is
-safe because the catalog re-checks what matters -- a write to a deleted bucket fails
-``NoSuchBucket`` in the FSM, a read of a deleted bucket's key finds nothing -- and a
-bucket's owner never changes while it exists. The one window: a bucket deleted and
-re-created by ANOTHER user is still reachable by its old owner for up to ``bucket_ttl_s``
-through this process's cache (this process's DeleteBucket drops its entry at once).
-Bucket-level operations always read the catalog (``Services.bucket``).
+region, clock, id generation). ``Services.object_bucket`` is the access check of the
+object-level paths (object reads and writes, listings, multipart): it answers from a
+per-process cache of bucket records for ``bucket_ttl_s`` (1 s), saving one catalog read
+per request. A cached record may be stale: the bucket may have been deleted and
+re-created since, possibly by another user. So every catalog call made on the strength of
+a bucket record names that record's ``incarnation`` (a number the catalog never hands out
+twice, see ``metadata.fsm.records.BucketRecord``) and the catalog answers NoSuchBucket when
+the bucket is now another incarnation. ``Services.in_bucket`` runs such a call: on
+NoSuchBucket it drops the cache entry, re-reads the bucket, checks access again (a
+replaced bucket of another owner: AccessDenied) and, for a new incarnation the principal
+may use, runs the call once more. A stale cache therefore costs at most one extra catalog
+read, never access to another owner's bucket.
+Bucket-level operations always read the catalog (``Services.bucket``) and also name the
+incarnation in their commands.
 
 ``RequestContext`` is one authenticated request: its parsed headers, the SigV4 context,
 the principal, and the raw ASGI body channel. Bodies are read ONLY through
@@ -29,14 +34,14 @@ import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.responses import Response
 
 from blobstore.client.catalog import CatalogClient
-from blobstore.errors import AccessDenied
+from blobstore.errors import AccessDenied, NoSuchBucket
 from gateway.auth import Principal, authorize_bucket
 from gateway.checksums import Checksum, ChecksumAlgorithm
 from gateway.chunked import VerifiedBody
@@ -44,13 +49,16 @@ from gateway.errors import S3Error
 from gateway.router import Headers, RouterLimits
 from gateway.sigv4 import AuthContext, IncompleteBody, RequestParts
 from gateway.storage import ObjectStore
-from metadata.api import GetBucketQuery
+from metadata import api
+from metadata.fsm import commands as cmd
 from metadata.fsm.records import BucketRecord
 
 __all__ = [
     "BodyCounter",
     "BodyStreamResponse",
     "RequestContext",
+    "Scoped",
+    "ScopedQuery",
     "Services",
     "body_stream",
     "make_response",
@@ -61,6 +69,27 @@ __all__ = [
 ]
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+T = TypeVar("T")
+# catalog calls that name a bucket incarnation (``incarnation`` is their last field)
+Scoped = (
+    cmd.CommitObject
+    | cmd.CopyObject
+    | cmd.DeleteObject
+    | cmd.DeleteObjects
+    | cmd.PutObjectTagging
+    | cmd.CreateMultipartUpload
+    | cmd.CommitPart
+    | cmd.CompleteMultipartUpload
+    | cmd.AbortMultipartUpload
+)
+ScopedQuery = (
+    api.HeadObjectQuery
+    | api.ListObjectsQuery
+    | api.ListObjectsV2Query
+    | api.ListObjectVersionsQuery
+    | api.ListMultipartUploadsQuery
+    | api.ListPartsQuery
+)
 
 _MAX_CACHED_BUCKETS = 10_000
 
@@ -92,12 +121,12 @@ class Services:
 
     async def bucket(self, ctx: RequestContext, name: str) -> BucketRecord:
         """The bucket (NoSuchBucket) if ``ctx``'s principal may use it (AccessDenied)."""
-        rec = await self.catalog.query(GetBucketQuery(name))
+        rec = await self.catalog.query(api.GetBucketQuery(name))
         assert isinstance(rec, BucketRecord)
+        self._remember(rec)  # whoever asks: every cache hit is authorised again
         if ctx.principal is None:
             raise AccessDenied("Anonymous access is not allowed")
         authorize_bucket(ctx.principal, rec)
-        self._remember(rec)
         return rec
 
     def _remember(self, rec: BucketRecord) -> None:
@@ -109,15 +138,64 @@ class Services:
         """Drop a cached bucket record (after DeleteBucket, or NoSuchBucket below)."""
         self._buckets.pop(name, None)
 
-    async def object_bucket(self, ctx: RequestContext, name: str) -> BucketRecord:
-        """``bucket`` for object-level requests, answered from the cache when fresh."""
+    def cached_bucket(self, ctx: RequestContext, name: str) -> BucketRecord | None:
+        """The cached record of ``name`` if fresh and ``ctx`` may use it, else None."""
         hit = self._buckets.get(name)
-        if hit is not None and hit[0] > self.monotonic():
-            if ctx.principal is None:
-                raise AccessDenied("Anonymous access is not allowed")
-            authorize_bucket(ctx.principal, hit[1])
-            return hit[1]
-        return await self.bucket(ctx, name)
+        if hit is None or hit[0] <= self.monotonic():
+            return None
+        if ctx.principal is None:
+            raise AccessDenied("Anonymous access is not allowed")
+        authorize_bucket(ctx.principal, hit[1])
+        return hit[1]
+
+    async def object_bucket(self, ctx: RequestContext, name: str) -> BucketRecord:
+        """``bucket`` for object-level requests, answered from the cache when fresh (the
+        record may be stale: pass its ``incarnation`` to the catalog, see ``in_bucket``)."""
+        return self.cached_bucket(ctx, name) or await self.bucket(ctx, name)
+
+    async def in_bucket(
+        self,
+        ctx: RequestContext,
+        rec: BucketRecord,
+        call: Callable[[BucketRecord], Awaitable[T]],
+    ) -> T:
+        """``call(rec)``: a catalog call naming ``rec.incarnation``. If the catalog answers
+        NoSuchBucket for ``rec``'s bucket, the cached record was stale or the bucket is
+        gone: drop it, read the bucket again (NoSuchBucket, or AccessDenied if ``ctx``'s
+        principal may not use the bucket now there) and, if it is a new incarnation, run
+        ``call`` once more on it. A NoSuchBucket about another bucket (a copy source)
+        drops that bucket's cache entry and is raised."""
+        try:
+            return await call(rec)
+        except NoSuchBucket as exc:
+            named = exc.details.get("bucket", rec.name)
+            self.forget_bucket(named)
+            if named != rec.name:
+                raise
+            fresh = await self.bucket(ctx, rec.name)
+            if fresh.incarnation == rec.incarnation:
+                raise
+        try:
+            return await call(fresh)
+        except NoSuchBucket as exc:
+            self.forget_bucket(exc.details.get("bucket", rec.name))
+            raise
+
+    async def execute_in(self, ctx: RequestContext, rec: BucketRecord, command: Scoped) -> object:
+        """Execute ``command`` naming ``rec``'s incarnation (see ``in_bucket``)."""
+
+        async def run(b: BucketRecord) -> object:
+            return await self.catalog.execute(replace(command, incarnation=b.incarnation))
+
+        return await self.in_bucket(ctx, rec, run)
+
+    async def query_in(self, ctx: RequestContext, rec: BucketRecord, q: ScopedQuery) -> object:
+        """Answer ``q`` naming ``rec``'s incarnation (see ``in_bucket``)."""
+
+        async def run(b: BucketRecord) -> object:
+            return await self.catalog.query(replace(q, incarnation=b.incarnation))
+
+        return await self.in_bucket(ctx, rec, run)
 
 
 @dataclass(slots=True)

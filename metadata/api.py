@@ -8,6 +8,12 @@ every record, result and error type). Reads are typed ``*Query`` messages answer
 ``run_query`` against the local catalog after a linearizable read barrier (``LINEARIZABLE``)
 or directly (``LOCAL``, possibly stale; for status pages).
 
+INCARNATION: the queries that read objects, uploads or listings of one bucket end with an
+optional ``incarnation`` (appended field: older senders decode with None, and an older
+service ignores it): the ``BucketRecord.incarnation`` the caller authorised against. When
+set and the bucket has since been deleted and re-created, the answer is NoSuchBucket
+rather than the new bucket's contents; None checks nothing.
+
 Pure: stdlib and the catalog. Wire registration of these classes is in ``metadata.wire``.
 """
 
@@ -80,6 +86,7 @@ class HeadObjectQuery:
     bucket: str
     key: str
     version_id: str | None = None
+    incarnation: int | None = None  # see INCARNATION in the module docstring
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +96,7 @@ class ListObjectsQuery:
     delimiter: str = ""
     marker: str = ""
     max_keys: int = 1000
+    incarnation: int | None = None  # see INCARNATION in the module docstring
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +107,7 @@ class ListObjectsV2Query:
     start_after: str = ""
     continuation_token: str | None = None
     max_keys: int = 1000
+    incarnation: int | None = None  # see INCARNATION in the module docstring
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +118,7 @@ class ListObjectVersionsQuery:
     key_marker: str = ""
     version_id_marker: str = ""
     max_keys: int = 1000
+    incarnation: int | None = None  # see INCARNATION in the module docstring
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +129,7 @@ class ListMultipartUploadsQuery:
     key_marker: str = ""
     upload_id_marker: str = ""
     max_uploads: int = 1000
+    incarnation: int | None = None  # see INCARNATION in the module docstring
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +139,7 @@ class ListPartsQuery:
     upload_id: str
     part_number_marker: int = 0
     max_parts: int = 1000
+    incarnation: int | None = None  # see INCARNATION in the module docstring
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,31 +258,34 @@ def run_query(catalog: Catalog, q: Query) -> object:
         case ListBucketsQuery():
             return catalog.list_buckets(q.owner)
         case HeadObjectQuery():
-            return catalog.head_object(q.bucket, q.key, q.version_id)
+            return catalog.head_object(q.bucket, q.key, q.version_id, incarnation=q.incarnation)
         case ListObjectsQuery():
             return catalog.list_objects(
                 q.bucket, prefix=q.prefix, delimiter=q.delimiter, marker=q.marker,
-                max_keys=q.max_keys,
+                max_keys=q.max_keys, incarnation=q.incarnation,
             )  # fmt: skip
         case ListObjectsV2Query():
             return catalog.list_objects_v2(
                 q.bucket, prefix=q.prefix, delimiter=q.delimiter, start_after=q.start_after,
                 continuation_token=q.continuation_token, max_keys=q.max_keys,
+                incarnation=q.incarnation,
             )  # fmt: skip
         case ListObjectVersionsQuery():
             return catalog.list_object_versions(
                 q.bucket, prefix=q.prefix, delimiter=q.delimiter, key_marker=q.key_marker,
                 version_id_marker=q.version_id_marker, max_keys=q.max_keys,
+                incarnation=q.incarnation,
             )  # fmt: skip
         case ListMultipartUploadsQuery():
             return catalog.list_multipart_uploads(
                 q.bucket, prefix=q.prefix, delimiter=q.delimiter, key_marker=q.key_marker,
                 upload_id_marker=q.upload_id_marker, max_uploads=q.max_uploads,
+                incarnation=q.incarnation,
             )  # fmt: skip
         case ListPartsQuery():
             return catalog.list_parts(
                 q.bucket, q.key, q.upload_id, part_number_marker=q.part_number_marker,
-                max_parts=q.max_parts,
+                max_parts=q.max_parts, incarnation=q.incarnation,
             )  # fmt: skip
         case GetAccessKeyQuery():
             return catalog.get_access_key(q.access_key_id)

@@ -3,7 +3,9 @@ ACLs, policy and the never-configured sub-resources.
 
 Ownership: every handler goes through ``Services.bucket`` (NoSuchBucket, then AccessDenied
 unless owner or admin), except CreateBucket (the catalog answers BucketAlreadyOwnedByYou /
-BucketAlreadyExists) and the unauthenticated CORS preflight.
+BucketAlreadyExists) and the unauthenticated CORS preflight. Commands name the incarnation
+of the bucket record that was checked, so a bucket deleted and re-created (by anyone)
+between the check and the command answers NoSuchBucket instead of being changed.
 """
 
 from __future__ import annotations
@@ -54,8 +56,8 @@ async def head_bucket(sv: Services, ctx: RequestContext, o: op.HeadBucket) -> Re
 
 
 async def delete_bucket(sv: Services, ctx: RequestContext, o: op.DeleteBucket) -> Response:
-    await sv.bucket(ctx, o.bucket)
-    await sv.catalog.execute(cmd.DeleteBucket(o.bucket))
+    rec = await sv.bucket(ctx, o.bucket)
+    await sv.catalog.execute(cmd.DeleteBucket(o.bucket, rec.incarnation))
     sv.forget_bucket(o.bucket)
     return make_response(204)
 
@@ -79,12 +81,12 @@ async def get_bucket_versioning(
 async def put_bucket_versioning(
     sv: Services, ctx: RequestContext, o: op.PutBucketVersioning
 ) -> Response:
-    await sv.bucket(ctx, o.bucket)
+    rec = await sv.bucket(ctx, o.bucket)
     config = xml.parse_versioning_configuration(await read_small_body(ctx, 1024 * 1024))
     if config.status == "Enabled":
-        await sv.catalog.execute(cmd.PutBucketVersioning(o.bucket, "Enabled"))
+        await sv.catalog.execute(cmd.PutBucketVersioning(o.bucket, "Enabled", rec.incarnation))
     elif config.status == "Suspended":
-        await sv.catalog.execute(cmd.PutBucketVersioning(o.bucket, "Suspended"))
+        await sv.catalog.execute(cmd.PutBucketVersioning(o.bucket, "Suspended", rec.incarnation))
     return make_response(200)
 
 
@@ -97,18 +99,18 @@ async def get_bucket_tagging(sv: Services, ctx: RequestContext, o: op.GetBucketT
 
 
 async def put_bucket_tagging(sv: Services, ctx: RequestContext, o: op.PutBucketTagging) -> Response:
-    await sv.bucket(ctx, o.bucket)
+    rec = await sv.bucket(ctx, o.bucket)
     tags = xml.parse_tagging(await read_small_body(ctx, 1024 * 1024), 50)
     pairs = tuple(sorted((t.key, t.value) for t in tags))
-    await sv.catalog.execute(cmd.PutBucketTagging(o.bucket, pairs))
+    await sv.catalog.execute(cmd.PutBucketTagging(o.bucket, pairs, rec.incarnation))
     return make_response(204)
 
 
 async def delete_bucket_tagging(
     sv: Services, ctx: RequestContext, o: op.DeleteBucketTagging
 ) -> Response:
-    await sv.bucket(ctx, o.bucket)
-    await sv.catalog.execute(cmd.PutBucketTagging(o.bucket, None))
+    rec = await sv.bucket(ctx, o.bucket)
+    await sv.catalog.execute(cmd.PutBucketTagging(o.bucket, None, rec.incarnation))
     return make_response(204)
 
 
@@ -137,7 +139,7 @@ async def get_bucket_cors(sv: Services, ctx: RequestContext, o: op.GetBucketCors
 
 
 async def put_bucket_cors(sv: Services, ctx: RequestContext, o: op.PutBucketCors) -> Response:
-    await sv.bucket(ctx, o.bucket)
+    rec = await sv.bucket(ctx, o.bucket)
     config = xml.parse_cors_configuration(await read_small_body(ctx, 1024 * 1024))
     rules = tuple(
         records.CorsRule(
@@ -150,13 +152,13 @@ async def put_bucket_cors(sv: Services, ctx: RequestContext, o: op.PutBucketCors
         )
         for r in config.rules
     )
-    await sv.catalog.execute(cmd.PutBucketCors(o.bucket, rules))
+    await sv.catalog.execute(cmd.PutBucketCors(o.bucket, rules, rec.incarnation))
     return make_response(200)
 
 
 async def delete_bucket_cors(sv: Services, ctx: RequestContext, o: op.DeleteBucketCors) -> Response:
-    await sv.bucket(ctx, o.bucket)
-    await sv.catalog.execute(cmd.PutBucketCors(o.bucket, None))
+    rec = await sv.bucket(ctx, o.bucket)
+    await sv.catalog.execute(cmd.PutBucketCors(o.bucket, None, rec.incarnation))
     return make_response(204)
 
 
@@ -195,12 +197,12 @@ async def get_bucket_acl(sv: Services, ctx: RequestContext, o: op.GetBucketAcl) 
 
 
 async def put_bucket_acl(sv: Services, ctx: RequestContext, o: op.PutBucketAcl) -> Response:
-    await sv.bucket(ctx, o.bucket)
+    rec = await sv.bucket(ctx, o.bucket)
     body = await read_small_body(ctx, 1024 * 1024)
     if body.strip():
         xml.parse_access_control_policy(body)  # validated, then ignored: owner-only ACLs
     if o.acl is not None:
-        await sv.catalog.execute(cmd.PutBucketAcl(o.bucket, o.acl))
+        await sv.catalog.execute(cmd.PutBucketAcl(o.bucket, o.acl, rec.incarnation))
     return make_response(200)
 
 

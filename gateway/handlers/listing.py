@@ -3,7 +3,9 @@
 The catalog pages the ordered index (prefix, delimiter, markers, continuation tokens); this
 module only converts pages into the XML builders' values. v1 returns NextMarker only with
 a delimiter (as S3; clients fall back to the last key otherwise). ``encoding-type=url`` is
-applied by the builders only when the request asked for it.
+applied by the builders only when the request asked for it. Object listings check access
+with ``Services.object_bucket`` and name the checked bucket incarnation in their query
+(``Services.query_in``), so a stale cached bucket record never lists a re-created bucket.
 """
 
 from __future__ import annotations
@@ -55,9 +57,9 @@ async def list_buckets(sv: Services, ctx: RequestContext, o: op.ListBuckets) -> 
 
 
 async def list_objects(sv: Services, ctx: RequestContext, o: op.ListObjects) -> Response:
-    await sv.bucket(ctx, o.bucket)
-    page = await sv.catalog.query(
-        ListObjectsQuery(o.bucket, o.prefix, o.delimiter or "", o.marker, o.max_keys)
+    rec = await sv.object_bucket(ctx, o.bucket)
+    page = await sv.query_in(
+        ctx, rec, ListObjectsQuery(o.bucket, o.prefix, o.delimiter or "", o.marker, o.max_keys)
     )
     assert isinstance(page, ListObjectsPage)
     result = xml.ListPage(
@@ -70,8 +72,10 @@ async def list_objects(sv: Services, ctx: RequestContext, o: op.ListObjects) -> 
 
 
 async def list_objects_v2(sv: Services, ctx: RequestContext, o: op.ListObjectsV2) -> Response:
-    await sv.bucket(ctx, o.bucket)
-    page = await sv.catalog.query(
+    rec = await sv.object_bucket(ctx, o.bucket)
+    page = await sv.query_in(
+        ctx,
+        rec,
         ListObjectsV2Query(
             o.bucket,
             prefix=o.prefix,
@@ -79,7 +83,7 @@ async def list_objects_v2(sv: Services, ctx: RequestContext, o: op.ListObjectsV2
             start_after=o.start_after,
             continuation_token=o.continuation_token,
             max_keys=o.max_keys,
-        )
+        ),
     )
     assert isinstance(page, ListObjectsPage)
     result = xml.ListPage(
@@ -96,8 +100,10 @@ async def list_object_versions(
 ) -> Response:
     """Every version and delete marker, newest first within a key, with its real version id
     (``null`` for objects written while the bucket was unversioned)."""
-    await sv.bucket(ctx, o.bucket)
-    page = await sv.catalog.query(
+    rec = await sv.object_bucket(ctx, o.bucket)
+    page = await sv.query_in(
+        ctx,
+        rec,
         ListObjectVersionsQuery(
             o.bucket,
             prefix=o.prefix,
@@ -105,7 +111,7 @@ async def list_object_versions(
             key_marker=o.key_marker,
             version_id_marker=o.version_id_marker,
             max_keys=o.max_keys,
-        )
+        ),
     )
     assert isinstance(page, ListVersionsPage)
     entries = [

@@ -6,6 +6,8 @@ part is committed only after its body was fully verified; a failed commit (the u
 aborted meanwhile) discards its data. Completion validation (order, ETags, EntityTooSmall,
 InvalidPart, conditional writes) is atomic in the catalog; part checksums sent in the
 CompleteMultipartUpload body are checked here against the ones recorded per part.
+Every handler checks access with ``Services.object_bucket`` and names the checked bucket
+incarnation in its catalog calls (``query_in`` / ``execute_in`` / ``commit_or_discard``).
 
 Checksums (as S3): an upload created with ``x-amz-checksum-algorithm`` gets a checksum
 type (``x-amz-checksum-type``; default COMPOSITE, CRC64NVME always FULL_OBJECT, SHA1/SHA256
@@ -64,7 +66,7 @@ from gateway.sigv4 import InvalidRequest
 from gateway.storage import StoredData
 from metadata.api import ListMultipartUploadsQuery, ListPartsQuery
 from metadata.fsm import commands as cmd
-from metadata.fsm.records import PartRecord, UploadRecord
+from metadata.fsm.records import BucketRecord, PartRecord, UploadRecord
 from metadata.fsm.results import ListPartsPage, ListUploadsPage, ObjectCommitted, PartCommitted
 
 __all__ = [
@@ -78,18 +80,24 @@ __all__ = [
 ]
 
 
-async def _upload(sv: Services, bucket: str, key: str, upload_id: str) -> UploadRecord:
-    page = await sv.catalog.query(ListPartsQuery(bucket, key, upload_id, max_parts=0))
+async def _upload(
+    sv: Services, ctx: RequestContext, rec: BucketRecord, key: str, upload_id: str
+) -> UploadRecord:
+    page = await sv.query_in(ctx, rec, ListPartsQuery(rec.name, key, upload_id, max_parts=0))
     assert isinstance(page, ListPartsPage)
     return page.upload
 
 
-async def _all_parts(sv: Services, bucket: str, key: str, upload_id: str) -> list[PartRecord]:
+async def _all_parts(
+    sv: Services, ctx: RequestContext, rec: BucketRecord, key: str, upload_id: str
+) -> list[PartRecord]:
     parts: list[PartRecord] = []
     marker = 0
     while True:
-        page = await sv.catalog.query(
-            ListPartsQuery(bucket, key, upload_id, part_number_marker=marker, max_parts=1000)
+        page = await sv.query_in(
+            ctx,
+            rec,
+            ListPartsQuery(rec.name, key, upload_id, part_number_marker=marker, max_parts=1000),
         )
         assert isinstance(page, ListPartsPage)
         parts.extend(page.parts)
@@ -103,9 +111,11 @@ async def create_multipart_upload(
 ) -> Response:
     algorithm = ChecksumAlgorithm.from_name(o.checksum_algorithm) if o.checksum_algorithm else None
     kind = multipart_checksum_type(algorithm, o.checksum_type)
-    await sv.bucket(ctx, o.bucket)
+    rec = await sv.object_bucket(ctx, o.bucket)
     upload_id = sv.new_id()
-    await sv.catalog.execute(
+    await sv.execute_in(
+        ctx,
+        rec,
         cmd.CreateMultipartUpload(
             o.bucket,
             o.key,
@@ -114,7 +124,7 @@ async def create_multipart_upload(
             commit_headers(o.headers, o.tagging, o.storage_class),
             o.checksum_algorithm or "",
             kind,
-        )
+        ),
     )
     headers: list[tuple[str, str]] = []
     if o.checksum_algorithm:
@@ -126,6 +136,8 @@ async def create_multipart_upload(
 
 async def _commit_part(
     sv: Services,
+    ctx: RequestContext,
+    rec: BucketRecord,
     o: op.UploadPart | op.UploadPartCopy,
     stored: StoredData,
     checksums: tuple[tuple[str, str], ...],
@@ -140,14 +152,14 @@ async def _commit_part(
         stored.chunks,
         checksums,
     )
-    result = await commit_or_discard(sv, stored, command)
+    result = await commit_or_discard(sv, ctx, rec, stored, command)
     assert isinstance(result, PartCommitted)
     return result
 
 
 async def upload_part(sv: Services, ctx: RequestContext, o: op.UploadPart) -> Response:
-    await sv.object_bucket(ctx, o.bucket)
-    upload = await _upload(sv, o.bucket, o.key, o.upload_id)
+    rec = await sv.object_bucket(ctx, o.bucket)
+    upload = await _upload(sv, ctx, rec, o.key, o.upload_id)
     compute = (
         (ChecksumAlgorithm.from_name(upload.checksum_algorithm),)
         if upload.checksum_algorithm
@@ -156,7 +168,7 @@ async def upload_part(sv: Services, ctx: RequestContext, o: op.UploadPart) -> Re
     stored, checksums = await store_body(
         sv, ctx, o.payload, sv.limits.max_part_bytes, compute, allow_inline=False
     )
-    result = await _commit_part(sv, o, stored, checksums)
+    result = await _commit_part(sv, ctx, rec, o, stored, checksums)
     headers = [("ETag", xml.quote_etag(result.etag))]
     headers += [(f"x-amz-checksum-{a.lower()}", v) for a, v in checksums]
     return make_response(200, headers)
@@ -164,8 +176,8 @@ async def upload_part(sv: Services, ctx: RequestContext, o: op.UploadPart) -> Re
 
 async def upload_part_copy(sv: Services, ctx: RequestContext, o: op.UploadPartCopy) -> Response:
     src = await lookup_object(sv, ctx, o.source.bucket, o.source.key, o.source.version_id)
-    await sv.bucket(ctx, o.bucket)
-    upload = await _upload(sv, o.bucket, o.key, o.upload_id)
+    dest = await sv.object_bucket(ctx, o.bucket)
+    upload = await _upload(sv, ctx, dest, o.key, o.upload_id)
     rec = src.record
     check_copy_source(o.source_conditions, rec.etag, timestamp(rec.last_modified_ms))
     if o.source_range is not None:
@@ -182,7 +194,7 @@ async def upload_part_copy(sv: Services, ctx: RequestContext, o: op.UploadPartCo
     body = _summed(sv.store.read(src, first, length), summer)
     stored = await sv.store.write(body, length, allow_inline=False)
     checksums = tuple((c.algorithm.value.upper(), c.b64) for c in summer.digests())
-    result = await _commit_part(sv, o, stored, checksums)
+    result = await _commit_part(sv, ctx, dest, o, stored, checksums)
     headers: list[tuple[str, str]] = []
     if rec.version_id != "null":
         headers.append(("x-amz-copy-source-version-id", rec.version_id))
@@ -310,13 +322,14 @@ async def _read_complete_body(ctx: RequestContext) -> bytes:
 async def complete_multipart_upload(
     sv: Services, ctx: RequestContext, o: op.CompleteMultipartUpload
 ) -> Response:
-    await sv.bucket(ctx, o.bucket)
+    rec = await sv.object_bucket(ctx, o.bucket)
     requested = xml.parse_complete_multipart_upload(await _read_complete_body(ctx))
-    upload = await _upload(sv, o.bucket, o.key, o.upload_id)
+    upload = await _upload(sv, ctx, rec, o.key, o.upload_id)
     algorithm, kind = _effective_checksum(upload, o)
     checksum: op.ChecksumHeader | None = None
     if algorithm or any(p.checksums for p in requested):
-        stored = {p.part_number: p for p in await _all_parts(sv, o.bucket, o.key, o.upload_id)}
+        parts = await _all_parts(sv, ctx, rec, o.key, o.upload_id)
+        stored = {p.part_number: p for p in parts}
         _check_part_checksums(requested, stored)
         if algorithm and len(requested) >= _COMBINE_IN_THREAD_PARTS:
             checksum = await asyncio.to_thread(_object_checksum, algorithm, kind, requested, stored)
@@ -325,7 +338,9 @@ async def complete_multipart_upload(
         if o.object_checksum is not None:
             _check_object_checksum(o.object_checksum, checksum)
     wc = o.write_conditions
-    result = await sv.catalog.execute(
+    result = await sv.execute_in(
+        ctx,
+        rec,
         cmd.CompleteMultipartUpload(
             o.bucket,
             o.key,
@@ -336,7 +351,7 @@ async def complete_multipart_upload(
             wc.if_none_match_any,
             ((checksum.algorithm, checksum.value),) if checksum is not None else (),
             keep_part_checksums=True,
-        )
+        ),
     )
     assert isinstance(result, ObjectCommitted)
     location = f"{ctx.scheme}://{ctx.host}/{o.bucket}/{quote(o.key, safe='/')}"
@@ -355,21 +370,23 @@ async def complete_multipart_upload(
 async def abort_multipart_upload(
     sv: Services, ctx: RequestContext, o: op.AbortMultipartUpload
 ) -> Response:
-    await sv.bucket(ctx, o.bucket)
-    await sv.catalog.execute(cmd.AbortMultipartUpload(o.bucket, o.key, o.upload_id))
+    rec = await sv.object_bucket(ctx, o.bucket)
+    await sv.execute_in(ctx, rec, cmd.AbortMultipartUpload(o.bucket, o.key, o.upload_id))
     return make_response(204)
 
 
 async def list_parts(sv: Services, ctx: RequestContext, o: op.ListParts) -> Response:
-    await sv.bucket(ctx, o.bucket)
-    page = await sv.catalog.query(
+    rec = await sv.object_bucket(ctx, o.bucket)
+    page = await sv.query_in(
+        ctx,
+        rec,
         ListPartsQuery(
             o.bucket,
             o.key,
             o.upload_id,
             part_number_marker=o.part_number_marker,
             max_parts=o.max_parts,
-        )
+        ),
     )
     assert isinstance(page, ListPartsPage)
     owner = xml.Owner(page.upload.owner, page.upload.owner)
@@ -401,8 +418,10 @@ async def list_parts(sv: Services, ctx: RequestContext, o: op.ListParts) -> Resp
 async def list_multipart_uploads(
     sv: Services, ctx: RequestContext, o: op.ListMultipartUploads
 ) -> Response:
-    await sv.bucket(ctx, o.bucket)
-    page = await sv.catalog.query(
+    rec = await sv.object_bucket(ctx, o.bucket)
+    page = await sv.query_in(
+        ctx,
+        rec,
         ListMultipartUploadsQuery(
             o.bucket,
             prefix=o.prefix,
@@ -410,7 +429,7 @@ async def list_multipart_uploads(
             key_marker=o.key_marker,
             upload_id_marker=o.upload_id_marker,
             max_uploads=o.max_uploads,
-        )
+        ),
     )
     assert isinstance(page, ListUploadsPage)
     uploads = [

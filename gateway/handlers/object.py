@@ -6,7 +6,9 @@ commits. Any failure before the commit discards the stored data, and so does a d
 refusal of the commit; when the commit's outcome is unknown (``Unavailable``) the data is
 left for garbage collection. No half-written object is ever visible.
 
-Read path: ``GetBucketQuery`` (access check) and ``HeadObjectQuery`` concurrently, then
+Read path: the bucket access check (``Services.object_bucket``: the per-process cache, or a
+``GetBucketQuery``), then ``HeadObjectQuery`` naming the checked bucket incarnation (so a
+stale cache cannot read a re-created bucket's objects, see ``gateway.context``), then
 conditions, range/partNumber, and the body streamed from the ObjectStore (never buffered
 whole). Checksum mode (``x-amz-checksum-mode: ENABLED``): the stored object checksum with
 ``x-amz-checksum-type`` on whole-object responses; on ``?partNumber=N`` of a multipart
@@ -20,7 +22,6 @@ metadata, content headers, storage class when not STANDARD, tag count, version i
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -28,7 +29,7 @@ from email.utils import format_datetime
 
 from starlette.responses import Response
 
-from blobstore.errors import BlobstoreError, NoSuchBucket, NoSuchKey, Unavailable
+from blobstore.errors import BlobstoreError, NoSuchKey, Unavailable
 from gateway import operations as op
 from gateway import xml
 from gateway.checksums import Checksum, ChecksumAlgorithm
@@ -66,6 +67,7 @@ __all__ = [
     "head_object",
     "http_date",
     "lookup_object",
+    "lookup_object_in",
     "object_checksum_pairs",
     "put_object",
     "put_object_acl",
@@ -135,25 +137,19 @@ def _version_headers(version_id: str | None) -> list[tuple[str, str]]:
     return [("x-amz-version-id", version_id)] if version_id else []
 
 
-async def lookup_object(
+async def lookup_object_in(
     sv: Services, ctx: RequestContext, bucket: str, key: str, version_id: str | None
-) -> ObjectInfo:
-    """Bucket access check and the object version (NoSuchKey if absent).
+) -> tuple[records.BucketRecord, ObjectInfo]:
+    """Bucket access check, then the object version (NoSuchKey if absent) read in the
+    bucket incarnation that was checked; returns both.
 
-    Both catalog reads run concurrently (HEAD must be cheap); the access check still
-    decides first, so a stranger learns nothing about the object."""
-    checked, found = await asyncio.gather(
-        sv.object_bucket(ctx, bucket),
-        sv.catalog.query(HeadObjectQuery(bucket, key, version_id)),
-        return_exceptions=True,
-    )
-    if isinstance(checked, BaseException):
-        raise checked
-    if isinstance(found, BaseException):
-        if isinstance(found, NoSuchBucket):
-            sv.forget_bucket(bucket)
-        raise found
-    info = found
+    The access check decides first, so a stranger learns nothing about the object. With a
+    fresh cached bucket record (the hot path) this is one catalog read."""
+
+    async def head(b: records.BucketRecord) -> tuple[records.BucketRecord, object]:
+        return b, await sv.catalog.query(HeadObjectQuery(bucket, key, version_id, b.incarnation))
+
+    rec, info = await sv.in_bucket(ctx, await sv.object_bucket(ctx, bucket), head)
     assert isinstance(info, ObjectInfo)
     if info.record.is_delete_marker:
         raise S3Error(
@@ -162,12 +158,21 @@ async def lookup_object(
             405,
             headers=(("x-amz-delete-marker", "true"), ("x-amz-version-id", info.record.version_id)),
         )
-    return info
+    return rec, info
 
 
-async def _current_etag(sv: Services, bucket: str, key: str) -> str | None:
+async def lookup_object(
+    sv: Services, ctx: RequestContext, bucket: str, key: str, version_id: str | None
+) -> ObjectInfo:
+    """``lookup_object_in`` without the bucket record."""
+    return (await lookup_object_in(sv, ctx, bucket, key, version_id))[1]
+
+
+async def _current_etag(
+    sv: Services, ctx: RequestContext, rec: records.BucketRecord, key: str
+) -> str | None:
     try:
-        info = await sv.catalog.query(HeadObjectQuery(bucket, key))
+        info = await sv.query_in(ctx, rec, HeadObjectQuery(rec.name, key))
     except NoSuchKey:
         return None
     assert isinstance(info, ObjectInfo)
@@ -230,16 +235,22 @@ def _apply_overrides(
 
 
 # -- PutObject ------------------------------------------------------------------------------
-async def commit_or_discard(sv: Services, stored: StoredData, command: cmd.Command) -> object:
-    """Execute the command that makes ``stored`` visible; discard the data if the catalog
-    definitely refused it. On ``Unavailable`` (timeouts, lost quorum) or cancellation the
-    outcome is unknown -- the command may have committed -- so the data is kept (an
-    uncommitted write is garbage-collected later)."""
+async def commit_or_discard(
+    sv: Services,
+    ctx: RequestContext,
+    rec: records.BucketRecord,
+    stored: StoredData,
+    command: cmd.CommitObject | cmd.CommitPart,
+) -> object:
+    """Execute the command that makes ``stored`` visible, in the bucket incarnation ``rec``
+    (``Services.execute_in``: a replaced bucket is re-checked, and the commit retried once
+    if the principal may use the new one); discard the data if the catalog definitely
+    refused it. On ``Unavailable`` (timeouts, lost quorum) or cancellation the outcome is
+    unknown -- the command may have committed -- so the data is kept (an uncommitted write
+    is garbage-collected later)."""
     try:
-        return await sv.catalog.execute(command)
+        return await sv.execute_in(ctx, rec, command)
     except BlobstoreError as exc:
-        if isinstance(exc, NoSuchBucket):
-            sv.forget_bucket(exc.details.get("bucket", ""))
         if not isinstance(exc, Unavailable):
             await sv.store.discard(stored)
         raise
@@ -266,10 +277,10 @@ async def store_body(
 
 
 async def put_object(sv: Services, ctx: RequestContext, o: op.PutObject) -> Response:
-    await sv.object_bucket(ctx, o.bucket)
+    rec = await sv.object_bucket(ctx, o.bucket)
     if_match, if_none_match = _write_condition_args(o.write_conditions)
     if if_match is not None or if_none_match:
-        check_write(o.write_conditions, o.key, await _current_etag(sv, o.bucket, o.key))
+        check_write(o.write_conditions, o.key, await _current_etag(sv, ctx, rec, o.key))
     stored, checksums = await store_body(sv, ctx, o.payload, sv.limits.max_object_bytes)
     command = cmd.CommitObject(
         bucket=o.bucket,
@@ -285,7 +296,7 @@ async def put_object(sv: Services, ctx: RequestContext, o: op.PutObject) -> Resp
         if_match=if_match,
         if_none_match=if_none_match,
     )
-    result = await commit_or_discard(sv, stored, command)
+    result = await commit_or_discard(sv, ctx, rec, stored, command)
     assert isinstance(result, ObjectCommitted)
     headers = [("ETag", xml.quote_etag(result.etag)), *_checksum_headers(checksums)]
     headers += _version_headers(result.version_id)
@@ -377,10 +388,10 @@ async def head_object(sv: Services, ctx: RequestContext, o: op.HeadObject) -> Re
 
 # -- DeleteObject(s) ----------------------------------------------------------------------------
 async def delete_object(sv: Services, ctx: RequestContext, o: op.DeleteObject) -> Response:
-    await sv.bucket(ctx, o.bucket)
+    rec = await sv.object_bucket(ctx, o.bucket)
     if_match = ",".join(o.write_conditions.if_match) if o.write_conditions.if_match else None
-    result = await sv.catalog.execute(
-        cmd.DeleteObject(o.bucket, o.key, o.version_id, sv.new_id(), if_match)
+    result = await sv.execute_in(
+        ctx, rec, cmd.DeleteObject(o.bucket, o.key, o.version_id, sv.new_id(), if_match)
     )
     assert isinstance(result, ObjectDeleted)
     headers: list[tuple[str, str]] = []
@@ -391,16 +402,18 @@ async def delete_object(sv: Services, ctx: RequestContext, o: op.DeleteObject) -
 
 
 async def delete_objects(sv: Services, ctx: RequestContext, o: op.DeleteObjects) -> Response:
-    await sv.bucket(ctx, o.bucket)
+    rec = await sv.object_bucket(ctx, o.bucket)
     request = xml.parse_delete(await read_small_body(ctx))
-    result = await sv.catalog.execute(
+    result = await sv.execute_in(
+        ctx,
+        rec,
         cmd.DeleteObjects(
             o.bucket,
             tuple(
                 cmd.ObjectIdentifier(obj.key, obj.version_id, sv.new_id())
                 for obj in request.objects
             ),
-        )
+        ),
     )
     assert isinstance(result, ObjectsDeleted)
     deleted = [xml.DeletedEntry(d.key, d.version_id) for d in result.deleted]
@@ -410,8 +423,10 @@ async def delete_objects(sv: Services, ctx: RequestContext, o: op.DeleteObjects)
 
 # -- CopyObject -----------------------------------------------------------------------------
 async def copy_object(sv: Services, ctx: RequestContext, o: op.CopyObject) -> Response:
-    src = await lookup_object(sv, ctx, o.source.bucket, o.source.key, o.source.version_id)
-    await sv.bucket(ctx, o.bucket)
+    src_bucket, src = await lookup_object_in(
+        sv, ctx, o.source.bucket, o.source.key, o.source.version_id
+    )
+    dest = await sv.object_bucket(ctx, o.bucket)
     rec = src.record
     check_copy_source(o.source_conditions, rec.etag, timestamp(rec.last_modified_ms))
     headers: records.ObjectHeaders | None = None
@@ -430,7 +445,9 @@ async def copy_object(sv: Services, ctx: RequestContext, o: op.CopyObject) -> Re
             storage_class=storage_class,
         )
     if_match, if_none_match = _write_condition_args(o.write_conditions)
-    result = await sv.catalog.execute(
+    result = await sv.execute_in(
+        ctx,
+        dest,
         cmd.CopyObject(
             src_bucket=o.source.bucket,
             src_key=o.source.key,
@@ -443,7 +460,8 @@ async def copy_object(sv: Services, ctx: RequestContext, o: op.CopyObject) -> Re
             source_if_match=rec.etag,  # copy exactly the version the conditions were checked on
             if_match=if_match,
             if_none_match=if_none_match,
-        )
+            src_incarnation=src_bucket.incarnation,
+        ),
     )
     assert isinstance(result, ObjectCommitted)
     out = _version_headers(result.version_id)
@@ -463,12 +481,14 @@ async def get_object_tagging(sv: Services, ctx: RequestContext, o: op.GetObjectT
 
 
 async def put_object_tagging(sv: Services, ctx: RequestContext, o: op.PutObjectTagging) -> Response:
-    await sv.bucket(ctx, o.bucket)
+    rec = await sv.object_bucket(ctx, o.bucket)
     tags = xml.parse_tagging(await read_small_body(ctx), 10)
-    result = await sv.catalog.execute(
+    result = await sv.execute_in(
+        ctx,
+        rec,
         cmd.PutObjectTagging(
             o.bucket, o.key, tuple(sorted((t.key, t.value) for t in tags)), o.version_id
-        )
+        ),
     )
     vid = getattr(result, "version_id", None)
     return make_response(200, _version_headers(vid))
@@ -477,8 +497,10 @@ async def put_object_tagging(sv: Services, ctx: RequestContext, o: op.PutObjectT
 async def delete_object_tagging(
     sv: Services, ctx: RequestContext, o: op.DeleteObjectTagging
 ) -> Response:
-    await sv.bucket(ctx, o.bucket)
-    result = await sv.catalog.execute(cmd.PutObjectTagging(o.bucket, o.key, None, o.version_id))
+    rec = await sv.object_bucket(ctx, o.bucket)
+    result = await sv.execute_in(
+        ctx, rec, cmd.PutObjectTagging(o.bucket, o.key, None, o.version_id)
+    )
     vid = getattr(result, "version_id", None)
     return make_response(204, _version_headers(vid))
 

@@ -8,7 +8,8 @@ the catalog clock are handled one level up, in ``state.Catalog``.
 
 Handlers for buckets and objects live here; multipart uploads in ``multipart.py``, cluster
 administration (users, chunkservers, placement, delete queue, EC profile) in ``admin.py``,
-shared version/chunk bookkeeping in ``objects.py``, GC chunk fences in ``fences.py`` (a
+shared version/chunk bookkeeping in ``objects.py`` (including the bucket incarnation check
+of every bucket and object command, see ``commands.py``), GC chunk fences in ``fences.py`` (a
 commit naming a fenced chunk fails with ``ChunkFenced`` before anything else is checked).
 
 Determinism: the result depends only on (state, command, now_ms, config). No time, I/O,
@@ -118,14 +119,14 @@ def _create_bucket(kv: OrderedKV, cmd: CreateBucket, now_ms: int) -> Result:
         if cast(BucketRecord, existing).owner == cmd.owner:
             return BucketAlreadyOwnedByYou(f"you already own {cmd.bucket!r}", bucket=cmd.bucket)
         return BucketAlreadyExists(f"bucket {cmd.bucket!r} is taken", bucket=cmd.bucket)
-    rec = BucketRecord(cmd.bucket, cmd.owner, now_ms, acl=cmd.acl)
+    rec = BucketRecord(cmd.bucket, cmd.owner, now_ms, acl=cmd.acl, incarnation=next_seq(kv))
     kv.put(ks.BUCKET + cmd.bucket.encode(), rec)
     kv.put(ks.BUCKET_BY_OWNER + ks.join(cmd.owner, cmd.bucket), b"")
     return BucketCreated(cmd.bucket)
 
 
 def _delete_bucket(kv: OrderedKV, cmd: DeleteBucket, now_ms: int) -> Result:
-    b = bucket_or_error(kv, cmd.bucket)
+    b = bucket_or_error(kv, cmd.bucket, cmd.incarnation)
     if isinstance(b, BlobstoreError):
         return b
     for table in (ks.OBJECT, ks.VERSION):
@@ -145,8 +146,10 @@ def _delete_bucket(kv: OrderedKV, cmd: DeleteBucket, now_ms: int) -> Result:
     return BucketDeleted(b.name, len(uploads))
 
 
-def _update_bucket(kv: OrderedKV, bucket: str, **changes: object) -> Result:
-    b = bucket_or_error(kv, bucket)
+def _update_bucket(
+    kv: OrderedKV, bucket: str, incarnation: int | None, **changes: object
+) -> Result:
+    b = bucket_or_error(kv, bucket, incarnation)
     if isinstance(b, BlobstoreError):
         return b
     new = replace(b, **changes)  # type: ignore[arg-type]
@@ -156,7 +159,7 @@ def _update_bucket(kv: OrderedKV, bucket: str, **changes: object) -> Result:
 
 # -- objects ----------------------------------------------------------------------------
 def _commit_object(kv: OrderedKV, cmd: CommitObject, now_ms: int) -> Result:
-    b = bucket_or_error(kv, cmd.bucket)
+    b = bucket_or_error(kv, cmd.bucket, cmd.incarnation)
     if isinstance(b, BlobstoreError):
         return b
     why = key_error(cmd.key)
@@ -197,10 +200,10 @@ def _commit_object(kv: OrderedKV, cmd: CommitObject, now_ms: int) -> Result:
 
 
 def _copy_object(kv: OrderedKV, cmd: CopyObject, now_ms: int) -> Result:
-    src_b = bucket_or_error(kv, cmd.src_bucket)
+    src_b = bucket_or_error(kv, cmd.src_bucket, cmd.src_incarnation)
     if isinstance(src_b, BlobstoreError):
         return src_b
-    b = bucket_or_error(kv, cmd.bucket)
+    b = bucket_or_error(kv, cmd.bucket, cmd.incarnation)
     if isinstance(b, BlobstoreError):
         return b
     why = key_error(cmd.key)
@@ -274,14 +277,14 @@ def _delete_one(
 
 
 def _delete_object(kv: OrderedKV, cmd: DeleteObject, now_ms: int) -> Result:
-    b = bucket_or_error(kv, cmd.bucket)
+    b = bucket_or_error(kv, cmd.bucket, cmd.incarnation)
     if isinstance(b, BlobstoreError):
         return b
     return _delete_one(kv, b, cmd.key, cmd.version_id, cmd.marker_version_id, cmd.if_match, now_ms)
 
 
 def _delete_objects(kv: OrderedKV, cmd: DeleteObjects, now_ms: int) -> Result:
-    b = bucket_or_error(kv, cmd.bucket)
+    b = bucket_or_error(kv, cmd.bucket, cmd.incarnation)
     if isinstance(b, BlobstoreError):
         return b
     if len(cmd.objects) > MAX_DELETE_OBJECTS:
@@ -298,7 +301,7 @@ def _delete_objects(kv: OrderedKV, cmd: DeleteObjects, now_ms: int) -> Result:
 
 
 def _put_object_tagging(kv: OrderedKV, cmd: PutObjectTagging) -> Result:
-    b = bucket_or_error(kv, cmd.bucket)
+    b = bucket_or_error(kv, cmd.bucket, cmd.incarnation)
     if isinstance(b, BlobstoreError):
         return b
     if key_error(cmd.key):
@@ -355,13 +358,13 @@ def apply_command(kv: OrderedKV, command: object, now_ms: int, config: ApplyConf
         case PutBucketVersioning():
             if command.state not in ("Enabled", "Suspended"):
                 return _bad("versioning state must be Enabled or Suspended")
-            return _update_bucket(kv, command.bucket, versioning=command.state)
+            return _update_bucket(kv, command.bucket, command.incarnation, versioning=command.state)
         case PutBucketTagging():
-            return _update_bucket(kv, command.bucket, tags=command.tags)
+            return _update_bucket(kv, command.bucket, command.incarnation, tags=command.tags)
         case PutBucketCors():
-            return _update_bucket(kv, command.bucket, cors=command.rules)
+            return _update_bucket(kv, command.bucket, command.incarnation, cors=command.rules)
         case PutBucketAcl():
-            return _update_bucket(kv, command.bucket, acl=command.acl)
+            return _update_bucket(kv, command.bucket, command.incarnation, acl=command.acl)
         case PutUser():
             return admin.put_user(kv, command, now_ms)
         case DeleteUser():

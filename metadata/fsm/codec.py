@@ -10,7 +10,13 @@ arrays and decode back to tuples (``use_list=False``). A ``BlobstoreError`` is
 recurses in C, ~4x faster than nested ext payloads.)
 
 Tags are part of the durable format: never renumber; append new classes with new tags and
-bump ``snapshot.FORMAT_VERSION`` when a field list changes.
+bump ``snapshot.FORMAT_VERSION`` when a field list changes incompatibly (removed, reordered,
+or a meaning changed). A field APPENDED with a default needs no bump: bytes written before
+it carry fewer fields and decode with the default (``ObjectRecord.part_checksums``,
+``BucketRecord.incarnation`` and the commands' ``incarnation`` were added that way; each
+default means "as before"). Binaries from before such a field cannot decode values that
+carry it (an old replica would skip such an entry as undecodable and diverge), so every
+metadata node is upgraded before any proposer (gateway) sends the new field.
 Pure: stdlib, msgpack, ``blobstore.errors``/``blobstore.types`` and sibling modules.
 """
 

@@ -11,6 +11,12 @@ exactly-once semantics (a retried ``(client_id, seq)`` returns the remembered re
 re-applying), ``now_ms`` is the proposer's clock. An empty ``client_id`` opts out of
 deduplication (internal commands such as heartbeats and the leader's no-op).
 
+INCARNATION: commands that touch a bucket or its objects end with an optional
+``incarnation`` (appended field, so entries logged before it decode with None): the
+``BucketRecord.incarnation`` the proposer authorised the request against. When it is set
+and the bucket now has another incarnation (deleted and re-created, maybe by another
+user), the command fails with NoSuchBucket and changes nothing; None checks nothing.
+
 Pure: imports only the stdlib, ``blobstore.types`` and sibling record types.
 """
 
@@ -86,6 +92,7 @@ class DeleteBucket:
     """Delete ``bucket`` if it holds no object versions; in-progress uploads are aborted."""
 
     bucket: str
+    incarnation: int | None = None  # see INCARNATION above
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +101,7 @@ class PutBucketVersioning:
 
     bucket: str
     state: VersioningState
+    incarnation: int | None = None  # see INCARNATION above
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +110,7 @@ class PutBucketTagging:
 
     bucket: str
     tags: Pairs | None
+    incarnation: int | None = None  # see INCARNATION above
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +119,7 @@ class PutBucketCors:
 
     bucket: str
     rules: tuple[CorsRule, ...] | None
+    incarnation: int | None = None  # see INCARNATION above
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +128,7 @@ class PutBucketAcl:
 
     bucket: str
     acl: str
+    incarnation: int | None = None  # see INCARNATION above
 
 
 # -- objects ----------------------------------------------------------------------------
@@ -142,6 +153,7 @@ class CommitObject:
     inline_data: bytes | None = None
     if_match: str | None = None
     if_none_match: bool = False
+    incarnation: int | None = None  # see INCARNATION above
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +177,8 @@ class CopyObject:
     source_if_none_match: str | None = None
     if_match: str | None = None
     if_none_match: bool = False
+    src_incarnation: int | None = None  # of ``src_bucket``; see INCARNATION above
+    incarnation: int | None = None  # of ``bucket``
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +193,7 @@ class DeleteObject:
     version_id: str | None = None
     marker_version_id: str = ""
     if_match: str | None = None
+    incarnation: int | None = None  # see INCARNATION above
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +211,7 @@ class DeleteObjects:
 
     bucket: str
     objects: tuple[ObjectIdentifier, ...]
+    incarnation: int | None = None  # see INCARNATION above
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +223,7 @@ class PutObjectTagging:
     key: str
     tags: Pairs | None
     version_id: str | None = None
+    incarnation: int | None = None  # see INCARNATION above
 
 
 # -- multipart --------------------------------------------------------------------------
@@ -221,6 +238,7 @@ class CreateMultipartUpload:
     headers: ObjectHeaders = DEFAULT_HEADERS
     checksum_algorithm: str = ""
     checksum_type: str = ""  # "COMPOSITE" | "FULL_OBJECT" | "" (appended field, #5)
+    incarnation: int | None = None  # see INCARNATION above
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +253,7 @@ class CommitPart:
     etag: str
     chunks: tuple[Chunk, ...] = ()
     checksums: Pairs = ()
+    incarnation: int | None = None  # see INCARNATION above
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +281,7 @@ class CompleteMultipartUpload:
     # copy each listed part's checksums onto the object (``ObjectRecord.part_checksums``);
     # appended field, False for entries logged before it existed, so replay is unchanged
     keep_part_checksums: bool = False
+    incarnation: int | None = None  # see INCARNATION above
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +291,7 @@ class AbortMultipartUpload:
     bucket: str
     key: str
     upload_id: str
+    incarnation: int | None = None  # see INCARNATION above
 
 
 # -- users ------------------------------------------------------------------------------

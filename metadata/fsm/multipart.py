@@ -79,9 +79,9 @@ def multipart_etag(part_etags: list[str]) -> str:
 
 
 def _upload(
-    kv: OrderedKV, bucket: str, key: str, upload_id: str
+    kv: OrderedKV, bucket: str, key: str, upload_id: str, incarnation: int | None
 ) -> tuple[BucketRecord, UploadRecord] | BlobstoreError:
-    b = bucket_or_error(kv, bucket)
+    b = bucket_or_error(kv, bucket, incarnation)
     if isinstance(b, BlobstoreError):
         return b
     if key_error(key) or id_error("upload id", upload_id):
@@ -98,7 +98,7 @@ def _parts(kv: OrderedKV, bucket: str, key: str, upload_id: str) -> list[tuple[b
 
 
 def create_upload(kv: OrderedKV, cmd: CreateMultipartUpload, now_ms: int) -> Result:
-    b = bucket_or_error(kv, cmd.bucket)
+    b = bucket_or_error(kv, cmd.bucket, cmd.incarnation)
     if isinstance(b, BlobstoreError):
         return b
     why = key_error(cmd.key) or id_error("upload id", cmd.upload_id)
@@ -122,7 +122,7 @@ def create_upload(kv: OrderedKV, cmd: CreateMultipartUpload, now_ms: int) -> Res
 
 
 def commit_part(kv: OrderedKV, cmd: CommitPart, now_ms: int) -> Result:
-    found = _upload(kv, cmd.bucket, cmd.key, cmd.upload_id)
+    found = _upload(kv, cmd.bucket, cmd.key, cmd.upload_id, cmd.incarnation)
     if isinstance(found, BlobstoreError):
         return found
     if not 1 <= cmd.part_number <= MAX_PART_NUMBER:
@@ -149,7 +149,7 @@ def commit_part(kv: OrderedKV, cmd: CommitPart, now_ms: int) -> Result:
 def complete_upload(
     kv: OrderedKV, cmd: CompleteMultipartUpload, now_ms: int, config: ApplyConfig
 ) -> Result:
-    found = _upload(kv, cmd.bucket, cmd.key, cmd.upload_id)
+    found = _upload(kv, cmd.bucket, cmd.key, cmd.upload_id, cmd.incarnation)
     if isinstance(found, BlobstoreError):
         return found
     b, up = found
@@ -219,7 +219,7 @@ def _part_checksums(chosen: list[PartRecord]) -> tuple[Pairs, ...]:
 
 
 def abort_upload(kv: OrderedKV, cmd: AbortMultipartUpload, now_ms: int) -> Result:
-    found = _upload(kv, cmd.bucket, cmd.key, cmd.upload_id)
+    found = _upload(kv, cmd.bucket, cmd.key, cmd.upload_id, cmd.incarnation)
     if isinstance(found, BlobstoreError):
         return found
     parts = _parts(kv, cmd.bucket, cmd.key, cmd.upload_id)

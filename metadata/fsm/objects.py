@@ -9,7 +9,8 @@ Owns the rules that keep shard ownership right:
   the ``null`` version is replaced). ``remove_version`` deletes one version and promotes the
   newest remaining one. Callers take references for the new version *before* installing it,
   so replacing an object by a copy of itself never frees its chunks.
-It also holds the checks every object-writing handler shares (``bucket_or_error``,
+It also holds the checks every object-writing handler shares (``bucket_or_error``, which
+also refuses a command naming a bucket incarnation that is no longer current,
 ``write_condition`` for If-Match / If-None-Match, ``new_version_id``, ``committed``).
 Handlers validate everything first and only then call these mutators (apply must not leave a
 half-applied command behind).
@@ -229,12 +230,21 @@ def remove_version(kv: OrderedKV, bucket: str, key: str, version_id: str, now_ms
     return rec.is_delete_marker
 
 
-def bucket_or_error(kv: KVReader, name: str) -> BucketRecord | BlobstoreError:
-    """The bucket, or NoSuchBucket as a value."""
+def bucket_or_error(
+    kv: KVReader, name: str, incarnation: int | None = None
+) -> BucketRecord | BlobstoreError:
+    """The bucket, or NoSuchBucket as a value; also NoSuchBucket when ``incarnation`` is
+    given and the bucket is another incarnation (deleted and re-created since the caller
+    authorised against it)."""
     rec = kv.get(ks.BUCKET + name.encode("utf-8")) if isinstance(name, str) else None
     if rec is None:
         return NoSuchBucket(f"bucket {name!r} does not exist", bucket=str(name))
-    return cast(BucketRecord, rec)
+    b = cast(BucketRecord, rec)
+    if incarnation is not None and b.incarnation != incarnation:
+        return NoSuchBucket(
+            f"bucket {name!r} was deleted and re-created since it was checked", bucket=name
+        )
+    return b
 
 
 def write_condition(

@@ -12,11 +12,17 @@ from __future__ import annotations
 from itertools import islice
 from typing import cast
 
-from blobstore.errors import AccessDenied, InvalidArgument, NoSuchBucket, NoSuchKey, NoSuchUpload
+from blobstore.errors import (
+    AccessDenied,
+    BlobstoreError,
+    InvalidArgument,
+    NoSuchKey,
+    NoSuchUpload,
+)
 from metadata.fsm import keyspace as ks
 from metadata.fsm.kv import KVReader, prefix_end
 from metadata.fsm.listing import MAX_KEYS
-from metadata.fsm.objects import current, find_version, newest_noncurrent
+from metadata.fsm.objects import bucket_or_error, current, find_version, newest_noncurrent
 from metadata.fsm.records import (
     AccessKeyRecord,
     BucketRecord,
@@ -60,12 +66,13 @@ __all__ = [
 ]
 
 
-def get_bucket(kv: KVReader, bucket: str) -> BucketRecord:
-    """The bucket record; NoSuchBucket if absent."""
-    rec = kv.get(ks.BUCKET + bucket.encode("utf-8"))
-    if rec is None:
-        raise NoSuchBucket(f"bucket {bucket!r} does not exist", bucket=bucket)
-    return cast(BucketRecord, rec)
+def get_bucket(kv: KVReader, bucket: str, incarnation: int | None = None) -> BucketRecord:
+    """The bucket record; NoSuchBucket if absent, or if ``incarnation`` is given and the
+    bucket is another incarnation (replaced since the caller authorised against it)."""
+    found = bucket_or_error(kv, bucket, incarnation)
+    if isinstance(found, BlobstoreError):
+        raise found
+    return found
 
 
 def list_buckets(kv: KVReader, owner: str | None = None) -> tuple[BucketRecord, ...]:
@@ -81,11 +88,18 @@ def _resolve(kv: KVReader, chunk_ids: tuple[str, ...]) -> tuple[Chunk, ...]:
     return tuple(cast(ChunkRecord, kv.get(ks.CHUNK + c.encode())).chunk for c in chunk_ids)
 
 
-def head_object(kv: KVReader, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo:
+def head_object(
+    kv: KVReader,
+    bucket: str,
+    key: str,
+    version_id: str | None = None,
+    incarnation: int | None = None,
+) -> ObjectInfo:
     """An object version with its chunks (HEAD/GET). Without ``version_id``: the current
     version (NoSuchKey if none, also when the latest version is a delete marker). With
-    it: that version, which may be a delete marker (``record.is_delete_marker``)."""
-    get_bucket(kv, bucket)
+    it: that version, which may be a delete marker (``record.is_delete_marker``).
+    ``incarnation``: as in ``get_bucket``."""
+    get_bucket(kv, bucket, incarnation)
     cur = current(kv, bucket, key) if "\0" not in key else None
     if version_id is None:
         if cur is None:
@@ -115,9 +129,11 @@ def list_parts(
     *,
     part_number_marker: int = 0,
     max_parts: int = MAX_KEYS,
+    incarnation: int | None = None,
 ) -> ListPartsPage:
-    """Parts of an upload with part number > ``part_number_marker``."""
-    get_bucket(kv, bucket)
+    """Parts of an upload with part number > ``part_number_marker`` (``incarnation``: as
+    in ``get_bucket``)."""
+    get_bucket(kv, bucket, incarnation)
     up = kv.get(ks.upload_key(bucket, key, upload_id)) if "\0" not in key + upload_id else None
     if up is None:
         raise NoSuchUpload(f"upload {upload_id!r} does not exist", upload_id=upload_id)

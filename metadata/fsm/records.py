@@ -120,7 +120,16 @@ class CorsRule:
 
 @dataclass(frozen=True, slots=True)
 class BucketRecord:
-    """A bucket and its settings; ``tags``/``cors`` are None when never set (S3 404s)."""
+    """A bucket and its settings; ``tags``/``cors`` are None when never set (S3 404s).
+
+    ``incarnation`` identifies this bucket among every bucket that ever had its name: a
+    number drawn from the catalog-wide sequence (``MetaRecord.version_seq``) when the bucket
+    is created, so it never repeats, even after a delete and a re-create in the same
+    millisecond. Object commands and queries may name the incarnation their caller
+    authorised against; a bucket that was replaced since then answers NoSuchBucket.
+    Appended field: buckets created before it decode with 0 (never drawn from the sequence,
+    whose first value is 1).
+    """
 
     name: str
     owner: str
@@ -129,6 +138,7 @@ class BucketRecord:
     acl: str = "private"
     tags: Pairs | None = None
     cors: tuple[CorsRule, ...] | None = None
+    incarnation: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +292,8 @@ class SessionRecord:
 
 @dataclass(frozen=True, slots=True)
 class MetaRecord:
-    """Catalog-wide counters: the proposer clock high-water mark and the version sequence."""
+    """Catalog-wide counters: the proposer clock high-water mark and the version sequence
+    (object versions' ``seq`` and buckets' ``incarnation`` are drawn from it)."""
 
     now_ms: int = 0
     version_seq: int = 0

@@ -205,8 +205,15 @@ class Catalog:
     def list_buckets(self, owner: str | None = None) -> tuple[BucketRecord, ...]:
         return queries.list_buckets(self._kv, owner)
 
-    def head_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo:
-        return queries.head_object(self._kv, bucket, key, version_id)
+    def head_object(
+        self,
+        bucket: str,
+        key: str,
+        version_id: str | None = None,
+        *,
+        incarnation: int | None = None,
+    ) -> ObjectInfo:
+        return queries.head_object(self._kv, bucket, key, version_id, incarnation)
 
     def list_objects(
         self,
@@ -216,8 +223,9 @@ class Catalog:
         delimiter: str = "",
         marker: str = "",
         max_keys: int = listing.MAX_KEYS,
+        incarnation: int | None = None,
     ) -> ListObjectsPage:
-        queries.get_bucket(self._kv, bucket)
+        queries.get_bucket(self._kv, bucket, incarnation)
         return listing.list_objects(
             self._kv, bucket, prefix=prefix, delimiter=delimiter, marker=marker, max_keys=max_keys
         )
@@ -231,8 +239,9 @@ class Catalog:
         start_after: str = "",
         continuation_token: str | None = None,
         max_keys: int = listing.MAX_KEYS,
+        incarnation: int | None = None,
     ) -> ListObjectsPage:
-        queries.get_bucket(self._kv, bucket)
+        queries.get_bucket(self._kv, bucket, incarnation)
         return listing.list_objects_v2(
             self._kv,
             bucket,
@@ -252,8 +261,9 @@ class Catalog:
         key_marker: str = "",
         version_id_marker: str = "",
         max_keys: int = listing.MAX_KEYS,
+        incarnation: int | None = None,
     ) -> ListVersionsPage:
-        queries.get_bucket(self._kv, bucket)
+        queries.get_bucket(self._kv, bucket, incarnation)
         return list_object_versions(
             self._kv,
             bucket,
@@ -273,8 +283,9 @@ class Catalog:
         key_marker: str = "",
         upload_id_marker: str = "",
         max_uploads: int = listing.MAX_KEYS,
+        incarnation: int | None = None,
     ) -> ListUploadsPage:
-        queries.get_bucket(self._kv, bucket)
+        queries.get_bucket(self._kv, bucket, incarnation)
         return listing.list_multipart_uploads(
             self._kv,
             bucket,
@@ -293,6 +304,7 @@ class Catalog:
         *,
         part_number_marker: int = 0,
         max_parts: int = listing.MAX_KEYS,
+        incarnation: int | None = None,
     ) -> ListPartsPage:
         return queries.list_parts(
             self._kv,
@@ -301,6 +313,7 @@ class Catalog:
             upload_id,
             part_number_marker=part_number_marker,
             max_parts=max_parts,
+            incarnation=incarnation,
         )
 
     def get_access_key(self, access_key_id: str) -> tuple[AccessKeyRecord, UserRecord]:
