@@ -10,7 +10,10 @@ rename and a directory fsync to every vote and commit change.
 
 Durability and ordering:
 - ``append``/``compact`` do one ``os.write`` of one record on the open segment (O_APPEND);
-  nothing is promised durable until ``sync()``, which ``fdatasync``\\ s the active segment.
+  nothing is promised durable until ``sync()``, which ``fdatasync``\\ s the active segment
+  and then writes (without another fsync) a SYNC_MARK naming the synced end: the evidence
+  recovery uses to tell a bit flip in fsynced data from a torn tail (see ``wal.py``). So
+  a group commit still costs one ``fdatasync``; the mark adds one 24-byte ``write``.
 - Rotation (once the active segment reaches ``segment_bytes``) fdatasyncs the old segment,
   creates the next one with its header and a CHECKPOINT, fdatasyncs it and fsyncs the
   directory. So only the last segment can ever hold unsynced bytes, and no seq gap can
@@ -21,9 +24,13 @@ Durability and ordering:
   compaction point). The snapshot covering that point was already durable when
   ``compact`` was called (``SnapshotStore.save`` is durable).
 - On open: torn tail truncated (warning logged), torn last-segment creation removed,
-  anything else damaged raises ``CorruptLogError``; then the last segment and directory
-  are fsynced, so state recovered from the page cache after a process crash is durable
-  before Raft acts on it. Any failed write or fsync poisons the store (``LogFailedError``
+  damaged durable data raises ``CorruptDurableLogError`` (file, offset, how to recover:
+  the node must be re-added and fed a snapshot; it must not start on a log that lost
+  entries it may have acknowledged), anything else damaged ``CorruptLogError``; then the
+  last segment and directory are fsynced, so state recovered from the page cache after a
+  process crash is durable before Raft acts on it, and a SYNC_MARK vouches for it. A
+  version-1 last segment (written before sync marks) is never appended to: open starts a
+  version-2 segment. Any failed write or fsync poisons the store (``LogFailedError``
   on every later call): after a failed fsync the page cache cannot be trusted.
 
 ``DiskSnapshotStore`` writes ``snapshot.bin`` via ``snapshot.bin.tmp`` + fsync + rename +
@@ -56,10 +63,16 @@ from blobstore.log import get_logger
 from metadata.raft.messages import ConfState, Entry, HardState, Snapshot, SnapshotMeta
 from metadata.storage import wal
 from metadata.storage.base import CompactedError, LogView, UnavailableError
-from metadata.storage.wal import CorruptLogError, StorageError, UnsupportedFormatError
+from metadata.storage.wal import (
+    CorruptDurableLogError,
+    CorruptLogError,
+    StorageError,
+    UnsupportedFormatError,
+)
 
 __all__ = [
     "DEFAULT_SEGMENT_BYTES",
+    "CorruptDurableLogError",
     "CorruptLogError",
     "CorruptSnapshotError",
     "DiskLogStore",
@@ -145,13 +158,15 @@ class DiskLogStore(LogView):
         while seqs:  # the last segment decides about torn tails and torn creations
             path = self._path(seqs[-1])
             data = path.read_bytes()
-            last_scan = wal.scan_segment(data, name=path.name, seq=seqs[-1], is_last=True)
+            last_scan = wal.scan_segment(data, name=str(path), seq=seqs[-1], is_last=True)
             if last_scan.records:
                 break
-            if last_scan.size_bytes > wal.SEGMENT_CREATION_BYTES or (
-                len(seqs) == 1 and seqs[0] != 1
-            ):
-                raise CorruptLogError(f"{path.name}: unreadable segment header")
+            if last_scan.size_bytes > wal.SEGMENT_CREATION_BYTES:
+                raise CorruptDurableLogError(
+                    str(path), 0, "unreadable segment header, longer than a torn creation"
+                )
+            if len(seqs) == 1 and seqs[0] != 1:  # older segments went after it was synced
+                raise CorruptDurableLogError(str(path), 0, "unreadable header of the only segment")
             log.warning("wal: removing segment with torn header", segment=path.name)
             path.unlink()
             _fsync_dir(self._dir_fd)
@@ -168,7 +183,7 @@ class DiskLogStore(LogView):
         replayer = wal.Replayer()
         for seq in seqs[:-1]:
             path = self._path(seq)
-            scan = wal.scan_segment(path.read_bytes(), name=path.name, seq=seq, is_last=False)
+            scan = wal.scan_segment(path.read_bytes(), name=str(path), seq=seq, is_last=False)
             replayer.segment(path.name, scan.records)
         last_path = self._path(last_scan.seq)
         replayer.segment(last_path.name, last_scan.records)
@@ -192,6 +207,12 @@ class DiskLogStore(LogView):
         self._entries = state.entries
         self._active_size = last_scan.valid_bytes
         self._dirty = False
+        if last_scan.version < wal.SEGMENT_VERSION:  # no marks in it: continue in a new one
+            log.info("wal: sealing an old-format segment", segment=last_path.name)
+            self._rotate()
+        elif last_scan.valid_bytes > last_scan.marked_bytes:  # just fdatasynced: vouch for it
+            self._write(wal.encode_sync_mark(self._active_size), rotate=False)
+            self._dirty = False
 
     def _path(self, seq: int) -> Path:
         return self._dir / wal.segment_name(seq)
@@ -246,6 +267,8 @@ class DiskLogStore(LogView):
             except BaseException as exc:
                 self._failed = exc
                 raise
+            # The mark is not fsynced here: it rides on the next sync (or writeback).
+            self._write(wal.encode_sync_mark(self._active_size), rotate=False)
             self._dirty = False
         self._remove_dead_segments()
 
@@ -301,8 +324,8 @@ class DiskLogStore(LogView):
         if self._failed is not None:
             raise LogFailedError(f"{self._dir}: earlier I/O failure") from self._failed
 
-    def _write(self, record: bytes) -> None:
-        if self._active_size >= self._segment_bytes:
+    def _write(self, record: bytes, *, rotate: bool = True) -> None:
+        if rotate and self._active_size >= self._segment_bytes:
             self._rotate()
         try:
             _write_all(self._fd, record)

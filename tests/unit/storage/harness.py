@@ -4,9 +4,11 @@
 - ``restart()``: a clean process restart after ``sync()`` (memory: ``crash()``, which
   loses nothing once synced; disk: close and reopen the directory);
 - ``crash(rng)``: a power loss. Memory: ``crash()``. Disk: every byte of the last segment
-  written after the harness's last ``sync()`` may be lost: the file is cut at a random
-  point at or above its synced size (exactly at it when ``rng`` is None), optionally
-  followed by garbage or zeros (never growing the file), then reopened. A segment
+  the store had not fdatasynced at the harness's last ``sync()`` may be lost: that is
+  everything from its last sync mark on (the mark is written after the fdatasync, so it
+  is not durable itself). The file is cut at a random point at or above that (exactly at
+  it when ``rng`` is None), optionally followed by garbage or zeros (never growing the
+  file), then reopened. A segment
   created since the sync was fdatasynced with its header and checkpoint, so it is cut
   above those, except sometimes inside them (a crash during its creation). Earlier
   segments were fdatasynced by rotation and are left alone.
@@ -24,7 +26,7 @@ from metadata.storage import wal
 from metadata.storage.disk import DiskLogStore
 from metadata.storage.memory import MemoryLogStore
 
-__all__ = ["FAST_TMP", "KINDS", "LogHarness", "LogView", "view_of"]
+__all__ = ["FAST_TMP", "KINDS", "LogHarness", "LogView", "durable_size", "view_of"]
 
 KINDS = ("memory", "disk")
 # Many-fsync randomized runs use tmpfs when there is one: fsync is then free, and the
@@ -40,6 +42,14 @@ class LogView:
     snap_term: int
     hard_state: HardState
     entries: tuple[Entry, ...]
+
+
+def durable_size(path: Path) -> int:
+    """How much of a closed or idle store's last segment its last fdatasync covered: up
+    to its last sync mark, or all of it when it has none (synced when it was created)."""
+    data = path.read_bytes()
+    scan = wal.scan_segment(data, name=str(path), seq=int(path.stem, 16), is_last=True)
+    return scan.synced_bytes or len(data)
 
 
 def view_of(store: MemoryLogStore | DiskLogStore) -> LogView:
@@ -77,6 +87,8 @@ class LogHarness:
     def _record_sizes(self) -> None:
         if self.kind == "disk":
             self._synced_sizes = {p.name: p.stat().st_size for p in self.directory.glob("*.wal")}
+            last = self.disk.segment_paths()[-1]
+            self._synced_sizes[last.name] = durable_size(last)
 
     def sync(self) -> None:
         self.store.sync()

@@ -1,8 +1,10 @@
-"""Format stability: checked-in version-1 WAL segments and snapshot file still read, and
-today's code still writes exactly those bytes.
+"""Format stability: checked-in WAL segments (version 1, from before sync marks, and
+version 2) and snapshot file still read, and today's code still writes exactly the
+version-2 and snapshot bytes.
 
 If a layout must change, add a new format version (and a migration) and keep these
-fixtures; regenerate only for a deliberate v1 fix: ``python -m tests.unit.storage.test_wal_format``.
+fixtures. The version-1 fixture is frozen (no code writes version 1 any more);
+regenerate the others only for a deliberate fix: ``python -m tests.unit.storage.test_wal_format``.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from metadata.raft.messages import (
     Snapshot,
     SnapshotMeta,
 )
+from metadata.storage import wal
 from metadata.storage.disk import DiskLogStore, DiskSnapshotStore
 from metadata.storage.memory import MemoryLogStore
 from tests.unit.storage.harness import view_of
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "wal"
 WAL_V1 = FIXTURES / "v1"
+WAL_V2 = FIXTURES / "v2"
 SNAP_V1 = FIXTURES / "snapshot-v1"
 SEG = 300
 SNAPSHOT = Snapshot(
@@ -55,19 +59,61 @@ def expected_view() -> object:
     return view_of(m)
 
 
-def test_v1_fixture_replays(tmp_path: Path) -> None:
-    shutil.copytree(WAL_V1, tmp_path / "wal")
+def wal_files(d: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(d.glob("*.wal"))}
+
+
+def segment_version(path: Path) -> int:
+    header = wal.decode_segment_header(path.read_bytes())
+    assert header is not None
+    return header.version
+
+
+def test_v1_fixture_replays_and_continues_in_a_v2_segment(tmp_path: Path) -> None:
+    d = tmp_path / "wal"
+    shutil.copytree(WAL_V1, d)
+    old = wal_files(WAL_V1)
+    with DiskLogStore(d, segment_bytes=SEG) as s:
+        assert view_of(s) == expected_view()
+        paths = s.segment_paths()
+        assert [p.name for p in paths[:-1]] == sorted(old)  # nothing lost, nothing rewritten
+        assert {p.name: wal_files(d)[p.name] for p in paths[:-1]} == old
+        assert segment_version(paths[-1]) == wal.SEGMENT_VERSION  # v1 is never appended to
+        s.append([Entry(3, 17, data=b"after-upgrade")], HardState(3, 2, 16))
+        s.sync()
+        expected = view_of(s)
+    with DiskLogStore(d, segment_bytes=SEG) as s:
+        assert view_of(s) == expected
+        s.compact(Snapshot(SnapshotMeta(17, 3), b""))
+        s.sync()
+        assert [segment_version(p) for p in s.segment_paths()] == [wal.SEGMENT_VERSION]
+
+
+def test_v1_last_record_keeps_the_old_torn_tail_rule(tmp_path: Path) -> None:
+    """A v1 segment has no sync marks: a bad last record cannot be told from a torn one."""
+    d = tmp_path / "wal"
+    shutil.copytree(WAL_V1, d)
+    last = max(d.glob("*.wal"))
+    data = bytearray(last.read_bytes())
+    data[-2] ^= 0x01  # the last APPEND (entries 14..16)
+    last.write_bytes(bytes(data))
+    with DiskLogStore(d, segment_bytes=SEG) as s:
+        assert s.last_index() == 13
+
+
+def test_v2_fixture_replays(tmp_path: Path) -> None:
+    shutil.copytree(WAL_V2, tmp_path / "wal")
+    assert {segment_version(p) for p in (tmp_path / "wal").glob("*.wal")} == {2}
     with DiskLogStore(tmp_path / "wal", segment_bytes=SEG) as s:
         assert view_of(s) == expected_view()
         assert len(s.segment_paths()) >= 2
+    assert wal_files(tmp_path / "wal") == wal_files(WAL_V2)  # open wrote nothing
 
 
-def test_v1_bytes_unchanged(tmp_path: Path) -> None:
+def test_v2_bytes_unchanged(tmp_path: Path) -> None:
     with DiskLogStore(tmp_path, segment_bytes=SEG) as s:
         golden_ops(s)
-    written = {p.name: p.read_bytes() for p in tmp_path.glob("*.wal")}
-    fixture = {p.name: p.read_bytes() for p in WAL_V1.glob("*.wal")}
-    assert written == fixture
+    assert wal_files(tmp_path) == wal_files(WAL_V2)
 
 
 def test_v1_snapshot_fixture(tmp_path: Path) -> None:
@@ -77,13 +123,13 @@ def test_v1_snapshot_fixture(tmp_path: Path) -> None:
 
 
 def _rewrite() -> None:  # pragma: no cover - maintenance entry point
-    shutil.rmtree(WAL_V1, ignore_errors=True)
+    shutil.rmtree(WAL_V2, ignore_errors=True)
     shutil.rmtree(SNAP_V1, ignore_errors=True)
-    with DiskLogStore(WAL_V1, segment_bytes=SEG) as s:
+    with DiskLogStore(WAL_V2, segment_bytes=SEG) as s:
         golden_ops(s)
-    (WAL_V1 / "wal.lock").unlink()
+    (WAL_V2 / "wal.lock").unlink()
     DiskSnapshotStore(SNAP_V1).save(SNAPSHOT)
-    print(f"rewrote {WAL_V1} and {SNAP_V1}", file=sys.stderr)
+    print(f"rewrote {WAL_V2} and {SNAP_V1}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

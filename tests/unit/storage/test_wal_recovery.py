@@ -14,6 +14,7 @@ import pytest
 from metadata.raft.messages import Entry, HardState, Snapshot, SnapshotMeta
 from metadata.storage import wal
 from metadata.storage.disk import (
+    CorruptDurableLogError,
     CorruptLogError,
     DiskLogStore,
     LogFailedError,
@@ -62,6 +63,11 @@ def record_offsets(path: Path) -> list[int]:
     return out
 
 
+def record_types(path: Path) -> list[wal.RecordType]:
+    data = path.read_bytes()
+    return [wal.RecordType(data[off + 8]) for off in record_offsets(path)]
+
+
 def flip(path: Path, offset: int) -> None:
     data = bytearray(path.read_bytes())
     data[offset] ^= 0x40
@@ -85,7 +91,11 @@ def test_batched_append_is_one_record(tmp_path: Path) -> None:
         s.append(ents(1, 64, size=256), HardState(1, 1, 0))
         s.sync()
     (seg,) = segments(tmp_path)
-    assert len(record_offsets(seg)) == 2  # checkpoint + one APPEND
+    assert record_types(seg) == [
+        wal.RecordType.CHECKPOINT,
+        wal.RecordType.APPEND,
+        wal.RecordType.SYNC_MARK,
+    ]
 
 
 def test_truncation_across_segment_boundaries(tmp_path: Path) -> None:
@@ -179,8 +189,7 @@ def test_torn_last_record_is_truncated_at_every_offset(
         expected = view_of(s)
         (seg,) = segments(d)
         good = seg.stat().st_size
-        s.append(ents(4, 5), HardState(1, 1, 3))
-        s.sync()
+        s.append(ents(4, 5), HardState(1, 1, 3))  # written, never synced: a crash tears it
     full = seg.stat().st_size
     for cut in range(good, full):
         case = tmp_path / f"cut{cut}"
@@ -208,17 +217,32 @@ def test_garbage_after_last_record_is_truncated(tmp_path: Path, junk: bytes) -> 
     assert reopen_view(tmp_path) == expected
 
 
-def test_bad_crc_in_last_record_is_a_torn_tail(tmp_path: Path) -> None:
+def test_bad_crc_in_unsynced_last_record_is_a_torn_tail(tmp_path: Path) -> None:
     d = tmp_path
     with DiskLogStore(d, segment_bytes=1 << 20) as s:
         s.append(ents(1, 3))
         s.sync()
         expected = view_of(s)
-        s.append(ents(4, 4))
-        s.sync()
+        s.append(ents(4, 4))  # not synced: no sync mark follows it
     (seg,) = segments(d)
     flip(seg, seg.stat().st_size - 3)
     assert reopen_view(d) == expected
+
+
+def test_bad_crc_in_last_synced_record_is_loud(tmp_path: Path) -> None:
+    """Used to be truncated as a torn tail, losing an entry that was fsynced (and acked)."""
+    d = tmp_path
+    with DiskLogStore(d, segment_bytes=1 << 20) as s:
+        s.append(ents(1, 3))
+        s.sync()
+        s.append(ents(4, 4))
+        s.sync()
+    (seg,) = segments(d)
+    last_append = record_offsets(seg)[-2]
+    flip(seg, seg.stat().st_size - wal.SYNC_MARK_BYTES - 3)
+    with pytest.raises(CorruptDurableLogError, match="valid record") as info:
+        DiskLogStore(d, segment_bytes=SEG)
+    assert (info.value.path, info.value.offset) == (str(seg), last_append)
 
 
 def test_corrupt_record_followed_by_valid_data_is_loud(tmp_path: Path) -> None:
@@ -229,7 +253,7 @@ def test_corrupt_record_followed_by_valid_data_is_loud(tmp_path: Path) -> None:
     (seg,) = segments(tmp_path)
     offsets = record_offsets(seg)
     flip(seg, offsets[2] + wal.RECORD_HEADER_SIZE + 3)  # payload of the 2nd APPEND
-    with pytest.raises(CorruptLogError, match="valid record"):
+    with pytest.raises(CorruptDurableLogError, match="valid record"):
         DiskLogStore(tmp_path, segment_bytes=SEG)
 
 
@@ -256,8 +280,9 @@ def test_damage_in_a_non_last_segment_is_loud(tmp_path: Path, where: str) -> Non
         flip(victim, 3)
     else:
         os.truncate(victim, victim.stat().st_size - 5)
-    with pytest.raises(CorruptLogError):
+    with pytest.raises(CorruptDurableLogError, match="non-last segment") as info:
         DiskLogStore(tmp_path, segment_bytes=SEG)
+    assert info.value.path == str(victim)
 
 
 def test_missing_middle_segment_is_loud(tmp_path: Path) -> None:
@@ -281,7 +306,7 @@ def test_torn_segment_creation_is_removed(tmp_path: Path, keep: int) -> None:
             s.append(ents(s.last_index() + 1, s.last_index() + 1))
         s.sync()
         last = segments(tmp_path)[-1]
-        assert len(record_offsets(last)) == 2  # checkpoint + the append that rotated
+        assert len(record_offsets(last)) == 3  # checkpoint, the append that rotated, mark
     os.truncate(last, record_offsets(last)[1])  # as it was right after creation
     expected = reopen_view(tmp_path)
     os.truncate(last, keep)
@@ -293,7 +318,7 @@ def test_zeroed_last_segment_is_loud(tmp_path: Path) -> None:
     fill(tmp_path, 30)
     last = segments(tmp_path)[-1]
     last.write_bytes(bytes(last.stat().st_size))  # longer than any torn creation
-    with pytest.raises(CorruptLogError, match="header"):
+    with pytest.raises(CorruptDurableLogError, match="header"):
         DiskLogStore(tmp_path, segment_bytes=SEG)
 
 
@@ -321,7 +346,7 @@ def test_unsupported_version_is_loud(tmp_path: Path) -> None:
     fill(tmp_path, 3)
     seg = segments(tmp_path)[0]
     data = bytearray(seg.read_bytes())
-    struct.pack_into("<H", data, 8, 2)
+    struct.pack_into("<H", data, 8, wal.SEGMENT_VERSION + 1)
     struct.pack_into("<I", data, 20, zlib.crc32(bytes(data[:20])))
     seg.write_bytes(bytes(data))
     with pytest.raises(UnsupportedFormatError):
