@@ -34,7 +34,7 @@ from typing import Protocol
 
 from blobstore.client.catalog import CatalogClient
 from blobstore.codec.ranges import Layout
-from blobstore.datapath import ChunkRef, Target, read_range, write_object
+from blobstore.datapath import ChunkRef, Target, WriteOptions, read_range, write_object
 from blobstore.datapath import ShardRef as DataShardRef
 from blobstore.errors import InvalidRange, NoSuchShard, Unavailable
 from blobstore.rpc.transport import Transport
@@ -278,6 +278,7 @@ class ClusterObjectStore:
             placement=_Placement(),
             transport=self._transport,
             size_bytes=size_hint,
+            options=WriteOptions(coder=profile.coder),
         )
         chunks = tuple(
             Chunk(

@@ -271,9 +271,13 @@ class ScrubProgressRecord:
 
 @dataclass(frozen=True, slots=True)
 class ErasureProfile:
-    """The erasure-coding parameters for new chunks."""
+    """The erasure-coding parameters for new chunks.
 
-    coder: str = "zfec"
+    ``coder`` names a registered coder, or "auto": each writer then uses the preferred
+    coder it has (ISA-L's Cauchy code where libisal loads, zfec otherwise); a chunk
+    always records the coder that actually wrote it."""
+
+    coder: str = "auto"
     k: int = 4
     m: int = 2
     stripe_size_bytes: int = 1 << 20
