@@ -37,7 +37,9 @@ __all__ = [
     "ZfecCoder",
     "check_km",
     "coder_names",
+    "decode_args",
     "ec_worker_count",
+    "encode_args",
     "get_coder",
     "register_coder",
     "resolve_coder",
@@ -82,10 +84,44 @@ def check_km(k: int, m: int) -> None:
         raise ValueError(f"invalid erasure code {k}+{m} (need k >= 1, m >= 0, k+m <= 255)")
 
 
+def encode_args(
+    k: int, m: int, data: Sequence[Buffer], indexes: Sequence[int] | None
+) -> tuple[tuple[int, ...], int]:
+    """Check ``encode``'s arguments: (parity indexes asked for, piece length)."""
+    if len(data) != k:
+        raise ValueError(f"encode needs {k} data pieces, got {len(data)}")
+    size = len(data[0])
+    if any(len(p) != size for p in data):
+        raise ValueError("data pieces must all have the same length")
+    nums = tuple(range(k, k + m)) if indexes is None else tuple(indexes)
+    if any(not k <= i < k + m for i in nums):
+        raise ValueError(f"parity indexes {nums} outside {k}..{k + m - 1}")
+    return nums, size
+
+
+def decode_args(
+    k: int, m: int, pieces: Sequence[tuple[int, Buffer]]
+) -> tuple[dict[int, Buffer], int]:
+    """Check ``decode``'s arguments: (the first piece given per index, piece length)."""
+    chosen: dict[int, Buffer] = {}
+    for index, piece in pieces:
+        if not 0 <= index < k + m:
+            raise ValueError(f"piece index {index} outside 0..{k + m - 1}")
+        chosen.setdefault(index, piece)
+    if len(chosen) < k:
+        raise NotEnoughPieces(
+            f"need {k} distinct pieces to decode, got {len(chosen)}: {sorted(chosen)}"
+        )
+    sizes = {len(p) for p in chosen.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"pieces must all have the same length, got {sorted(sizes)}")
+    return chosen, sizes.pop()
+
+
 class ZfecCoder:
     """zfec (Reed-Solomon over GF(2^8), Vandermonde, systematic)."""
 
-    __slots__ = ("_decoder", "_encoder", "_k", "_m", "_parity_nums")
+    __slots__ = ("_decoder", "_encoder", "_k", "_m")
 
     def __init__(self, k: int, m: int) -> None:
         check_km(k, m)
@@ -94,7 +130,6 @@ class ZfecCoder:
         # threads at once.
         self._encoder = zfec.Encoder(k, k + m)
         self._decoder = zfec.Decoder(k, k + m)
-        self._parity_nums = tuple(range(k, k + m))
 
     @property
     def name(self) -> str:
@@ -113,14 +148,7 @@ class ZfecCoder:
 
     def encode(self, data: Sequence[Buffer], indexes: Sequence[int] | None = None) -> list[Buffer]:
         """k data pieces (equal length) -> parity pieces ``indexes`` (default all m)."""
-        if len(data) != self._k:
-            raise ValueError(f"encode needs {self._k} data pieces, got {len(data)}")
-        size = len(data[0])
-        if any(len(p) != size for p in data):
-            raise ValueError("data pieces must all have the same length")
-        nums = self._parity_nums if indexes is None else tuple(indexes)
-        if any(not self._k <= i < self._k + self._m for i in nums):
-            raise ValueError(f"parity indexes {nums} outside {self._k}..{self._k + self._m - 1}")
+        nums, _ = encode_args(self._k, self._m, data, indexes)
         if not nums:
             return []
         out = self._encoder.encode(tuple(data), nums)
@@ -128,18 +156,7 @@ class ZfecCoder:
 
     def decode(self, pieces: Sequence[tuple[int, Buffer]]) -> list[Buffer]:
         """Any k distinct ``(index, piece)`` pairs -> the k data pieces, in order."""
-        chosen: dict[int, Buffer] = {}
-        for index, piece in pieces:
-            if not 0 <= index < self._k + self._m:
-                raise ValueError(f"piece index {index} outside 0..{self._k + self._m - 1}")
-            chosen.setdefault(index, piece)
-        if len(chosen) < self._k:
-            raise NotEnoughPieces(
-                f"need {self._k} distinct pieces to decode, got {len(chosen)}: {sorted(chosen)}"
-            )
-        sizes = {len(p) for p in chosen.values()}
-        if len(sizes) != 1:
-            raise ValueError(f"pieces must all have the same length, got {sorted(sizes)}")
+        chosen, _ = decode_args(self._k, self._m, pieces)
         if all(i in chosen for i in range(self._k)):  # systematic: nothing to decode
             return [chosen[i] for i in range(self._k)]
         # zfec wants primary block i (if given) at position i; fill the gaps with parity.

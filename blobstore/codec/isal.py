@@ -34,7 +34,7 @@ import ctypes.util
 import functools
 from collections.abc import Sequence
 
-from blobstore.codec.ec import Buffer, NotEnoughPieces, check_km
+from blobstore.codec.ec import Buffer, check_km, decode_args, encode_args
 from blobstore.rawbuf import uninitialized
 
 __all__ = ["ISAL", "NATIVE", "IsalCoder", "cauchy_matrix", "gf_mul"]
@@ -238,40 +238,21 @@ class IsalCoder:
 
     def encode(self, data: Sequence[Buffer], indexes: Sequence[int] | None = None) -> list[Buffer]:
         """k data pieces (equal length) -> parity pieces ``indexes`` (default all m)."""
-        k, n = self._k, self._k + self._m
-        if len(data) != k:
-            raise ValueError(f"encode needs {k} data pieces, got {len(data)}")
-        size = len(data[0])
-        if any(len(p) != size for p in data):
-            raise ValueError("data pieces must all have the same length")
-        nums = tuple(range(k, n)) if indexes is None else tuple(indexes)
-        if any(not k <= i < n for i in nums):
-            raise ValueError(f"parity indexes {nums} outside {k}..{n - 1}")
+        nums, size = encode_args(self._k, self._m, data, indexes)
         rows = tuple(self._matrix[i] for i in nums)
         return list(self._combine(rows, data, size))
 
     def decode(self, pieces: Sequence[tuple[int, Buffer]]) -> list[Buffer]:
         """Any k distinct ``(index, piece)`` pairs -> the k data pieces, in order."""
-        k, n = self._k, self._k + self._m
-        chosen: dict[int, Buffer] = {}
-        for index, piece in pieces:
-            if not 0 <= index < n:
-                raise ValueError(f"piece index {index} outside 0..{n - 1}")
-            chosen.setdefault(index, piece)
-        if len(chosen) < k:
-            raise NotEnoughPieces(
-                f"need {k} distinct pieces to decode, got {len(chosen)}: {sorted(chosen)}"
-            )
-        sizes = {len(p) for p in chosen.values()}
-        if len(sizes) != 1:
-            raise ValueError(f"pieces must all have the same length, got {sorted(sizes)}")
+        k = self._k
+        chosen, size = decode_args(k, self._m, pieces)
         missing = [i for i in range(k) if i not in chosen]
         if not missing:  # systematic: nothing to decode
             return [chosen[i] for i in range(k)]
         use = sorted(chosen)[:k]  # data pieces first: fewer rows to invert around
         rows = _decode_rows(self._matrix, tuple(use), tuple(missing))
         rebuilt = dict(
-            zip(missing, self._combine(rows, [chosen[i] for i in use], sizes.pop()), strict=True)
+            zip(missing, self._combine(rows, [chosen[i] for i in use], size), strict=True)
         )
         return [chosen[i] if i in chosen else rebuilt[i] for i in range(k)]
 
