@@ -295,20 +295,20 @@ class _Console:
     async def bucket_delete(self, request: Request, viewer: Viewer) -> Response:
         fields = await self.form(request, viewer)
         name = fields.get("name", "")
-        await self.bucket(viewer, name)
-        await self.sv.catalog.execute(cmd.DeleteBucket(name))
+        rec = await self.bucket(viewer, name)
+        await self.sv.catalog.execute(cmd.DeleteBucket(name, incarnation=rec.incarnation))
         log.info("console bucket deleted", bucket=name, user=viewer.user)
         return RedirectResponse(f"{PREFIX}/buckets", 303)
 
     # -- bucket browser ----------------------------------------------------------------
     async def browse(self, request: Request, viewer: Viewer) -> Response:
         name = request.path_params["bucket"]
-        await self.bucket(viewer, name)
+        rec = await self.bucket(viewer, name)
         prefix = request.query_params.get("prefix", "")
         token = request.query_params.get("token") or None
         page = await self.sv.catalog.query(
             ListObjectsV2Query(name, prefix=prefix, delimiter="/", continuation_token=token,
-                               max_keys=200)
+                               max_keys=200, incarnation=rec.incarnation)
         )  # fmt: skip
         assert isinstance(page, ListObjectsPage)
         crumbs: list[tuple[str, str]] = []
@@ -326,8 +326,8 @@ class _Console:
     async def download(self, request: Request, viewer: Viewer) -> Response:
         name = request.path_params["bucket"]
         key = request.query_params.get("key", "")
-        await self.bucket(viewer, name)
-        info = await self.sv.catalog.query(HeadObjectQuery(name, key))
+        rec = await self.bucket(viewer, name)
+        info = await self.sv.catalog.query(HeadObjectQuery(name, key, incarnation=rec.incarnation))
         assert isinstance(info, ObjectInfo)
         size = info.record.size
         filename = key.rsplit("/", 1)[-1] or "download"
@@ -347,7 +347,7 @@ class _Console:
         key = request.query_params.get("key", "")
         if not _valid_key(key):
             raise FormError("object key must be 1-1024 bytes without control characters")
-        await self.bucket(viewer, name)
+        rec = await self.bucket(viewer, name)
         length = request.headers.get("content-length")
         cap = self.sv.limits.max_object_bytes
         size_hint = int(length) if length and length.isdigit() else None
@@ -371,7 +371,7 @@ class _Console:
             bucket=name, key=key, version_id=self.sv.new_id(), owner=viewer.user,
             size=stored.size, etag=stored.md5_hex,
             headers=ObjectHeaders(content_type=ctype[:256]),
-            chunks=stored.chunks, inline_data=stored.inline,
+            chunks=stored.chunks, inline_data=stored.inline, incarnation=rec.incarnation,
         )  # fmt: skip
         try:
             await self.sv.catalog.execute(command)
@@ -386,8 +386,10 @@ class _Console:
         name = request.path_params["bucket"]
         fields = await self.form(request, viewer)
         key = fields.get("key", "")
-        await self.bucket(viewer, name)
-        await self.sv.catalog.execute(cmd.DeleteObject(name, key, None, self.sv.new_id()))
+        rec = await self.bucket(viewer, name)
+        await self.sv.catalog.execute(
+            cmd.DeleteObject(name, key, None, self.sv.new_id(), incarnation=rec.incarnation)
+        )
         log.info("console delete", bucket=name, key=key, user=viewer.user)
         prefix = urllib.parse.quote(fields.get("prefix", ""), safe="")
         return RedirectResponse(f"{PREFIX}/b/{urllib.parse.quote(name)}?prefix={prefix}", 303)

@@ -7,14 +7,21 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from blobstore.types import Address
-from metadata.api import HeadObjectQuery
-from metadata.fsm.commands import CreateBucket, PutAccessKey, PutUser, SetChunkserverState
-from metadata.fsm.results import ObjectInfo
+from metadata.api import HeadObjectQuery, ListObjectsV2Query
+from metadata.fsm.commands import (
+    CreateBucket,
+    DeleteBucket,
+    PutAccessKey,
+    PutUser,
+    SetChunkserverState,
+)
+from metadata.fsm.results import ListObjectsPage, ObjectInfo
 from tests.unit.console.conftest import (
     ROOT_KEY,
     ROOT_SECRET,
@@ -352,6 +359,32 @@ async def test_upload_rejects_bad_keys(console: Console) -> None:
             headers={"X-CSRF-Token": s.csrf},
         )
         assert r.status_code == 400, key
+    await s.client.aclose()
+
+
+async def test_upload_into_a_bucket_replaced_meanwhile_is_refused(console: Console) -> None:
+    # the console authorises against the bucket record it read; if the bucket is deleted
+    # and re-created (here by another user) while the body streams, the commit names the
+    # old incarnation and the catalog refuses it: nothing lands in the new bucket
+    s = await console.login()
+    await console.catalog.execute(CreateBucket("shared", "root"))
+    await console.catalog.execute(PutUser("bob"))
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"first half, "
+        await console.catalog.execute(DeleteBucket("shared"))
+        await console.catalog.execute(CreateBucket("shared", "bob"))
+        yield b"second half"
+
+    r = await s.client.put(
+        "/_console/b/shared/object",
+        params={"key": "k"},
+        content=body(),
+        headers={"X-CSRF-Token": s.csrf},
+    )
+    assert r.status_code == 404 and "NoSuchBucket" in r.text, r.text
+    page = await console.catalog.query(ListObjectsV2Query("shared"))
+    assert isinstance(page, ListObjectsPage) and not page.contents
     await s.client.aclose()
 
 
