@@ -124,10 +124,7 @@ class Services:
         rec = await self.catalog.query(api.GetBucketQuery(name))
         assert isinstance(rec, BucketRecord)
         self._remember(rec)  # whoever asks: every cache hit is authorised again
-        if ctx.principal is None:
-            raise AccessDenied("Anonymous access is not allowed")
-        authorize_bucket(ctx.principal, rec)
-        return rec
+        return _authorized(ctx, rec)
 
     def _remember(self, rec: BucketRecord) -> None:
         if len(self._buckets) >= _MAX_CACHED_BUCKETS:
@@ -143,10 +140,7 @@ class Services:
         hit = self._buckets.get(name)
         if hit is None or hit[0] <= self.monotonic():
             return None
-        if ctx.principal is None:
-            raise AccessDenied("Anonymous access is not allowed")
-        authorize_bucket(ctx.principal, hit[1])
-        return hit[1]
+        return _authorized(ctx, hit[1])
 
     async def object_bucket(self, ctx: RequestContext, name: str) -> BucketRecord:
         """``bucket`` for object-level requests, answered from the cache when fresh (the
@@ -196,6 +190,14 @@ class Services:
             return await self.catalog.query(replace(q, incarnation=b.incarnation))
 
         return await self.in_bucket(ctx, rec, run)
+
+
+def _authorized(ctx: RequestContext, rec: BucketRecord) -> BucketRecord:
+    """``rec`` if ``ctx``'s principal may use the bucket (else AccessDenied)."""
+    if ctx.principal is None:
+        raise AccessDenied("Anonymous access is not allowed")
+    authorize_bucket(ctx.principal, rec)
+    return rec
 
 
 @dataclass(slots=True)

@@ -32,6 +32,7 @@ __all__ = [
     "AUTO",
     "ZFEC",
     "Buffer",
+    "CoderShape",
     "ErasureCoder",
     "NotEnoughPieces",
     "ZfecCoder",
@@ -118,22 +119,14 @@ def decode_args(
     return chosen, sizes.pop()
 
 
-class ZfecCoder:
-    """zfec (Reed-Solomon over GF(2^8), Vandermonde, systematic)."""
+class CoderShape:
+    """``k`` and ``m`` of a coder, validated: the part every ``ErasureCoder`` shares."""
 
-    __slots__ = ("_decoder", "_encoder", "_k", "_m")
+    __slots__ = ("_k", "_m")
 
     def __init__(self, k: int, m: int) -> None:
         check_km(k, m)
         self._k, self._m = k, m
-        # zfec's coders hold only their (read-only) matrix: one instance serves many
-        # threads at once.
-        self._encoder = zfec.Encoder(k, k + m)
-        self._decoder = zfec.Decoder(k, k + m)
-
-    @property
-    def name(self) -> str:
-        return ZFEC
 
     @property
     def k(self) -> int:
@@ -142,6 +135,23 @@ class ZfecCoder:
     @property
     def m(self) -> int:
         return self._m
+
+
+class ZfecCoder(CoderShape):
+    """zfec (Reed-Solomon over GF(2^8), Vandermonde, systematic)."""
+
+    __slots__ = ("_decoder", "_encoder")
+
+    def __init__(self, k: int, m: int) -> None:
+        super().__init__(k, m)
+        # zfec's coders hold only their (read-only) matrix: one instance serves many
+        # threads at once.
+        self._encoder = zfec.Encoder(k, k + m)
+        self._decoder = zfec.Decoder(k, k + m)
+
+    @property
+    def name(self) -> str:
+        return ZFEC
 
     def __repr__(self) -> str:
         return f"ZfecCoder(k={self._k}, m={self._m})"

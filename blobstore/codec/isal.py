@@ -34,7 +34,7 @@ import ctypes.util
 import functools
 from collections.abc import Sequence
 
-from blobstore.codec.ec import Buffer, check_km, decode_args, encode_args
+from blobstore.codec.ec import Buffer, CoderShape, decode_args, encode_args
 from blobstore.rawbuf import uninitialized
 
 __all__ = ["ISAL", "NATIVE", "IsalCoder", "cauchy_matrix", "gf_mul"]
@@ -202,28 +202,19 @@ _NATIVE = _load()
 NATIVE = _NATIVE is not None
 
 
-class IsalCoder:
+class IsalCoder(CoderShape):
     """ISA-L's Cauchy Reed-Solomon code (native when ``libisal.so.2`` loads, else Python)."""
 
-    __slots__ = ("_k", "_m", "_matrix", "_native")
+    __slots__ = ("_matrix", "_native")
 
     def __init__(self, k: int, m: int, *, native: bool = True) -> None:
-        check_km(k, m)
-        self._k, self._m = k, m
+        super().__init__(k, m)
         self._matrix = cauchy_matrix(k, m)
         self._native = _NATIVE if native else None
 
     @property
     def name(self) -> str:
         return ISAL
-
-    @property
-    def k(self) -> int:
-        return self._k
-
-    @property
-    def m(self) -> int:
-        return self._m
 
     def __repr__(self) -> str:
         kind = "native" if self._native is not None else "python"
@@ -240,7 +231,7 @@ class IsalCoder:
         """k data pieces (equal length) -> parity pieces ``indexes`` (default all m)."""
         nums, size = encode_args(self._k, self._m, data, indexes)
         rows = tuple(self._matrix[i] for i in nums)
-        return list(self._combine(rows, data, size))
+        return [*self._combine(rows, data, size)]  # list[bytearray] as list[Buffer]
 
     def decode(self, pieces: Sequence[tuple[int, Buffer]]) -> list[Buffer]:
         """Any k distinct ``(index, piece)`` pairs -> the k data pieces, in order."""
