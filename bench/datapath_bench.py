@@ -67,6 +67,7 @@ from blobstore.datapath import (
     ServerHealth,
     StaticPlacement,
     Target,
+    WriteOptions,
     WriteResult,
     read_range,
     write_object,
@@ -282,6 +283,9 @@ async def _write_many(
     client: RpcClient, placement: StaticPlacement, layout: Layout, size: int, count: int
 ) -> tuple[float, list[WriteResult]]:
     block = os.urandom(16 * MiB)
+    # every shard durable (not just the default k+1 quorum), and a slow fsync waited for
+    # rather than abandoned: the degraded phase kills m servers and needs all k+m shards
+    full = WriteOptions(write_quorum=layout.k + layout.m, straggler_timeout_s=60.0)
     t0 = time.perf_counter()
     results = await asyncio.gather(
         *(
@@ -291,6 +295,7 @@ async def _write_many(
                 placement=placement,
                 transport=client,
                 size_bytes=size,
+                options=full,
             )
             for _ in range(count)
         )
