@@ -27,8 +27,12 @@ behind the race (reported ``SLOW`` then, unless it was a hedge that lost). Every
 given up on is reported once through ``on_bad_shard`` with its reason. Only when fewer
 than k shards of a chunk can be read does the read fail (``Unavailable``).
 
-Memory: a run in flight is bounded by the RPC stream windows (k streams), plus one
-stripe being assembled or decoded.
+Runs are pipelined: once half of a run has been consumed, the next run's calls are opened
+(the next chunk's first run, at the end of a chunk), so the chunkservers are already
+reading it when the reader gets there.
+
+Memory: the calls of a run are bounded by the RPC stream windows (k streams); at most
+two runs' calls are open per read, plus one stripe being assembled or decoded.
 
 Must not import: gateway or metadata packages.
 """
@@ -38,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import itertools
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
@@ -45,7 +50,7 @@ from dataclasses import dataclass
 
 from blobstore import errors
 from blobstore.codec.ec import Buffer, ErasureCoder, get_coder
-from blobstore.codec.ranges import ChunkSpan, StripeSpan, chunk_spans, stripe_spans
+from blobstore.codec.ranges import StripeSpan, chunk_spans, stripe_spans
 from blobstore.datapath.refs import BadShard, BadShardReason, ChunkRef, ServerDirectory
 from blobstore.log import get_logger
 from blobstore.rpc.transport import Transport
@@ -299,6 +304,8 @@ class ChunkReader:
         self._coder = get_coder(ref.coder, ref.k, ref.m)
         self._where: dict[int, tuple[int, Address]] = {}
         self.bad: set[int] = set(exclude)
+        # (start, length, opened calls) of a read whose first run was opened ahead
+        self._prefetched: tuple[int, int, dict[int, _Stream] | None] | None = None
         for s in ref.shards:
             addr = directory.address_of(s.server_id)
             if addr is None:
@@ -340,54 +347,110 @@ class ChunkReader:
         return _Stream(index, self._transport, addr, req, self._opts.call_timeout_s)
 
     # -- object bytes -------------------------------------------------------------------
-    async def read(self, start: int, length: int) -> AsyncGenerator[memoryview, None]:
-        """Bytes ``[start, start + length)`` of the chunk, as views (see the module doc)."""
-        ref = self.ref
-        spans = list(chunk_spans(ref.layout, ref.data_length, start, length))
-        for span in spans:
-            stripes = stripe_spans(ref.layout, span)
-            while True:
-                run = list(itertools.islice(stripes, self._opts.run_stripes))
-                if not run:
-                    break
-                async with contextlib.aclosing(self._read_run(span, run)) as blocks:
+    async def read(
+        self, start: int, length: int, *, on_last_run: Callable[[], None] | None = None
+    ) -> AsyncGenerator[memoryview, None]:
+        """Bytes ``[start, start + length)`` of the chunk, as views (see the module doc).
+
+        Once half of a run is consumed, the next run's ranged calls are opened, so the
+        chunkservers are not idle between runs (a run boundary would otherwise cost a
+        round trip plus a file open and first read on every shard) while at most one run
+        and a half per read is in flight. ``on_last_run`` is called at that point of the
+        last run: ``read_range`` opens the next chunk's first run then (``prefetch``).
+        """
+        runs = self._runs(start, length)
+        pre, self._prefetched = self._prefetched, None
+        if pre is not None and (pre[0], pre[1]) == (start, length):
+            opened = pre[2]
+        else:
+            if pre is not None and pre[2] is not None:  # opened for another range
+                await _close_all(pre[2])
+            opened = self._open_run(runs[0]) if runs else None
+        for i, run in enumerate(runs):
+            ahead = _Ahead(self, runs[i + 1] if i + 1 < len(runs) else None, on_last_run)
+            try:
+                async with contextlib.aclosing(self._read_run(run, opened, ahead)) as blocks:
                     async for block in blocks:
                         yield block
+                ahead()
+            except BaseException:
+                if ahead.opened is not None:
+                    await _close_all(ahead.opened)
+                raise
+            opened = ahead.opened
 
-    async def _read_run(
-        self, span: ChunkSpan, run: list[StripeSpan]
-    ) -> AsyncGenerator[memoryview, None]:
-        done = 0
-        hedge_now = False
+    def prefetch(self, start: int, length: int) -> None:
+        """Open the first run of ``read(start, length)`` now; ``read`` picks it up (else
+        ``drop_prefetch`` closes it)."""
+        runs = self._runs(start, length)
+        if runs and self._prefetched is None:
+            self._prefetched = (start, length, self._open_run(runs[0]))
+
+    async def drop_prefetch(self) -> None:
+        got, self._prefetched = self._prefetched, None
+        if got is not None and got[2] is not None:
+            await _close_all(got[2])
+
+    def _runs(self, start: int, length: int) -> list[list[StripeSpan]]:
+        """The runs of ``run_stripes`` consecutive stripes covering the range."""
+        runs: list[list[StripeSpan]] = []
+        for span in chunk_spans(self.ref.layout, self.ref.data_length, start, length):
+            stripes = stripe_spans(self.ref.layout, span)
+            while run := list(itertools.islice(stripes, self._opts.run_stripes)):
+                runs.append(run)
+        return runs
+
+    def _open_run(self, run: list[StripeSpan]) -> dict[int, _Stream] | None:
+        """One ranged call per data shard the run touches, or None if one of those shards
+        is bad or avoided (the run is then read whole pieces, racing, possibly degraded)."""
         touched = {sl.shard for sp in run for sl in sp.slices}
-        healthy = not touched & self.bad and touched <= set(self._where)
-        if healthy and not any(self._avoided(j) for j in touched):
-            try:
-                async with contextlib.aclosing(self._sliced(run)) as sliced:
-                    async for parts in sliced:  # a whole stripe portion: no partial stripe
-                        done += 1
-                        for part in parts:
-                            yield part
-                return
-            except _Failed as f:
-                if f.reason is BadShardReason.SLOW:
-                    hedge_now = True  # race the laggard against a spare, do not drop it
-                else:
-                    self._give_up(f.index, f.reason, f.cause)
-        pieces = self.data_pieces(run[done:], hedge_now=hedge_now)
-        async with contextlib.aclosing(pieces) as stripes:
-            async for sp, data in stripes:
-                for part in _cut(sp, data):
-                    yield part
-
-    async def _sliced(self, run: list[StripeSpan]) -> AsyncGenerator[list[memoryview], None]:
+        if touched & self.bad or not touched <= set(self._where):
+            return None
+        if any(self._avoided(j) for j in touched):
+            return None
         ranges: dict[int, list[int]] = {}
         for sp in run:
             for sl in sp.slices:
                 lo_hi = ranges.setdefault(sl.shard, [sl.offset, sl.offset + sl.length])
                 lo_hi[0] = min(lo_hi[0], sl.offset)
                 lo_hi[1] = max(lo_hi[1], sl.offset + sl.length)
-        streams = {j: self._open(j, lo, hi - lo) for j, (lo, hi) in ranges.items()}
+        return {j: self._open(j, lo, hi - lo) for j, (lo, hi) in ranges.items()}
+
+    async def _read_run(
+        self, run: list[StripeSpan], opened: dict[int, _Stream] | None, halfway: Callable[[], None]
+    ) -> AsyncGenerator[memoryview, None]:
+        """The bytes of one run; ``halfway()`` is called once half of it was yielded (at
+        once if the run has to race whole pieces)."""
+        done = 0
+        hedge_now = False
+        if opened is not None and set(opened) & self.bad:  # given up on since it was opened
+            await _close_all(opened)
+            opened = None
+        if opened is not None:
+            try:
+                async with contextlib.aclosing(self._sliced(run, opened)) as sliced:
+                    async for parts in sliced:  # a whole stripe portion: no partial stripe
+                        done += 1
+                        for part in parts:
+                            yield part
+                        if 2 * done >= len(run):
+                            halfway()
+                return
+            except _Failed as f:
+                if f.reason is BadShardReason.SLOW:
+                    hedge_now = True  # race the laggard against a spare, do not drop it
+                else:
+                    self._give_up(f.index, f.reason, f.cause)
+        halfway()
+        pieces = self.data_pieces(run[done:], hedge_now=hedge_now)
+        async with contextlib.aclosing(pieces) as stripes:
+            async for sp, data in stripes:
+                for part in _cut(sp, data):
+                    yield part
+
+    async def _sliced(
+        self, run: list[StripeSpan], streams: dict[int, _Stream]
+    ) -> AsyncGenerator[list[memoryview], None]:
         hedge = self._opts.hedge_delay_s if len(self.usable()) > self.ref.k else None
         try:
             for sp in run:
@@ -396,7 +459,7 @@ class ChunkReader:
                     parts.extend(await _take(streams[sl.shard], sl.length, hedge))
                 yield parts
         finally:
-            await asyncio.gather(*(s.close() for s in streams.values()))
+            await _close_all(streams)
 
     # -- data pieces (degraded reads, repair) -------------------------------------------
     async def data_pieces(
@@ -507,6 +570,36 @@ class ChunkReader:
         return fut
 
 
+class _Ahead:
+    """Called once, part-way through a run: opens the next run (or, for the last run,
+    calls ``on_last_run``); ``opened`` holds the calls opened."""
+
+    __slots__ = ("_done", "_on_last", "_reader", "_run", "opened")
+
+    def __init__(
+        self,
+        reader: ChunkReader,
+        run: list[StripeSpan] | None,
+        on_last_run: Callable[[], None] | None,
+    ) -> None:
+        self._reader, self._run, self._on_last = reader, run, on_last_run
+        self._done = False
+        self.opened: dict[int, _Stream] | None = None
+
+    def __call__(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        if self._run is not None:
+            self.opened = self._reader._open_run(self._run)
+        elif self._on_last is not None:
+            self._on_last()
+
+
+async def _close_all(streams: dict[int, _Stream]) -> None:
+    await asyncio.gather(*(s.close() for s in streams.values()))
+
+
 def _join(parts: list[memoryview]) -> Buffer:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
@@ -532,23 +625,40 @@ async def read_range(
     total = object_size(chunks)
     if start < 0 or length < 0 or start + length > total:
         raise errors.InvalidRange(f"range {start}+{length} outside an object of {total} bytes")
-    end = start + length
-    offset = 0
     health = health if health is not None else ServerHealth()
+    parts: list[tuple[ChunkRef, int, int]] = []  # (chunk, start in it, length)
+    offset, end = 0, start + length
     for ref in chunks:
         c0, c1 = offset, offset + ref.data_length
         offset = c1
         if c1 <= start or c0 >= end or ref.data_length == 0:
             continue
         lo, hi = max(start, c0) - c0, min(end, c1) - c0
-        reader = ChunkReader(
-            ref,
-            directory=directory,
-            transport=transport,
-            options=options,
-            on_bad_shard=on_bad_shard,
-            health=health,
-        )
-        async with contextlib.aclosing(reader.read(lo, hi - lo)) as blocks:
-            async for block in blocks:
-                yield block
+        parts.append((ref, lo, hi - lo))
+    readers: dict[int, ChunkReader] = {}  # the chunk being read and the next one
+
+    def reader(i: int) -> ChunkReader:
+        if i not in readers:
+            readers[i] = ChunkReader(
+                parts[i][0],
+                directory=directory,
+                transport=transport,
+                options=options,
+                on_bad_shard=on_bad_shard,
+                health=health,
+            )
+        return readers[i]
+
+    def prefetch(i: int) -> None:
+        reader(i).prefetch(parts[i][1], parts[i][2])
+
+    try:
+        for i, (_, lo, n) in enumerate(parts):
+            # the next chunk's first run opens as this chunk's last run starts
+            last = functools.partial(prefetch, i + 1) if i + 1 < len(parts) else None
+            async with contextlib.aclosing(reader(i).read(lo, n, on_last_run=last)) as blocks:
+                async for block in blocks:
+                    yield block
+            del readers[i]
+    finally:
+        await asyncio.gather(*(r.drop_prefetch() for r in readers.values()))

@@ -17,10 +17,10 @@ from blobstore.datapath import (
     rebuild_shard,
     write_object,
 )
-from blobstore.rpc import CallContext
+from blobstore.rpc import CallContext, RpcClient
 from chunkserver.messages import ReadShardRequest
 from chunkserver.shardfile import HEADER_BYTES
-from tests.unit.datapath.conftest import SMALL, Cluster, payload, start_cluster, stream
+from tests.unit.datapath.conftest import SECRET, SMALL, Cluster, payload, start_cluster, stream
 
 
 async def _read(c: Cluster, chunks, start=0, length=None, options=None) -> bytes:  # type: ignore[no-untyped-def]
@@ -265,3 +265,38 @@ async def test_rebuild_shard_restores_an_identical_shard() -> None:
         await c.client.close()
         for s in c.servers:
             await s.stop()
+
+
+async def test_a_shard_lost_in_a_run_opened_ahead_is_read_around(cluster: Cluster) -> None:
+    """Runs (and the next chunk's first run) are opened before they are read: a shard
+    that fails in one of those still reads back exactly, and no call stays open."""
+    from blobstore.testing.poll import eventually
+
+    data = payload(3 * SMALL.chunk_bytes + 4321, 12)
+    res = await _write(cluster, data)
+    second, third = res.chunks[1], res.chunks[2]
+    for ref, idx in ((second, 0), (third, 3)):  # first runs of chunks opened ahead
+        s = ref.shard(idx)
+        assert s is not None
+        await cluster.store_of(s.server_id).delete(ref.chunk_id, idx)
+    opts = ReadOptions(run_stripes=2)  # 4 runs per chunk
+    assert await _read(cluster, res.chunks, options=opts) == data
+    missing = {(b.chunk_id, b.shard_index) for b in cluster.bad}
+    assert missing == {(second.chunk_id, 0), (third.chunk_id, 3)}
+    assert {b.reason for b in cluster.bad} == {BadShardReason.MISSING}
+    assert await _read(cluster, res.chunks, 5000, 150000, options=opts) == data[5000:155000]
+    # a read abandoned with runs opened ahead: a window smaller than a call keeps every
+    # server sending until its call is cancelled, so a call left open would show
+    small = RpcClient(SECRET, stream_window=1024)
+    try:
+        gen = read_range(
+            res.chunks, 0, len(data), directory=cluster.placement, transport=small, options=opts
+        )
+        got = bytearray()
+        for _ in range(3 * 4 + 1):  # into the 4th chunk: past several prefetches
+            got += await anext(gen)
+        assert got == data[: len(got)]
+        await gen.aclose()
+        await eventually(lambda: all(s._reads == 0 for s in cluster.servers))
+    finally:
+        await small.close()
