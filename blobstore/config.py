@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from blobstore.errors import ConfigError
-from blobstore.types import Address, NodeId, parse_address, parse_peers
+from blobstore.types import Address, NodeId, is_unspecified, parse_address, parse_peers
 
 __all__ = [
     "ENV_PREFIX",
@@ -138,6 +138,10 @@ class ChunkserverConfig:
     """A chunkserver: one data directory of shard files."""
 
     listen: Address = field(default_factory=lambda: Address("127.0.0.1", 7100))
+    # the address registered with the metadata service, which gateways, repair and GC
+    # dial; default: the listen address (its port, and this host's name when it listens
+    # on 0.0.0.0 or ::). Set it behind NAT, in containers, or behind a proxy.
+    advertise: Address | None = None
     meta: AddressList = ()
     zone: str = ""
     reserve_bytes: int = 256 * 1024 * 1024
@@ -159,6 +163,11 @@ class ChunkserverConfig:
         self.common.validate()
         if not self.meta:
             raise ConfigError("meta: at least one metadata address (HOST:PORT) is required")
+        if self.advertise is not None and is_unspecified(self.advertise.host):
+            raise ConfigError(
+                f"advertise: {self.advertise} is not an address others can dial "
+                "(name this host or one of its addresses)"
+            )
         if self.reserve_bytes < 0:
             raise ConfigError("reserve_bytes must not be negative")
         if self.scrub_mb_s < 0:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-__all__ = ["Address", "NodeId", "NodeInfo", "parse_address", "parse_peers"]
+__all__ = ["Address", "NodeId", "NodeInfo", "is_unspecified", "parse_address", "parse_peers"]
 
 NodeId = int
 
@@ -54,6 +54,14 @@ def _valid_host(host: str) -> bool:
         and all(c.isalnum() or c == "-" for c in label)
         for label in labels
     )
+
+
+def is_unspecified(host: str) -> bool:
+    """True for a wildcard listen host (``0.0.0.0``, ``::``): bindable, not dialable."""
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return host == ""
 
 
 def parse_address(text: str) -> Address:

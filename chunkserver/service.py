@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from blobstore.obs.chunkserver import attach_chunkserver, chunkserver_metrics
 from blobstore.obs.rpc import ObservedRpcServer
 from blobstore.rpc import CallContext, RpcClient, RpcServer, StreamResponse
 from blobstore.rpc.tls import internal_contexts
-from blobstore.types import Address
+from blobstore.types import Address, is_unspecified
 from chunkserver.messages import (
     DeleteShardRequest,
     DeleteShardResponse,
@@ -204,16 +205,26 @@ class Chunkserver:
             self.rpc.handle(cls, handler)
 
     # -- life cycle ---------------------------------------------------------------------
-    async def start(self, listen: Address) -> Address:
-        """Start the store, listen, register with the metadata service, start loops."""
+    async def start(self, listen: Address, advertise: Address | None = None) -> Address:
+        """Start the store, listen, register with the metadata service, start loops.
+
+        The metadata service records ``advertise`` (default: see ``advertised_address``)
+        as where this chunkserver is dialled; the bound address is returned.
+        """
         await self.store.start()
         self.address = await self.rpc.start(listen)
-        node = ChunkserverNode(self.address, self._zone, self._data_dir, self.server_id)
+        dial = advertised_address(self.address, advertise)
+        node = ChunkserverNode(dial, self._zone, self._data_dir, self.server_id)
         # Registration may wait for the metadata service; shard I/O is served meanwhile.
         self._tasks.append(asyncio.create_task(self._heartbeat_loop(node)))
         if self.scrubber is not None:
             self._tasks.append(asyncio.create_task(self.scrubber.run()))
-        log.info("chunkserver started", addr=str(self.address), server_id=self.server_id)
+        log.info(
+            "chunkserver started",
+            addr=str(self.address),
+            advertised=str(dial),
+            server_id=self.server_id,
+        )
         return self.address
 
     async def stop(self) -> None:
@@ -371,6 +382,17 @@ class Chunkserver:
         return GetSpaceResponse(s.capacity_bytes, s.free_bytes, s.used_bytes, s.reserve_bytes)
 
 
+def advertised_address(bound: Address, advertise: Address | None) -> Address:
+    """Where others dial a chunkserver bound to ``bound``: ``advertise`` when given; else
+    the bound address, with this host's name in place of a wildcard (0.0.0.0, ::) host,
+    which others cannot dial."""
+    if advertise is not None:
+        return advertise
+    if is_unspecified(bound.host):
+        return Address(socket.gethostname(), bound.port)
+    return bound
+
+
 def _reason(exc: errors.CorruptShard) -> str:
     return exc.details.get("reason", "corrupt")
 
@@ -428,7 +450,7 @@ async def serve(config: ChunkserverConfig, *, link_factory: LinkFactory | None =
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await server.start(config.listen)
+        await server.start(config.listen, config.advertise)
         if gc is not None:
             gc.start()
         await stop.wait()

@@ -128,6 +128,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cs = sub.add_parser("chunkserver", help="run a chunkserver")
     _add_common(cs)
     cs.add_argument("--listen", help="HOST:PORT to listen on")
+    cs.add_argument(
+        "--advertise",
+        help="HOST:PORT others dial (default: --listen; this host's name for 0.0.0.0)",
+    )
     cs.add_argument("--meta", help="metadata nodes: HOST:PORT,HOST:PORT,...")
     cs.add_argument("--zone", help="failure zone name")
     cs.add_argument("--reserve-bytes", dest="reserve_bytes", help="free space kept in reserve")
@@ -137,7 +141,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             a,
             ChunkserverConfig,
             "chunkserver",
-            ("listen", "meta", "zone", "reserve_bytes", "scrub_mb_s"),
+            ("listen", "advertise", "meta", "zone", "reserve_bytes", "scrub_mb_s"),
             "chunkserver.service:serve",
         )
     )

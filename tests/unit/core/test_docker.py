@@ -43,3 +43,14 @@ def test_compose_volumes_and_ids_unique() -> None:
 @pytest.mark.parametrize("line", ["FROM python:3.11", "ENTRYPOINT", "USER blobstore"])
 def test_dockerfile_shape(line: str) -> None:
     assert line in (DOCKER / "Dockerfile").read_text()
+
+
+def test_compose_chunkservers_advertise_their_service_name() -> None:
+    """A chunkserver bound to 0.0.0.0 must tell the catalog a name the gateways can dial."""
+    services = _compose()["services"]
+    parser = build_parser()
+    for name, svc in services.items():
+        if svc.get("command", [""])[0] != "chunkserver":
+            continue
+        args = parser.parse_args([str(a) for a in svc["command"]])
+        assert args.advertise == f"{name}:7100", name
