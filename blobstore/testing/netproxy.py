@@ -1,10 +1,12 @@
 """A per-link TCP proxy for partition tests: forward, black-hole, or reset one link.
 
 Multi-process tests give each node a proxy address for each peer (link i->j), so cutting
-one proxy partitions exactly that link. ``blackhole()`` keeps connections open but
-silently discards bytes both ways (what a real partition looks like: timeouts, not
-errors); ``reset()`` closes every connection and refuses new ones; ``heal()`` forwards
-again. Runs inside the test's event loop; binds 127.0.0.1 only.
+one proxy partitions exactly that link. ``blackhole()`` keeps connections open but holds
+the bytes both ways until ``heal()`` (what a real partition looks like: timeouts, not
+errors; and, as TCP retransmits across a healed partition, nothing in a connection is
+lost or reordered, so a framed protocol never sees a stream with a hole in it);
+``reset()`` closes every connection and refuses new ones; ``heal()`` forwards again.
+Runs inside the test's event loop; binds 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ class LinkProxy:
         self.target = target
         self._listen_port = listen_port
         self.state = LinkState.FORWARD
+        self.forwarded_bytes = 0  # both ways, all connections
+        self._flowing = asyncio.Event()  # set unless black-holed
+        self._flowing.set()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -58,13 +63,16 @@ class LinkProxy:
 
     def blackhole(self) -> None:
         self.state = LinkState.BLACKHOLE
+        self._flowing.clear()
 
     def reset(self) -> None:
         self.state = LinkState.RESET
+        self._flowing.set()
         self._close_all()
 
     def heal(self) -> None:
         self.state = LinkState.FORWARD
+        self._flowing.set()
 
     def _close_all(self) -> None:
         for writer in list(self._writers):
@@ -89,12 +97,12 @@ class LinkProxy:
     async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         try:
             while data := await src.read(_BUF):
-                if self.state is LinkState.FORWARD:
-                    dst.write(data)
-                    await dst.drain()
-                elif self.state is LinkState.RESET:
+                await self._flowing.wait()  # black-holed: hold it (and stop reading)
+                if self.state is LinkState.RESET:
                     break
-                # BLACKHOLE: read and discard, like packets lost on a cut link.
+                dst.write(data)
+                self.forwarded_bytes += len(data)
+                await dst.drain()
         except (OSError, asyncio.IncompleteReadError):
             pass
         finally:

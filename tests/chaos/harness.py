@@ -3,7 +3,8 @@
 ``ChaosCluster`` starts 3 ``blobstore metadata`` nodes whose Raft links run through
 per-link ``LinkProxy`` (so one node can be partitioned), N ``blobstore chunkserver``
 processes with fixed server ids 1..N (``<data>/server.id`` written up front; chunkserver 1
-reaches the metadata service through its own proxies, so it can be cut off), and one
+reaches the metadata service through its own proxies and advertises a proxy in front of
+itself, which gateways, repair and GC dial, so it can be cut off entirely), and one
 ``blobstore gateway``. Every process can be killed (SIGKILL), paused (SIGSTOP/SIGCONT)
 and restarted on the same port and data directory. Short GC and failure-detection
 settings go in through the environment (``BLOBSTORE_GC_*``, ``BLOBSTORE_<FIELD>``).
@@ -58,6 +59,7 @@ class ChaosCluster:
     chunk_ports: dict[int, int] = field(default_factory=dict)
     chunk_procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     chunk_proxies: dict[int, LinkProxy] = field(default_factory=dict)  # server 1 -> meta j
+    data_proxy: LinkProxy | None = None  # anyone -> server 1 (its advertised address)
     gateway_port: int = 0
     gateway_proc: subprocess.Popen[bytes] | None = None
 
@@ -88,6 +90,8 @@ class ChaosCluster:
             proxy = LinkProxy(addr)
             await proxy.start()
             self.chunk_proxies[j] = proxy
+        self.data_proxy = LinkProxy(Address("127.0.0.1", self.chunk_ports[1]))
+        await self.data_proxy.start()
         for i in self.chunk_ports:
             self.start_chunk(i)
         self.start_gateway()
@@ -112,9 +116,12 @@ class ChaosCluster:
         if self.gateway_proc is not None:
             with contextlib.suppress(ProcessLookupError):  # stray workers, if any
                 os.killpg(self.gateway_proc.pid, signal.SIGKILL)
-        proxy_ports = {p.address.port for p in self.chunk_proxies.values()}
+        chunk_proxies = [*self.chunk_proxies.values()]
+        if self.data_proxy is not None:
+            chunk_proxies.append(self.data_proxy)
+        proxy_ports = {p.address.port for p in chunk_proxies}
         proxy_ports |= {p.address.port for p in self.meta.proxies.values()}
-        for proxy in self.chunk_proxies.values():
+        for proxy in chunk_proxies:
             await proxy.stop()
         await self.meta.stop()
         await _close_stray_transports(proxy_ports, set(self.meta.ports))
@@ -131,8 +138,11 @@ class ChaosCluster:
 
     # -- chunkservers ---------------------------------------------------------------------
     def start_chunk(self, i: int) -> None:
+        advertise: list[str] = []
         if i == 1:
             meta = ",".join(str(p.address) for _, p in sorted(self.chunk_proxies.items()))
+            assert self.data_proxy is not None
+            advertise = ["--advertise", str(self.data_proxy.address)]
         else:
             meta = ",".join(str(a) for a in self.meta.addrs)
         log = open(self.root / f"chunk-{i}.log", "ab")  # noqa: SIM115 - child owns it
@@ -145,6 +155,7 @@ class ChaosCluster:
                 "--secret-file", str(self.meta.secret_file),
                 "--reserve-bytes", "0",
                 "--scrub-mb-s", str(self.scrub_mb_s),
+                *advertise,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -161,13 +172,18 @@ class ChaosCluster:
     def chunk_alive(self, i: int) -> bool:
         return self.chunk_procs[i].poll() is None
 
+    def _chunk1_proxies(self) -> list[LinkProxy]:
+        assert self.data_proxy is not None
+        return [*self.chunk_proxies.values(), self.data_proxy]
+
     def partition_chunk(self, i: int) -> None:
-        assert i == 1, "only chunkserver 1 reaches the metadata service through proxies"
-        for proxy in self.chunk_proxies.values():
+        """Cut chunkserver 1 off: its links to the metadata service and everyone's to it."""
+        assert i == 1, "only chunkserver 1 is reached (and reaches out) through proxies"
+        for proxy in self._chunk1_proxies():
             proxy.blackhole()
 
     def heal_chunk(self, i: int) -> None:
-        for proxy in self.chunk_proxies.values():
+        for proxy in self._chunk1_proxies():
             proxy.heal()
 
     def shard_files(self, i: int) -> list[Path]:

@@ -320,6 +320,8 @@ async def run_chaos(root: Path, spec: ChaosSpec) -> dict[str, object]:
         figures["ops"] = dict(wl.counts)
         present = await _final_reads(cluster, wl, spec.heal_timeout_s)
         assert not wl.violations, f"wrong bytes served: {wl.violations[:5]}"
+        # chunkserver 1 is dialled at its advertised address: the proxy a partition cuts
+        assert cluster.data_proxy is not None and cluster.data_proxy.forwarded_bytes > 0
         ops = wl.recorder.operations()
         budget = Budget(clock=time.monotonic, timeout_s=60)
         verdict = await asyncio.to_thread(check, ops, budget)  # off the proxies' loop

@@ -4,8 +4,9 @@ A schedule is a time-ordered tuple of ``Fault`` events, each a start or an end o
 episode. Episodes and their limits:
 
 * ``chunk_kill``: kill -9 a chunkserver, restart it ``duration_s`` later;
-* ``chunk_partition``: cut one chunkserver's links to the metadata service (per-link TCP
-  proxies) and heal them later; counts against the same budget as a dead chunkserver;
+* ``chunk_partition``: cut one chunkserver off (per-link TCP proxies: its links to the
+  metadata service, and gateways', repairers' and GC's links to its advertised address)
+  and heal it later; counts against the same budget as a dead chunkserver;
 * ``meta_kill_leader``: kill -9 whichever metadata node leads at that moment, restart it;
 * ``meta_pause``: SIGSTOP a metadata node past the election timeout, then SIGCONT;
 * ``meta_partition``: black-hole every Raft link of one metadata node, then heal;

@@ -41,7 +41,18 @@ async def test_forward_blackhole_reset_heal() -> None:
         assert await _roundtrip(addr, b"x" * 100_000, 5) == b"x" * 100_000
         proxy.blackhole()
         with pytest.raises(TimeoutError):
-            await _roundtrip(addr, b"lost", 0.3)
+            await _roundtrip(addr, b"held", 0.3)
+        # a connection open across the partition gets its bytes, in order, once healed
+        reader, writer = await asyncio.open_connection(addr.host, addr.port)
+        writer.write(b"before-")
+        await writer.drain()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(reader.readexactly(7), 0.3)
+        proxy.heal()
+        writer.write(b"after")
+        assert await asyncio.wait_for(reader.readexactly(12), 5) == b"before-after"
+        proxy.blackhole()
+        writer.close()
         proxy.reset()
         with pytest.raises((asyncio.IncompleteReadError, ConnectionError)):
             await _roundtrip(addr, b"refused", 5)
