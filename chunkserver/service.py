@@ -461,6 +461,7 @@ async def serve(config: ChunkserverConfig, *, link_factory: LinkFactory | None =
         if gc is not None:
             await gc.stop()
         await server.stop()
+        store.close()
         await repair_transport.close()
         if transport is not None:
             await transport.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from blobstore.errors import CorruptShard, InsufficientSpace
+from blobstore.errors import CorruptShard, InsufficientSpace, NoSuchShard
 from chunkserver.shardfile import ShardHeader, piece_length
 from chunkserver.store.disk import DiskShardStore, parse_shard_name, shard_name
 
@@ -130,7 +130,7 @@ async def test_cancelled_write_leaves_nothing(tmp_path: Path) -> None:
 
 
 async def test_abandoned_read_closes_its_fd(tmp_path: Path) -> None:
-    store = DiskShardStore(tmp_path, 0, batch_bytes=1)
+    store = DiskShardStore(tmp_path, 0, batch_bytes=1, open_files=0)  # no files kept open
     await store.start()
     h = hdr(8 * 4096)
     await store.write(h, stream(pieces(h)))
@@ -140,6 +140,91 @@ async def test_abandoned_read_closes_its_fd(tmp_path: Path) -> None:
     assert open_fds() == fds + 1
     await reader.aclose()
     assert open_fds() == fds
+
+
+def count_opens(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    opened: list[int] = []
+    real_open = DiskShardStore._open_shard
+
+    def counting(path: str, chunk_id: uuid.UUID, shard_index: int) -> object:
+        opened.append(shard_index)
+        return real_open(path, chunk_id, shard_index)
+
+    monkeypatch.setattr(DiskShardStore, "_open_shard", staticmethod(counting))
+    return opened
+
+
+async def test_reads_keep_the_file_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = DiskShardStore(tmp_path, 0)
+    await store.start()
+    h = hdr(3 * 4096 + 5)
+    await store.write(h, stream(pieces(h)))
+    opened = count_opens(monkeypatch)
+    fds = open_fds()
+    for _ in range(3):
+        assert await read_all(store, h.chunk_id, 0) == b"".join(pieces(h))
+    assert opened == [0] and store.open_files == 1 and open_fds() == fds + 1
+    store.close()
+    assert store.open_files == 0 and open_fds() == fds
+
+
+async def test_a_cached_file_deleted_or_replaced_behind_the_store_is_noticed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = DiskShardStore(tmp_path, 0)
+    await store.start()
+    h = hdr(2 * 4096)
+    await store.write(h, stream(pieces(h)))
+    path = store.shard_path(h.chunk_id, 0)
+    await read_all(store, h.chunk_id, 0)
+    fds = open_fds()
+    # replaced by another file (a new inode): reopened, the new bytes served
+    other = DiskShardStore(tmp_path / "other", 0)
+    await other.start()
+    h2 = ShardHeader(h.chunk_id, 0, 4, 2, "zfec", 4096, h.data_length)
+    new = [bytes(len(p)) for p in pieces(h)]
+    await other.write(h2, stream(new))
+    os.replace(other.shard_path(h.chunk_id, 0), path)
+    opened = count_opens(monkeypatch)
+    assert await read_all(store, h.chunk_id, 0) == b"".join(new)
+    assert opened == [0] and open_fds() == fds  # the old fd closed, the new one kept
+    # deleted: missing at once, although its fd was open
+    os.unlink(path)
+    with pytest.raises(NoSuchShard):
+        await read_all(store, h.chunk_id, 0)
+    assert store.open_files == 0 and open_fds() == fds - 1
+
+
+async def test_delete_and_rewrite_drop_the_open_file(tmp_path: Path) -> None:
+    store = DiskShardStore(tmp_path, 0)
+    await store.start()
+    h = hdr(4096)
+    await store.write(h, stream(pieces(h)))
+    await read_all(store, h.chunk_id, 0)
+    assert store.open_files == 1
+    await store.write(h, stream(pieces(h)))  # rewritten (a repair onto this server)
+    assert store.open_files == 0
+    await read_all(store, h.chunk_id, 0)
+    assert await store.delete(h.chunk_id, 0)
+    assert store.open_files == 0
+
+
+async def test_open_files_are_bounded_and_an_evicted_file_stays_open_for_its_reader(
+    tmp_path: Path,
+) -> None:
+    store = DiskShardStore(tmp_path, 0, batch_bytes=1, open_files=1)
+    await store.start()
+    a, b = hdr(4 * 4096, shard=0), hdr(4 * 4096, shard=1)
+    for h in (a, b):
+        await store.write(h, stream(pieces(h)))
+    fds = open_fds()
+    reading = store.read(a.chunk_id, 0)
+    first = await anext(reading)  # a is open and in use
+    assert await read_all(store, b.chunk_id, 1) == b"".join(pieces(b))  # evicts a
+    assert store.open_files == 1 and open_fds() == fds + 2
+    rest = [bytes(x) async for x in reading]  # a's fd survived its eviction
+    assert bytes(first) + b"".join(rest) == b"".join(pieces(a))
+    assert open_fds() == fds + 1  # closed once its reader finished
 
 
 async def test_misplaced_file_is_corrupt(tmp_path: Path) -> None:
