@@ -626,11 +626,14 @@ def test_auth_failures_store_nothing(s3: BaseClient, s3_server: S3Endpoint, buck
     )
     v4.close()
     # rewrite X-Amz-Date into the past so the URL has expired (the signature is then wrong
-    # too, but expiry is checked first); a freshly signed past URL needs a clock we do not own
-    old = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y%m%dT%H%M%SZ")
+    # too, but expiry is checked first); a freshly signed past URL needs a clock we do not own.
+    # The credential scope's date moves with it: an hour ago may be yesterday (00:00-01:00
+    # UTC), and a scope date that disagrees with X-Amz-Date is a malformed request (400)
+    past = datetime.now(UTC) - timedelta(hours=1)
     import re
 
-    expired = re.sub(r"X-Amz-Date=[0-9TZ]+", f"X-Amz-Date={old}", expired)
+    expired = re.sub(r"X-Amz-Date=[0-9TZ]+", f"X-Amz-Date={past:%Y%m%dT%H%M%SZ}", expired)
+    expired = re.sub(r"(X-Amz-Credential=[^&]*?%2F)[0-9]{8}%2F", rf"\g<1>{past:%Y%m%d}%2F", expired)
     assert _http_status(expired, s3_server, "PUT", b"x") == 403
 
     anon = f"{s3_server.endpoint_url}/{bucket}/anon"
