@@ -48,7 +48,7 @@ from gateway.chunked import VerifiedBody
 from gateway.errors import S3Error
 from gateway.router import Headers, RouterLimits
 from gateway.sigv4 import AuthContext, IncompleteBody, RequestParts
-from gateway.storage import ObjectStore
+from gateway.storage import BodyPiece, ObjectStore
 from metadata import api
 from metadata.fsm import commands as cmd
 from metadata.fsm.records import BucketRecord
@@ -336,7 +336,7 @@ def xml_response(
 
 
 class BodyStreamResponse(Response):
-    """Streams an async iterator of bytes (fixed Content-Length) straight to ``send``.
+    """Streams an async iterator of bytes or views (fixed Content-Length) to ``send``.
 
     Starlette's ``StreamingResponse`` runs every response in an anyio task group (a task
     to stream, one to listen for a disconnect, cancel scopes) -- measurable per GET.
@@ -346,7 +346,10 @@ class BodyStreamResponse(Response):
     """
 
     def __init__(
-        self, status: int, raw_headers: list[tuple[bytes, bytes]], body: AsyncIterator[bytes]
+        self,
+        status: int,
+        raw_headers: list[tuple[bytes, bytes]],
+        body: AsyncIterator[BodyPiece],
     ) -> None:
         self.status_code = status
         self.raw_headers = raw_headers
@@ -390,7 +393,10 @@ async def _wait_disconnect(receive: Receive) -> None:
 
 
 def streaming_response(
-    status: int, headers: Iterable[tuple[str, str]], body: AsyncIterator[bytes], length: int
+    status: int,
+    headers: Iterable[tuple[str, str]],
+    body: AsyncIterator[BodyPiece],
+    length: int,
 ) -> Response:
     raw = _raw(headers)
     raw.append((b"content-length", str(length).encode("ascii")))

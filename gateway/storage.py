@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 from blobstore.client.catalog import CatalogClient
 from blobstore.codec.ranges import Layout
@@ -47,6 +47,7 @@ from metadata.placement import choose_servers
 
 __all__ = [
     "DEFAULT_INLINE_THRESHOLD_BYTES",
+    "BodyPiece",
     "ClusterObjectStore",
     "MemoryObjectStore",
     "ObjectStore",
@@ -55,6 +56,9 @@ __all__ = [
 
 DEFAULT_INLINE_THRESHOLD_BYTES = 4 * 1024
 _SEND_BLOCK = 1024 * 1024  # bytes per block handed to the HTTP server when streaming a GET
+_SEND_DIRECT = 64 * 1024  # a received view at least this big is handed on as is
+
+BodyPiece: TypeAlias = bytes | memoryview  # of an object body, read or written; never mutated
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,14 +78,14 @@ class ObjectStore(Protocol):
     """Where object bytes live (the catalog holds only their description)."""
 
     async def write(
-        self, body: AsyncIterable[bytes], size_hint: int | None, *, allow_inline: bool = True
+        self, body: AsyncIterable[BodyPiece], size_hint: int | None, *, allow_inline: bool = True
     ) -> StoredData:
         """Store every byte of ``body`` (consumed to its end); raise on any failure.
 
         ``allow_inline=False`` (multipart parts) always produces chunks."""
         ...
 
-    def read(self, obj: ObjectInfo, start: int, length: int) -> AsyncIterator[bytes]:
+    def read(self, obj: ObjectInfo, start: int, length: int) -> AsyncIterator[BodyPiece]:
         """The bytes ``[start, start + length)`` of a committed object, in order."""
         ...
 
@@ -91,13 +95,13 @@ class ObjectStore(Protocol):
 
 
 async def _split_inline(
-    body: AsyncIterable[bytes], threshold: int
-) -> tuple[bytes | None, list[bytes], AsyncIterator[bytes]]:
+    body: AsyncIterable[BodyPiece], threshold: int
+) -> tuple[bytes | None, list[BodyPiece], AsyncIterator[BodyPiece]]:
     """Read up to ``threshold + 1`` bytes: (inline bytes if the body ended, head, rest)."""
     it = aiter(body)
     if threshold < 0:
         return None, [], it
-    head: list[bytes] = []
+    head: list[BodyPiece] = []
     have = 0
     while have <= threshold:  # threshold < 0: never inline, read nothing ahead
         try:
@@ -110,7 +114,9 @@ async def _split_inline(
     return None, head, it
 
 
-async def _chain(head: Sequence[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _chain(
+    head: Sequence[BodyPiece], rest: AsyncIterator[BodyPiece]
+) -> AsyncIterator[BodyPiece]:
     for piece in head:
         yield piece
     async for piece in rest:
@@ -140,7 +146,7 @@ class MemoryObjectStore:
         self.writes = 0
 
     async def write(
-        self, body: AsyncIterable[bytes], size_hint: int | None, *, allow_inline: bool = True
+        self, body: AsyncIterable[BodyPiece], size_hint: int | None, *, allow_inline: bool = True
     ) -> StoredData:
         threshold = self.inline_threshold_bytes if allow_inline else -1
         inline, head, rest = await _split_inline(body, threshold)
@@ -173,7 +179,7 @@ class MemoryObjectStore:
         self.chunks[cid] = data
         return Chunk(cid, "memory", 1, 0, max(1, len(data)), len(data), (ShardPlacement(1, 0),))
 
-    async def read(self, obj: ObjectInfo, start: int, length: int) -> AsyncIterator[bytes]:
+    async def read(self, obj: ObjectInfo, start: int, length: int) -> AsyncIterator[BodyPiece]:
         if not obj.chunks:
             yield _inline_slice(obj, start, length)
             return
@@ -253,7 +259,7 @@ class ClusterObjectStore:
         return self._addrs.get(server_id)
 
     async def write(
-        self, body: AsyncIterable[bytes], size_hint: int | None, *, allow_inline: bool = True
+        self, body: AsyncIterable[BodyPiece], size_hint: int | None, *, allow_inline: bool = True
     ) -> StoredData:
         threshold = self.inline_threshold_bytes if allow_inline else -1
         inline, head, rest = await _split_inline(body, threshold)
@@ -297,7 +303,7 @@ class ClusterObjectStore:
         )
         return StoredData(result.size_bytes, result.etag, chunks=chunks)
 
-    async def read(self, obj: ObjectInfo, start: int, length: int) -> AsyncIterator[bytes]:
+    async def read(self, obj: ObjectInfo, start: int, length: int) -> AsyncIterator[BodyPiece]:
         if not obj.chunks:
             yield _inline_slice(obj, start, length)
             return
@@ -317,8 +323,8 @@ class ClusterObjectStore:
             )
             for c in obj.chunks
         ]
-        # read_range yields views of received frames (a shard slice each); one join per
-        # ~_SEND_BLOCK copies them once into the blocks handed to the HTTP server
+        # read_range yields views of received frames (a shard slice each): big ones go to
+        # the HTTP server as they are (no copy); small ones are joined into ~_SEND_BLOCK
         parts: list[memoryview] = []
         pending = 0
         async for view in read_range(
@@ -328,6 +334,12 @@ class ClusterObjectStore:
             directory=self,
             transport=self._transport,
         ):
+            if len(view) >= _SEND_DIRECT:
+                if parts:
+                    yield b"".join(parts)
+                    parts, pending = [], 0
+                yield view
+                continue
             parts.append(view)
             pending += len(view)
             if pending >= _SEND_BLOCK:

@@ -50,6 +50,7 @@ from gateway.console.auth import COOKIE, LOGIN_COOKIE, ConsoleAuth, FormError, V
 from gateway.console.status import ClusterProbe, gather_cluster, gather_redundancy
 from gateway.context import Services
 from gateway.errors import S3Error
+from gateway.storage import BodyPiece
 from metadata.api import (
     BucketUsageQuery,
     GetBucketQuery,
@@ -339,7 +340,7 @@ class _Console:
             "etag": f'"{info.record.etag}"',
             "content-security-policy": "sandbox",
         }
-        body: AsyncIterator[bytes] = self.sv.store.read(info, 0, size)
+        body: AsyncIterator[BodyPiece] = self.sv.store.read(info, 0, size)
         return StreamingResponse(body, 200, headers, media_type="application/octet-stream")
 
     async def upload(self, request: Request, viewer: Viewer) -> Response:

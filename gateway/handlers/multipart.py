@@ -63,7 +63,7 @@ from gateway.handlers.object import (
 )
 from gateway.ranges import resolve_copy_source_range
 from gateway.sigv4 import InvalidRequest
-from gateway.storage import StoredData
+from gateway.storage import BodyPiece, StoredData
 from metadata.api import ListMultipartUploadsQuery, ListPartsQuery
 from metadata.fsm import commands as cmd
 from metadata.fsm.records import BucketRecord, PartRecord, UploadRecord
@@ -206,7 +206,9 @@ async def upload_part_copy(sv: Services, ctx: RequestContext, o: op.UploadPartCo
 _SUM_IN_THREAD_BYTES = 256 * 1024
 
 
-async def _summed(source: AsyncIterator[bytes], summer: Checksummer) -> AsyncIterator[bytes]:
+async def _summed(
+    source: AsyncIterator[BodyPiece], summer: Checksummer
+) -> AsyncIterator[BodyPiece]:
     """``source`` unchanged, fed to ``summer`` on the way (large pieces off the loop)."""
     async for piece in source:
         if summer.algorithms:
