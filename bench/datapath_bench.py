@@ -9,7 +9,8 @@ Measures, in one run (MB = 10**6 bytes of object data):
             single-stream figure (on 2 cores the fan-in figure was ~20% lower);
   write     ``--object-mib`` objects through ``blobstore.datapath.write_object`` (1 and 4
             concurrent; shards fsynced by the chunkservers);
-  read      healthy ``read_range`` of whole objects (1 and 4 concurrent);
+  read      healthy ``read_range`` of whole objects (1 and 4 concurrent), whole passes
+            until at least 1 GiB was read (as much as the loopback ceiling moves);
   degraded  the same with m chunkservers killed (-9), the killed ones holding data shards
             of every chunk, so every stripe is decoded;
   RSS       peak RSS (VmHWM) of a separate process writing ``--rss-gib`` GiB.
@@ -79,6 +80,7 @@ __all__ = ["main"]
 
 MiB = 1 << 20
 MB = 1e6
+READ_BYTES = 1 << 30  # each read figure covers at least this much data
 
 
 # -- ceilings ---------------------------------------------------------------------------
@@ -309,7 +311,9 @@ async def _read_many(
     placement: StaticPlacement,
     results: list[WriteResult],
     health: ServerHealth,
-) -> float:
+) -> tuple[float, int]:
+    """(MB/s, bytes read)."""
+
     async def one(res: WriteResult) -> int:
         n = 0
         async for b in read_range(
@@ -325,9 +329,13 @@ async def _read_many(
         assert n == res.size_bytes
         return n
 
+    # whole passes over the objects until at least READ_BYTES were read: one pass of a
+    # 256 MiB object takes ~0.13 s, too short to measure (the loopback ceiling moves 1 GiB)
     t0 = time.perf_counter()
-    total = sum(await asyncio.gather(*(one(r) for r in results)))
-    return total / (time.perf_counter() - t0) / MB
+    total = 0
+    while total < READ_BYTES:
+        total += sum(await asyncio.gather(*(one(r) for r in results)))
+    return total / (time.perf_counter() - t0) / MB, total
 
 
 def _own_cpu_s() -> float:
@@ -383,10 +391,10 @@ async def _bench(args: argparse.Namespace, root: Path) -> dict[str, float]:
         out["write_1"], out["write_4"] = w1, w4
         health = ServerHealth()
         c0, s0 = _own_cpu_s(), cluster.cpu_s()
-        out["read_1"] = await _read_many(client, placement, res1, health)
-        out["read_cpu_client"] = (_own_cpu_s() - c0) / (size / 1e9)
-        out["read_cpu_servers"] = (cluster.cpu_s() - s0) / (size / 1e9)
-        out["read_4"] = await _read_many(client, placement, res4, health)
+        out["read_1"], read = await _read_many(client, placement, res1, health)
+        out["read_cpu_client"] = (_own_cpu_s() - c0) / (read / 1e9)
+        out["read_cpu_servers"] = (cluster.cpu_s() - s0) / (read / 1e9)
+        out["read_4"], _ = await _read_many(client, placement, res4, health)
         if args.rss_gib > 0:
             ports = ",".join(str(p) for _, p in sorted(cluster.ports.items()))
             proc = await asyncio.to_thread(
@@ -413,8 +421,8 @@ async def _bench(args: argparse.Namespace, root: Path) -> dict[str, float]:
             res1[0].chunks, 0, 1, directory=placement, transport=client, health=health
         ):
             pass
-        out["degraded_1"] = await _read_many(client, placement, res1, health)
-        out["degraded_4"] = await _read_many(client, placement, res4, health)
+        out["degraded_1"], _ = await _read_many(client, placement, res1, health)
+        out["degraded_4"], _ = await _read_many(client, placement, res4, health)
         await client.close()
     finally:
         cluster.stop()
