@@ -263,8 +263,8 @@ class _TempShard:
 
 
 class _Open:
-    """One open shard file: its fd, parsed header and inode; closed once evicted and no
-    read uses it any more."""
+    """One open shard file: its fd, parsed header and inode. Closed once it is out of the
+    cache (``evicted``) and no read uses it any more."""
 
     __slots__ = ("evicted", "fd", "ino", "reader", "users")
 
@@ -274,7 +274,15 @@ class _Open:
         self.evicted = False
 
     def release(self) -> None:
+        """A read is done with it."""
         self.users -= 1
+        self._close_if_done()
+
+    def evict(self) -> None:
+        self.evicted = True
+        self._close_if_done()
+
+    def _close_if_done(self) -> None:
         if self.evicted and self.users == 0:
             os.close(self.fd)
 
@@ -297,9 +305,9 @@ class _OpenShards:
     def __len__(self) -> int:
         return len(self._lru)
 
-    def lookup(self, key: tuple[uuid.UUID, int], path: str) -> _Open | None:
-        """The cached open file of ``key`` if ``path`` still names it (raises
-        ``FileNotFoundError`` if the file is gone)."""
+    def use(self, key: tuple[uuid.UUID, int], path: str) -> _Open | None:
+        """The cached open file of ``key`` if ``path`` still names it, counted as in use
+        until ``release``; raises ``FileNotFoundError`` if the file is gone."""
         entry = self._lru.get(key)
         if entry is None:
             return None
@@ -312,33 +320,26 @@ class _OpenShards:
             self.forget(key)
             return None
         self._lru.move_to_end(key)
+        entry.users += 1
         return entry
 
-    def add(self, key: tuple[uuid.UUID, int], entry: _Open) -> None:
+    def add(self, key: tuple[uuid.UUID, int], entry: _Open) -> _Open:
+        """Cache a newly opened file, counted as in use until ``release``."""
+        entry.users += 1
         self.forget(key)
-        if self._capacity == 0:
-            entry.evicted = True
-            return
         self._lru[key] = entry
         while len(self._lru) > self._capacity:
-            _, old = self._lru.popitem(last=False)
-            self._evict(old)
+            self._lru.popitem(last=False)[1].evict()
+        return entry
 
     def forget(self, key: tuple[uuid.UUID, int]) -> None:
         entry = self._lru.pop(key, None)
         if entry is not None:
-            self._evict(entry)
+            entry.evict()
 
     def clear(self) -> None:
         while self._lru:
-            _, entry = self._lru.popitem()
-            self._evict(entry)
-
-    @staticmethod
-    def _evict(entry: _Open) -> None:
-        entry.evicted = True
-        if entry.users == 0:
-            os.close(entry.fd)
+            self._lru.popitem()[1].evict()
 
 
 class DiskShardStore:
@@ -376,7 +377,7 @@ class DiskShardStore:
 
     def _shard_path(self, chunk_id: uuid.UUID, shard_index: int) -> str:
         h = chunk_id.hex
-        return f"{self._shards_str}/{h[0:2]}/{h[2:4]}/{h}.{shard_index}"
+        return f"{self._shards_str}/{h[0:2]}/{h[2:4]}/{shard_name(chunk_id, shard_index)}"
 
     @property
     def open_files(self) -> int:
@@ -459,13 +460,11 @@ class DiskShardStore:
         key = (chunk_id, shard_index)
         path = self._shard_path(chunk_id, shard_index)
         try:
-            shard = self._open.lookup(key, path)
+            shard = self._open.use(key, path)
         except FileNotFoundError:
             raise _no_such_shard(chunk_id, shard_index, self._root) from None
         if shard is None:
-            shard = await self._open_file(path, chunk_id, shard_index)
-            self._open.add(key, shard)
-        shard.users += 1
+            shard = self._open.add(key, await self._open_file(path, chunk_id, shard_index))
         fd, reader = shard.fd, shard.reader
         try:
             for batch in reader.plan(offset, length, batch_bytes=self._read_batch):
