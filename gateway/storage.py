@@ -58,7 +58,9 @@ DEFAULT_INLINE_THRESHOLD_BYTES = 4 * 1024
 _SEND_BLOCK = 1024 * 1024  # bytes per block handed to the HTTP server when streaming a GET
 _SEND_DIRECT = 64 * 1024  # a received view at least this big is handed on as is
 
-BodyPiece: TypeAlias = bytes | memoryview  # of an object body, read or written; never mutated
+# A piece of an object body, read or written; never mutated. Narrower than codec's Buffer:
+# no bytearray, which Starlette's StreamingResponse (the console's downloads) cannot send.
+BodyPiece: TypeAlias = bytes | memoryview
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ import itertools
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from blobstore import errors
 from blobstore.codec.ec import Buffer, ErasureCoder, get_coder
@@ -304,8 +305,7 @@ class ChunkReader:
         self._coder = get_coder(ref.coder, ref.k, ref.m)
         self._where: dict[int, tuple[int, Address]] = {}
         self.bad: set[int] = set(exclude)
-        # (start, length, opened calls) of a read whose first run was opened ahead
-        self._prefetched: tuple[int, int, dict[int, _Stream] | None] | None = None
+        self._prefetched: _Prefetched | None = None  # a read whose first run is open
         for s in ref.shards:
             addr = directory.address_of(s.server_id)
             if addr is None:
@@ -358,13 +358,13 @@ class ChunkReader:
         and a half per read is in flight. ``on_last_run`` is called at that point of the
         last run: ``read_range`` opens the next chunk's first run then (``prefetch``).
         """
-        runs = self._runs(start, length)
         pre, self._prefetched = self._prefetched, None
-        if pre is not None and (pre[0], pre[1]) == (start, length):
-            opened = pre[2]
+        if pre is not None and (pre.start, pre.length) == (start, length):
+            runs, opened = pre.runs, pre.opened
         else:
-            if pre is not None and pre[2] is not None:  # opened for another range
-                await _close_all(pre[2])
+            if pre is not None and pre.opened is not None:  # opened for another range
+                await _close_all(pre.opened)
+            runs = self._runs(start, length)
             opened = self._open_run(runs[0]) if runs else None
         for i, run in enumerate(runs):
             ahead = _Ahead(self, runs[i + 1] if i + 1 < len(runs) else None, on_last_run)
@@ -382,14 +382,15 @@ class ChunkReader:
     def prefetch(self, start: int, length: int) -> None:
         """Open the first run of ``read(start, length)`` now; ``read`` picks it up (else
         ``drop_prefetch`` closes it)."""
-        runs = self._runs(start, length)
-        if runs and self._prefetched is None:
-            self._prefetched = (start, length, self._open_run(runs[0]))
+        if self._prefetched is None:
+            runs = self._runs(start, length)
+            opened = self._open_run(runs[0]) if runs else None
+            self._prefetched = _Prefetched(start, length, runs, opened)
 
     async def drop_prefetch(self) -> None:
         got, self._prefetched = self._prefetched, None
-        if got is not None and got[2] is not None:
-            await _close_all(got[2])
+        if got is not None and got.opened is not None:
+            await _close_all(got.opened)
 
     def _runs(self, start: int, length: int) -> list[list[StripeSpan]]:
         """The runs of ``run_stripes`` consecutive stripes covering the range."""
@@ -568,6 +569,15 @@ class ChunkReader:
         fut = loop.create_future()
         fut.set_result(_decode(self._coder, pieces))
         return fut
+
+
+class _Prefetched(NamedTuple):
+    """A read whose first run's calls were opened ahead (``ChunkReader.prefetch``)."""
+
+    start: int
+    length: int
+    runs: list[list[StripeSpan]]
+    opened: dict[int, _Stream] | None
 
 
 class _Ahead:
