@@ -73,6 +73,7 @@ from blobstore.datapath import (
     read_range,
     write_object,
 )
+from blobstore.rawbuf import tune_allocator
 from blobstore.rpc import RpcClient
 from blobstore.types import Address
 
@@ -430,6 +431,7 @@ async def _bench(args: argparse.Namespace, root: Path) -> dict[str, float]:
 
 
 def main() -> None:
+    tune_allocator()  # as every blobstore process does (this one is the data-path client)
     if len(sys.argv) > 1 and sys.argv[1] == "--rss-child":
         _rss_child(sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
         return

@@ -12,16 +12,33 @@ must not leak to a peer.
 CPython only (``PyByteArray_FromStringAndSize(NULL, n)``, a documented C API); other
 interpreters fall back to ``bytearray(n)``.
 
+``tune_allocator()`` (called once by every blobstore process) keeps such buffers out of
+glibc's per-allocation ``mmap``: by default glibc serves big allocations with a fresh
+mapping (first 128 KiB, then a threshold it moves by heuristics) and trims the heap top
+back to the kernel, so a buffer of the wrong size is faulted in page by page and zeroed by
+the kernel on every use. Measured (read bench, 1 GiB through 4 chunkservers): with read
+batches of 1.8 MiB instead of 3.9 MiB, 236k page faults per GB and +65% chunkserver CPU
+per GB (0.50 -> 0.83 s); with the fixed thresholds below, none at either size. Writes:
+chunkserver faults per GB 105k -> 11k. The cost: up to the trim threshold of freed heap
+stays resident after a burst.
+
 Must not import: asyncio, service packages.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 from collections.abc import Callable
 
-__all__ = ["uninitialized"]
+__all__ = ["MMAP_THRESHOLD_BYTES", "TRIM_THRESHOLD_BYTES", "tune_allocator", "uninitialized"]
+
+MMAP_THRESHOLD_BYTES = 64 * 1024 * 1024  # allocations below this come from the heap
+TRIM_THRESHOLD_BYTES = 256 * 1024 * 1024  # free heap top kept before returning it
+_M_TRIM_THRESHOLD = -1  # glibc <malloc.h>
+_M_MMAP_THRESHOLD = -3
+_USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
 
 
 def _capi_factory() -> Callable[[int], bytearray] | None:
@@ -50,3 +67,24 @@ def uninitialized(n: int) -> bytearray:
     if _make is None or n < _SMALL:
         return bytearray(n)
     return _make(n)
+
+
+def tune_allocator() -> bool:
+    """Fix glibc's mmap and trim thresholds for bulk buffers (see the module docstring).
+
+    True if applied. Does nothing off glibc (no ``mallopt``, or one that refuses) or when
+    the environment already sets malloc thresholds or tunables: the operator's choice wins.
+    """
+    if any(name in os.environ for name in _USER_SETTINGS):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    # glibc takes any trim threshold but refuses an mmap threshold above its limit: that
+    # one goes first, so a refusal leaves both as they were
+    if not mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES):
+        return False
+    return bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))

@@ -36,6 +36,7 @@ from blobstore.config import GatewayConfig, load_secret
 from blobstore.errors import AccessDenied
 from blobstore.log import configure_logging, get_logger, new_trace_id, trace_context
 from blobstore.obs.gateway import OPERATION_KEY, ObservedGateway, prepare_multiprocess
+from blobstore.rawbuf import tune_allocator
 from blobstore.rpc import RpcClient
 from blobstore.rpc.tls import internal_contexts
 from blobstore.supervisor import die_with_parent
@@ -353,6 +354,7 @@ async def _serve_one(config: GatewayConfig, sockets: list[socket.socket] | None)
 
 def _worker_main(config: GatewayConfig, sock: socket.socket, parent_pid: int) -> None:
     die_with_parent(signal.SIGTERM, parent_pid)  # no orphan worker after a kill -9 of serve()
+    tune_allocator()  # a spawned interpreter: not through blobstore.cli.main
     configure_logging(config.common.log_format, config.common.log_level)
     runner_kwargs: dict[str, Any] = {}
     if server_options()["loop"] == "uvloop":

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from blobstore import __version__
 from blobstore.cli import admin, roles, s3, server
 from blobstore.errors import BlobstoreError, ConfigError
+from blobstore.rawbuf import tune_allocator
 
 __all__ = ["build_parser", "main"]
 
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    tune_allocator()  # every command moves bulk buffers (roles, cp, ...)
     try:
         return int(args.func(args))
     except ConfigError as e:
