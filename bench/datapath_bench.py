@@ -10,10 +10,7 @@ Measures, in one run (MB = 10**6 bytes of object data):
   write     ``--object-mib`` objects through ``blobstore.datapath.write_object`` (1 and 4
             concurrent; shards fsynced by the chunkservers);
   read      healthy ``read_range`` of whole objects (1 and 4 concurrent), whole passes
-            until at least 1 GiB was read (as much as the loopback ceiling moves), after
-            one untimed pass: chunkservers drop written shards from the page cache, and
-            the ceiling these figures answer to is the network's, not the disk's (that
-            first pass is shown for information);
+            until at least 1 GiB was read (as much as the loopback ceiling moves);
   degraded  the same with m chunkservers killed (-9), the killed ones holding data shards
             of every chunk, so every stripe is decoded;
   RSS       peak RSS (VmHWM) of a separate process writing ``--rss-gib`` GiB.
@@ -342,21 +339,6 @@ async def _read_many(
     return total / (time.perf_counter() - t0) / MB, total
 
 
-async def _read_cold(
-    client: RpcClient, placement: StaticPlacement, results: list[WriteResult]
-) -> float:
-    """MB/s of one pass over freshly written objects: chunkservers drop what they write
-    from the page cache, so this reads the disk (and leaves the shards cached)."""
-    t0 = time.perf_counter()
-    n = 0
-    for res in results:
-        async for b in read_range(
-            res.chunks, 0, res.size_bytes, directory=placement, transport=client
-        ):
-            n += len(b)
-    return n / (time.perf_counter() - t0) / MB
-
-
 def _own_cpu_s() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -408,8 +390,6 @@ async def _bench(args: argparse.Namespace, root: Path) -> dict[str, float]:
         out["write_cpu_servers"] = (cluster.cpu_s() - s0) / (size / 1e9)
         w4, res4 = await _write_many(client, placement, layout, size, 4)
         out["write_1"], out["write_4"] = w1, w4
-        out["read_cold"] = await _read_cold(client, placement, res1)
-        await _read_cold(client, placement, res4)
         health = ServerHealth()
         c0, s0 = _own_cpu_s(), cluster.cpu_s()
         out["read_1"], read = await _read_many(client, placement, res1, health)
@@ -489,7 +469,6 @@ def main() -> None:
         (f"loopback TCP, {k} senders -> 1 (info)", r["loopback_fan_in"]),
         (f"write {args.object_mib} MiB x1", r["write_1"]),
         (f"write {args.object_mib} MiB x4", r["write_4"]),
-        ("read x1 first pass (disk, info)", r["read_cold"]),
         ("read x1", r["read_1"]),
         ("read x4", r["read_4"]),
         (f"degraded read x1 ({m} lost)", r["degraded_1"]),

@@ -13,15 +13,6 @@ file in ``tmp/`` → fsync → rename into ``shards/`` → fsync the directory (
 parent directories) → return the receipt. A crash before the rename leaves only a temp
 file, which ``start`` removes; after it, the shard is complete and durable.
 
-Once fsynced, a written file's pages (clean by then) are dropped from the page cache
-(``POSIX_FADV_DONTNEED``): a shard is written once and read seldom, so the cache is left
-to what reads actually use, as Swift's object server (``drop_buffer_cache``) and MinIO
-(``O_DIRECT`` writes) do. Measured here, keeping them cost the kernel 1.4-1.9 s of CPU per
-GB written (growing the page cache; this VM backs fresh guest memory lazily): dropping
-took the chunkservers from 6.8-8.0 to 5.3 ms of CPU per 1 MiB object written, S3 PUT of
-1 MiB from 0.51x to 0.61x of SeaweedFS and of 64 MiB from 1.12x to 1.40x. The cost: the
-first read of a fresh shard comes from the disk.
-
 Writes run in worker threads (``asyncio.to_thread``) in batches of at least
 ``batch_bytes`` (1 MiB): per-call thread hops cost, so pieces are gathered and written
 with one ``os.writev`` per batch (measured faster than aiofiles' one hop per write).
@@ -85,7 +76,6 @@ log = get_logger(__name__)
 T = TypeVar("T")
 
 _NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
-_FADVISE_DONTNEED: int | None = getattr(os, "POSIX_FADV_DONTNEED", None)  # not on macOS
 _IOV_MAX = 1024
 READ_BATCH_FACTOR = 4  # reads go in batches of 4 x batch_bytes (4 MiB by default)
 OPEN_FILES = 256  # shard files kept open for reads (_OpenShards)
@@ -212,13 +202,6 @@ def _read_into(fd: int, iov: list[memoryview], start: int, offset: int) -> int:
     return got - start
 
 
-def _drop_cached(fd: int) -> None:
-    """Evict a just-fsynced file's pages from the page cache (advice: errors ignored)."""
-    if _FADVISE_DONTNEED is not None:
-        with contextlib.suppress(OSError):
-            os.posix_fadvise(fd, 0, 0, _FADVISE_DONTNEED)
-
-
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -256,7 +239,6 @@ class _TempShard:
         self.write(chunks)
         receipt = self.enc.finish()
         os.fsync(self.fd)
-        _drop_cached(self.fd)
         fd, self.fd = self.fd, -1
         os.close(fd)
         new_dirs = [d for d in (self.final.parent.parent, self.final.parent) if not d.exists()]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import mmap
 import os
 import random
 import shutil
@@ -48,36 +46,6 @@ async def read_all(store: DiskShardStore, cid: uuid.UUID, shard: int) -> bytes:
 
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
-
-
-def resident_pages(path: str | Path) -> int:
-    """Pages of ``path`` in the page cache (``mincore`` on a read-only mapping)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = (
-        ctypes.c_void_p,
-        ctypes.c_size_t,
-        ctypes.c_int,
-        ctypes.c_int,
-        ctypes.c_int,
-        ctypes.c_long,
-    )
-    libc.mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p)
-    libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
-    size = os.path.getsize(path)
-    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-        assert addr not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
-        try:
-            vec = ctypes.create_string_buffer(pages)
-            assert libc.mincore(addr, size, vec) == 0, ctypes.get_errno()
-            return sum(b & 1 for b in vec.raw)
-        finally:
-            libc.munmap(addr, size)
-    finally:
-        os.close(fd)
 
 
 async def test_fan_out_layout(tmp_path: Path) -> None:
@@ -306,27 +274,3 @@ async def test_read_cancelled_while_opening_closes_its_fd(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert open_fds() == fds
-
-
-@pytest.mark.skipif(not hasattr(os, "POSIX_FADV_DONTNEED"), reason="no posix_fadvise")
-async def test_written_shards_leave_the_page_cache(tmp_path: Path) -> None:
-    control = tmp_path / "control"
-    fd = os.open(control, os.O_WRONLY | os.O_CREAT)
-    try:
-        os.write(fd, os.urandom(256 * 1024))
-        os.fsync(fd)
-        if not resident_pages(control):
-            pytest.skip("written pages are not kept in the cache here")
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        if resident_pages(control):
-            pytest.skip("this file system keeps pages despite DONTNEED (tmpfs)")
-    finally:
-        os.close(fd)
-    store = DiskShardStore(tmp_path, 0)
-    await store.start()
-    h = hdr(256 * 1024, stripe=64 * 1024)
-    await store.write(h, stream(pieces(h)))
-    path = store.shard_path(h.chunk_id, 0)
-    assert resident_pages(path) == 0
-    assert await read_all(store, h.chunk_id, 0) == b"".join(pieces(h))  # reads fill it again
-    assert resident_pages(path) > 0
