@@ -78,7 +78,11 @@ class ReadOptions:
 
     hedge_delay_s: float = 0.5  # a stripe waiting this long gets a spare shard racing
     call_timeout_s: float = 120.0  # deadline of one ranged ReadShard call (one run)
-    run_stripes: int = 16  # stripes covered by one ranged call per shard
+    # stripes covered by one ranged call per shard: 32 x 256 KiB pieces (4+2, 1 MiB
+    # stripes) = one 8 MiB stream window; healthy reads of 256 MiB objects ran 5-15%
+    # faster than with 16 (fewer calls to open), and no faster with 64, which would
+    # leave up to a whole chunk to the slower hedged path after one slow piece
+    run_stripes: int = 32
 
 
 def _ignore(_: BadShard) -> None:
