@@ -18,9 +18,12 @@ mapping (first 128 KiB, then a threshold it moves by heuristics) and trims the h
 back to the kernel, so a buffer of the wrong size is faulted in page by page and zeroed by
 the kernel on every use. Measured (read bench, 1 GiB through 4 chunkservers): with read
 batches of 1.8 MiB instead of 3.9 MiB, 236k page faults per GB and +65% chunkserver CPU
-per GB (0.50 -> 0.83 s); with the fixed thresholds below, none at either size. Writes:
+per GB (0.50 -> 0.83 s); in a later run, as many at 3.9 MiB too (healthy reads 1.4
+instead of 2.4 GB/s): glibc's choice depends on what the process allocated before. With
+the fixed thresholds below, no faults at either size. Writes:
 chunkserver faults per GB 105k -> 11k. The cost: up to the trim threshold of freed heap
-stays resident after a burst.
+stays resident after a burst (a gateway's RSS after the S3 bench's 64 MiB GETs: 143 MiB
+left to glibc, 200 MiB with these settings).
 
 Must not import: asyncio, service packages.
 """
@@ -35,7 +38,10 @@ from collections.abc import Callable
 __all__ = ["MMAP_THRESHOLD_BYTES", "TRIM_THRESHOLD_BYTES", "tune_allocator", "uninitialized"]
 
 MMAP_THRESHOLD_BYTES = 64 * 1024 * 1024  # allocations below this come from the heap
-TRIM_THRESHOLD_BYTES = 256 * 1024 * 1024  # free heap top kept before returning it
+# free heap top kept before returning it: about one large read's buffering (2 runs x k
+# streams x an 8 MiB window); 256 MiB kept a gateway at 324 MiB RSS after GETs of 64 MiB
+# objects (target 256), 32 MiB made a reader fault its receive buffers in again
+TRIM_THRESHOLD_BYTES = 64 * 1024 * 1024
 _M_TRIM_THRESHOLD = -1  # glibc <malloc.h>
 _M_MMAP_THRESHOLD = -3
 _USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
