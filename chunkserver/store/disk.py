@@ -77,6 +77,7 @@ T = TypeVar("T")
 
 _NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
 _IOV_MAX = 1024
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 READ_BATCH_FACTOR = 4  # reads go in batches of 4 x batch_bytes (4 MiB by default)
 OPEN_FILES = 256  # shard files kept open for reads (_OpenShards)
 
@@ -432,8 +433,14 @@ class DiskShardStore:
                     await _in_thread(tmp.write, pending)
                     pending, pending_bytes = [], 0
             receipt, replaced = await _in_thread(tmp.commit, pending)
-        except BaseException:
+        except BaseException as exc:
             await asyncio.to_thread(tmp.discard)
+            if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
+                # the disk filled up below the reserve check (another writer, a reserve
+                # of 0): the same typed answer as the check, not an internal error
+                raise InsufficientSpace(
+                    f"disk {self._root} is full: {exc.strerror}", needed_bytes=str(needed)
+                ) from None
             raise
         self._open.forget((header.chunk_id, header.shard_index))  # a rewrite: new file
         self._used += receipt.file_bytes - replaced

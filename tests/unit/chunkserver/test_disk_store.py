@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import random
 import shutil
@@ -102,6 +103,51 @@ async def test_full_disk_refuses_writes(tmp_path: Path) -> None:
         1228800,
         28800,
     )
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+async def test_a_disk_that_fills_up_during_a_write_answers_insufficient_space(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    # the reserve check passed (reserve 0), then the file system ran out of room
+    store = DiskShardStore(tmp_path, 0)
+    await store.start()
+    h = hdr(8 * 4096)
+    real_writev = os.writev
+    calls = 0
+
+    def writev(fd: int, bufs: list[memoryview]) -> int:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise OSError(code, os.strerror(code))
+        return real_writev(fd, bufs[:1])  # a short first write, then the disk is full
+
+    monkeypatch.setattr(os, "writev", writev)
+    with pytest.raises(InsufficientSpace, match="is full"):
+        await store.write(h, stream(pieces(h)))
+    monkeypatch.undo()
+    assert os.listdir(tmp_path / "tmp") == []
+    assert await store.stat(h.chunk_id, 0) is None
+    await store.write(h, stream(pieces(h)))  # room again: the same shard is written
+    assert await read_all(store, h.chunk_id, 0) == b"".join(pieces(h))
+
+
+async def test_other_write_errors_stay_what_they_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = DiskShardStore(tmp_path, 0)
+    await store.start()
+    h = hdr(4096)
+
+    def fail(fd: int, bufs: list[memoryview]) -> int:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "writev", fail)
+    with pytest.raises(OSError, match="Input/output"):
+        await store.write(h, stream(pieces(h)))
+    monkeypatch.undo()
+    assert os.listdir(tmp_path / "tmp") == []
 
 
 async def test_cancelled_write_leaves_nothing(tmp_path: Path) -> None:
