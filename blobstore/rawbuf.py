@@ -18,12 +18,12 @@ mapping (first 128 KiB, then a threshold it moves by heuristics) and trims the h
 back to the kernel, so a buffer of the wrong size is faulted in page by page and zeroed by
 the kernel on every use. Measured (read bench, 1 GiB through 4 chunkservers): with read
 batches of 1.8 MiB instead of 3.9 MiB, 236k page faults per GB and +65% chunkserver CPU
-per GB (0.50 -> 0.83 s); in a later run, as many at 3.9 MiB too (healthy reads 1.4
-instead of 2.4 GB/s): glibc's choice depends on what the process allocated before. With
-the fixed thresholds below, no faults at either size. Writes:
-chunkserver faults per GB 105k -> 11k. The cost: up to the trim threshold of freed heap
-stays resident after a burst (a gateway's RSS after the S3 bench's 64 MiB GETs: 143 MiB
-left to glibc, 200 MiB with these settings).
+per GB (0.50 -> 0.83 s); in a later run as many at 3.9 MiB too (healthy reads 1.4 instead
+of 2.4 GB/s): glibc's choice depends on what the process allocated before. With the fixed
+thresholds below: no faults at either size, and chunkserver faults per GB written 105k ->
+11k. The cost: up to the trim threshold of freed heap stays resident after a burst (a
+gateway's RSS after the S3 bench's 64 MiB GETs: 143 MiB left to glibc, 200 MiB with these
+settings).
 
 Must not import: asyncio, service packages.
 """
@@ -44,7 +44,7 @@ MMAP_THRESHOLD_BYTES = 64 * 1024 * 1024  # allocations below this come from the 
 TRIM_THRESHOLD_BYTES = 64 * 1024 * 1024
 _M_TRIM_THRESHOLD = -1  # glibc <malloc.h>
 _M_MMAP_THRESHOLD = -3
-_USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
+_USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 
 
 def _capi_factory() -> Callable[[int], bytearray] | None:
@@ -79,9 +79,12 @@ def tune_allocator() -> bool:
     """Fix glibc's mmap and trim thresholds for bulk buffers (see the module docstring).
 
     True if applied. Does nothing off glibc (no ``mallopt``, or one that refuses) or when
-    the environment already sets malloc thresholds or tunables: the operator's choice wins.
+    the environment already sets malloc thresholds or ``glibc.malloc.*`` tunables: the
+    operator's choice wins.
     """
     if any(name in os.environ for name in _USER_SETTINGS):
+        return False
+    if "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt
