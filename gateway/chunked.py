@@ -424,6 +424,7 @@ class VerifiedBody:
     ) -> None:
         self._expected = expected_checksums((k, v.decode("latin-1")) for k, v in req.headers)
         algs = [*compute, *(c.algorithm for c in self._expected)]
+        self.algorithms = frozenset(algs)  # what ``checksums`` will hold
         self._summer = Checksummer(algs)
         self._payload = auth.payload_verifier()
         self._offload = offload_threshold_bytes

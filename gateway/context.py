@@ -286,6 +286,11 @@ class BodyCounter:
     def checksums(self) -> tuple[Checksum, ...]:
         return self._source.checksums
 
+    @property
+    def algorithms(self) -> frozenset[ChecksumAlgorithm]:
+        """The algorithms ``checksums`` will hold once the body ran to its end."""
+        return self._source.algorithms
+
 
 def body_stream(
     ctx: RequestContext, cap_bytes: int, compute: Iterable[ChecksumAlgorithm] = ()

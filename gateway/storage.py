@@ -80,11 +80,17 @@ class ObjectStore(Protocol):
     """Where object bytes live (the catalog holds only their description)."""
 
     async def write(
-        self, body: AsyncIterable[BodyPiece], size_hint: int | None, *, allow_inline: bool = True
+        self,
+        body: AsyncIterable[BodyPiece],
+        size_hint: int | None,
+        *,
+        allow_inline: bool = True,
+        md5: bool = True,
     ) -> StoredData:
         """Store every byte of ``body`` (consumed to its end); raise on any failure.
 
-        ``allow_inline=False`` (multipart parts) always produces chunks."""
+        ``allow_inline=False`` (multipart parts) always produces chunks. ``md5=False``: the
+        caller hashes the body itself, and ``md5_hex`` comes back empty."""
         ...
 
     def read(self, obj: ObjectInfo, start: int, length: int) -> AsyncIterator[BodyPiece]:
@@ -114,6 +120,10 @@ async def _split_inline(
             head.append(piece)
             have += len(piece)
     return None, head, it
+
+
+def _md5_hex(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
 async def _chain(
@@ -148,20 +158,25 @@ class MemoryObjectStore:
         self.writes = 0
 
     async def write(
-        self, body: AsyncIterable[BodyPiece], size_hint: int | None, *, allow_inline: bool = True
+        self,
+        body: AsyncIterable[BodyPiece],
+        size_hint: int | None,
+        *,
+        allow_inline: bool = True,
+        md5: bool = True,
     ) -> StoredData:
         threshold = self.inline_threshold_bytes if allow_inline else -1
         inline, head, rest = await _split_inline(body, threshold)
         if inline is not None:
-            md5 = hashlib.md5(inline, usedforsecurity=False).hexdigest()
-            return StoredData(len(inline), md5, inline=inline)
+            return StoredData(len(inline), _md5_hex(inline) if md5 else "", inline=inline)
         digest = hashlib.md5(usedforsecurity=False)
         made: list[Chunk] = []
         buf = bytearray()
         size = 0
         try:
             async for piece in _chain(head, rest):
-                digest.update(piece)
+                if md5:
+                    digest.update(piece)
                 size += len(piece)
                 buf += piece
                 while len(buf) >= self.chunk_bytes:
@@ -174,7 +189,7 @@ class MemoryObjectStore:
                 self.chunks.pop(c.chunk_id, None)
             raise
         self.writes += 1
-        return StoredData(size, digest.hexdigest(), chunks=tuple(made))
+        return StoredData(size, digest.hexdigest() if md5 else "", chunks=tuple(made))
 
     def _put(self, data: bytes) -> Chunk:
         cid = uuid.uuid4().hex
@@ -261,13 +276,17 @@ class ClusterObjectStore:
         return self._addrs.get(server_id)
 
     async def write(
-        self, body: AsyncIterable[BodyPiece], size_hint: int | None, *, allow_inline: bool = True
+        self,
+        body: AsyncIterable[BodyPiece],
+        size_hint: int | None,
+        *,
+        allow_inline: bool = True,
+        md5: bool = True,
     ) -> StoredData:
         threshold = self.inline_threshold_bytes if allow_inline else -1
         inline, head, rest = await _split_inline(body, threshold)
         if inline is not None:
-            md5 = hashlib.md5(inline, usedforsecurity=False).hexdigest()
-            return StoredData(len(inline), md5, inline=inline)
+            return StoredData(len(inline), _md5_hex(inline) if md5 else "", inline=inline)
         _servers, profile = await self._refresh()
         layout = Layout(profile.chunk_size_bytes, profile.stripe_size_bytes, profile.k, profile.m)
         store = self
@@ -286,7 +305,7 @@ class ClusterObjectStore:
             placement=_Placement(),
             transport=self._transport,
             size_bytes=size_hint,
-            options=WriteOptions(coder=profile.coder),
+            options=WriteOptions(coder=profile.coder, etag_md5=md5),
         )
         chunks = tuple(
             Chunk(

@@ -127,13 +127,14 @@ class WriteResult:
     """A finished write: ready to commit to the catalog."""
 
     size_bytes: int
-    md5: bytes  # of the whole object (the S3 ETag of a single-part upload)
+    md5: bytes | None  # of the whole object (the S3 ETag); None if ``etag_md5`` was off
     chunks: tuple[ChunkRef, ...]
     missing: tuple[MissingShard, ...]
 
     @property
     def etag(self) -> str:
-        return self.md5.hex()
+        """The hex MD5 (empty if it was not computed)."""
+        return self.md5.hex() if self.md5 is not None else ""
 
 
 class BadShardReason(Enum):

@@ -5,7 +5,9 @@
 releases the GIL), and streams piece ``i`` of every stripe to the chunkserver holding
 shard ``i`` (one ``WriteShard`` call per shard, its body fed from a bounded pipe). The
 input is cut into stripes by ``stripes.StripeSource``; the MD5 of the whole object (the
-ETag) is computed off the loop, in order, by ``md5.OrderedMd5``.
+ETag) is computed off the loop, in order, by ``md5.OrderedMd5`` (unless ``etag_md5`` is
+off: a caller that hashes the body itself, as the gateway does for a request announcing
+Content-MD5, should not pay for it twice).
 
 Flow control: each shard's pipe holds at most ``stripes_in_flight`` pieces; the encoder
 pushes a stripe only when every live pipe has room, so the slowest shard paces the write.
@@ -78,6 +80,7 @@ class WriteOptions:
     call_timeout_s: float = 3600.0  # deadline of one WriteShard call (a whole chunk)
     finish_grace_s: float = 10.0  # after quorum: wait this long for the remaining receipts
     cleanup_timeout_s: float = 5.0
+    etag_md5: bool = True  # compute the object's MD5 (WriteResult.md5; None when off)
 
     def quorum(self, k: int, m: int) -> int:
         q = k + 1 if self.write_quorum is None else self.write_quorum
@@ -400,7 +403,7 @@ async def write_object(
     if size_bytes is not None and size_bytes < 0:
         raise errors.InvalidArgument(f"size must be >= 0, got {size_bytes}")
     source = StripeSource(data, layout, size_bytes)
-    md5 = OrderedMd5(opts.encode_ahead + opts.stripes_in_flight)
+    md5 = OrderedMd5(opts.encode_ahead + opts.stripes_in_flight) if opts.etag_md5 else None
     chunks: list[_ChunkWrite] = []
     finishing: list[asyncio.Task[tuple[ChunkRef, list[MissingShard]]]] = []
     try:
@@ -426,7 +429,7 @@ async def write_object(
         if size_bytes is not None:
             await source.check_end()
         results = await asyncio.gather(*finishing)
-        digest = await md5.digest()
+        digest = await md5.digest() if md5 is not None else None
     except BaseException:
         for t in finishing:
             t.cancel()
@@ -435,7 +438,8 @@ async def write_object(
         await asyncio.gather(*(c.delete_written() for c in chunks), return_exceptions=True)
         raise
     finally:
-        md5.close()
+        if md5 is not None:
+            md5.close()
     refs = tuple(r for r, _ in results)
     missing = tuple(m for _, ms in results for m in ms)
     if missing:
@@ -447,7 +451,7 @@ async def _stream_chunk(
     chunk: _ChunkWrite,
     source: StripeSource,
     coder: ErasureCoder,
-    md5: OrderedMd5,
+    md5: OrderedMd5 | None,
     opts: WriteOptions,
 ) -> None:
     layout = chunk.layout
@@ -461,7 +465,8 @@ async def _stream_chunk(
                 want = min(layout.stripe_bytes, remaining)
                 stripe = await source.next_stripe(want)
                 remaining -= want
-                await md5.update(stripe)
+                if md5 is not None:
+                    await md5.update(stripe)
                 encoding.append(
                     asyncio.ensure_future(asyncio.to_thread(encode_stripe, coder, stripe))
                 )

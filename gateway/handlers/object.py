@@ -267,12 +267,20 @@ async def store_body(
 ) -> tuple[StoredData, records.Pairs]:
     """Stream the verified body into the store; (stored data, checksums to record)."""
     body = body_stream(ctx, cap_bytes, compute + extra_algorithms(payload))
-    stored = await sv.store.write(body, payload.object_size, allow_inline=allow_inline)
+    # a body that announced Content-MD5 is hashed by its verifier: the ETag comes from
+    # there rather than from a second MD5 pass in the store
+    verifier_md5 = ChecksumAlgorithm.MD5 in body.algorithms
+    stored = await sv.store.write(
+        body, payload.object_size, allow_inline=allow_inline, md5=not verifier_md5
+    )
     try:
         await body.drain()
     except BaseException:
         await sv.store.discard(stored)
         raise
+    if verifier_md5:
+        md5 = next(c.digest for c in body.checksums if c.algorithm is ChecksumAlgorithm.MD5)
+        stored = replace(stored, md5_hex=md5.hex())
     return stored, object_checksum_pairs(body.checksums)
 
 

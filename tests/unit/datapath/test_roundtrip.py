@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from blobstore.datapath import read_range, write_object
+from blobstore.datapath import WriteOptions, read_range, write_object
 from tests.unit.datapath.conftest import SMALL, Cluster, md5, payload, start_cluster, stream
 
 
@@ -51,6 +51,21 @@ async def test_sizes_round_trip(cluster: Cluster) -> None:
             assert all(len(c.shards) == L.n for c in res.chunks)
             assert await _read(cluster, res.chunks, 0, size) == data
     assert cluster.bad == []
+
+
+async def test_a_write_without_the_etag_md5_stores_the_same_bytes(cluster: Cluster) -> None:
+    data = payload(2 * SMALL.chunk_bytes + 5, 7)
+    res = await write_object(
+        stream(data),
+        layout=SMALL,
+        placement=cluster.placement,
+        transport=cluster.client,
+        size_bytes=len(data),
+        options=WriteOptions(etag_md5=False),  # the caller hashes the body itself
+    )
+    assert res.md5 is None and res.etag == ""
+    assert res.size_bytes == len(data) and not res.missing
+    assert await _read(cluster, res.chunks, 0, len(data)) == data
 
 
 _SIZES = st.integers(0, 3 * SMALL.chunk_bytes + 100)

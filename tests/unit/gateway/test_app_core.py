@@ -8,6 +8,7 @@ import hashlib
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -140,6 +141,42 @@ async def test_put_get_head_inline_and_chunked(gw: Gateway, size: int) -> None:
     head = await gw.request("HEAD", "/bkt/a/b%20c%2Bd")
     assert head.status_code == 200 and head.content == b""
     assert head.headers["content-length"] == str(size)
+
+
+@pytest.mark.parametrize("size", [10, 200_000])
+async def test_a_body_with_content_md5_is_hashed_once(
+    gw: Gateway, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    # the verifier hashes a body that announced Content-MD5; the store is told not to, and
+    # the ETag still is the body's MD5 (for an object and for a multipart part)
+    await _bucket(gw)
+    asked: list[bool] = []
+    write = gw.store.write
+
+    async def spy(*args: Any, **kwargs: Any) -> Any:
+        asked.append(kwargs.get("md5", True))
+        return await write(*args, **kwargs)
+
+    monkeypatch.setattr(gw.store, "write", spy)
+    data = bytes(i % 251 for i in range(size))
+    digest = hashlib.md5(data).digest()
+    etag = f'"{digest.hex()}"'
+    put = await gw.put("bkt", "k", data, **{"content-md5": base64.b64encode(digest).decode()})
+    assert put.status_code == 200 and put.headers["etag"] == etag
+    assert (await gw.get("bkt", "k")).headers["etag"] == etag
+    plain = await gw.put("bkt", "k2", data)  # no Content-MD5: the store hashes it
+    assert plain.headers["etag"] == etag
+    upload = await gw.request("POST", "/bkt/mp", "uploads")
+    upload_id = upload.text.split("<UploadId>")[1].split("</UploadId>")[0]
+    part = await gw.request(
+        "PUT",
+        "/bkt/mp",
+        f"partNumber=1&uploadId={upload_id}",
+        body=data,
+        headers={"content-md5": base64.b64encode(digest).decode()},
+    )
+    assert part.status_code == 200 and part.headers["etag"] == etag
+    assert asked == [False, True, False]
 
 
 async def test_ranged_reads_across_chunks(gw: Gateway) -> None:
