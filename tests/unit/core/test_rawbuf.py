@@ -33,8 +33,8 @@ def test_small_buffers_are_zeroed() -> None:
 
 
 # A fresh interpreter: allocate and free bulk buffers of sizes glibc's heuristics handle
-# badly (alternating 1.8 and 3.9 MiB, as chunkserver read batches), print the page faults
-# of the second half (after the heap has grown to its working size).
+# badly (cycling through 1.8, 3.9 and 2 MiB, like chunkserver read batches and received
+# frames), print the page faults of the second half (after the heap reached its size).
 _CHURN = """
 import resource, sys
 from blobstore.rawbuf import tune_allocator, uninitialized
@@ -54,17 +54,23 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
-def _churn(env: dict[str, str]) -> tuple[bool, int]:
+def _churn(**settings: str) -> tuple[bool, int]:
+    """(whether tune_allocator applied, page faults) under this environment's settings,
+    with any malloc settings of the test run's own environment removed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_"))}
     out = subprocess.run(
-        [sys.executable, "-c", _CHURN], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", _CHURN],
+        env={**env, **settings},
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     return out[0] == "True", int(out[1])
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc only")
 def test_tuned_allocator_reuses_bulk_buffers() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_"))}
-    applied, faults = _churn(env)
+    applied, faults = _churn()
     if not applied:
         pytest.skip("not glibc (no mallopt)")
     assert faults < 256, faults  # glibc left to its heuristics: ~3.9k here
@@ -80,8 +86,7 @@ def test_tuned_allocator_reuses_bulk_buffers() -> None:
     ],
 )
 def test_the_operators_malloc_settings_win(name: str, value: str, applied: bool) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_"))}
-    tuned, _ = _churn({**env, name: value})
+    tuned, _ = _churn(**{name: value})
     if applied and not tuned:
         pytest.skip("not glibc (no mallopt)")
     assert tuned == applied
