@@ -246,7 +246,14 @@ class _ChunkWrite:
             s.expected.update(_U64.pack(checksums[s.index]))
 
     async def finish(self) -> tuple[ChunkRef, list[MissingShard]]:
-        """End the bodies; wait for a quorum of receipts (then a grace for the rest)."""
+        """End the bodies; wait for a quorum of receipts (then a grace for the rest).
+
+        Once the quorum is out of reach the rest are still waited for (with the same
+        grace): a shard that had all its data may be fsyncing, and only its receipt tells
+        the failure path (``delete_written``) that there is a file to delete. Left behind,
+        each failed write on a filling disk would leave up to quorum - 1 orphans until
+        GC's grace period, filling the disks that still had room.
+        """
         for s in self.live():
             s.pipe.push(None)
         loop = asyncio.get_running_loop()
@@ -256,10 +263,11 @@ class _ChunkWrite:
             self._settle_all()
             ok = [s for s in self.shards if s.receipt is not None]
             pending = [s for s in self.shards if not s.task.done()]
-            if not pending or len(ok) + len(pending) < self.quorum:
+            if not pending:
                 break
             now = loop.time()
-            if len(ok) >= self.quorum and grace_end is None:
+            decided = len(ok) >= self.quorum or len(ok) + len(pending) < self.quorum
+            if decided and grace_end is None:
                 grace_end = now + self.opts.finish_grace_s
             if grace_end is not None and now >= grace_end:
                 self._abandon(pending, "no receipt within the grace period")

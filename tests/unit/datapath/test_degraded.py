@@ -232,6 +232,27 @@ async def test_full_disks_give_insufficient_space() -> None:
             await s.stop()
 
 
+async def test_a_lost_quorum_still_deletes_the_shards_that_were_fsyncing(
+    cluster: Cluster,
+) -> None:
+    """One full disk makes a k+m quorum unreachable while the other shards are still
+    being made durable: their files must not stay behind as orphans."""
+    cluster.store_of(1)._reserve = cluster.store_of(1)._capacity
+    for sid in range(2, 7):
+        store = cluster.store_of(sid)
+        durable = store.write
+
+        async def slow_receipt(header, data, durable=durable):  # type: ignore[no-untyped-def]
+            receipt = await durable(header, data)
+            await asyncio.sleep(0.2)  # the file exists; its receipt is not back yet
+            return receipt
+
+        store.write = slow_receipt  # type: ignore[method-assign]
+    with pytest.raises(errors.InsufficientSpace):
+        await _write(cluster, payload(20000, 7), options=WriteOptions(write_quorum=6))
+    assert all(not cluster.store_of(sid)._files for sid in range(1, 7))
+
+
 async def test_rebuild_shard_restores_an_identical_shard() -> None:
     c = await start_cluster(count=7, n=6)  # server 7 holds nothing of chunk 0
     try:
