@@ -770,8 +770,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     specs = cells(args.quick)
     if args.cell:
         specs = [s for s in specs if f"{s.op}:{s.size}" in args.cell]
-    rng = random.Random(1234)
-    bodies = {s.size: make_bodies(s, rng) for s in specs}
+    # one set of bodies per size, seeded by the size: a GET cell run alone (--cell
+    # get:4096 --endpoint URL) verifies what an earlier run's PUT cell wrote there
+    bodies = {s.size: make_bodies(s, random.Random(s.size)) for s in specs}
     versions: dict[str, str] = {}
     peak_rss: int | None = None
     upload = ""
