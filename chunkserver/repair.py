@@ -187,7 +187,7 @@ class ShardRepairer:
             on_bad_shard=self._on_bad_source,
         )
         async with contextlib.aclosing(pieces):
-            receipt = await self._store.write(header, pieces)
+            receipt = await self._store.write(header, pieces, cache=False)
         if req.expected_checksum and receipt.checksum != req.expected_checksum:
             with contextlib.suppress(errors.BlobstoreError):
                 await self._store.delete(cid, req.shard_index)

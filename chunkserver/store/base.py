@@ -87,10 +87,14 @@ class ShardStore(Protocol):
         """Prepare the store (create directories, remove leftovers of crashed writes)."""
         ...
 
-    async def write(self, header: ShardHeader, data: AsyncIterable[Buffer]) -> ShardReceipt:
+    async def write(
+        self, header: ShardHeader, data: AsyncIterable[Buffer], *, cache: bool = True
+    ) -> ShardReceipt:
         """Store a shard: ``header`` then the piece data from ``data``; durable on return.
 
-        Buffers yielded by ``data`` must not be modified afterwards.
+        Buffers yielded by ``data`` must not be modified afterwards. ``cache=False`` is a
+        hint that the shard will not be read soon (a repair's rebuilt shard): the store
+        may drop its bytes from the OS page cache once they are durable.
         """
         ...
 

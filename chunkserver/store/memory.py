@@ -46,11 +46,14 @@ class MemoryShardStore:
         self._files: dict[_Key, tuple[bytes, float]] = {}
         self._order: list[tuple[bytes, int]] = []  # sorted (chunk id bytes, shard index)
         self._used = 0
+        self.cache_hints: dict[_Key, bool] = {}  # each shard's last write's ``cache`` hint
 
     async def start(self) -> None:
         """Nothing to prepare."""
 
-    async def write(self, header: ShardHeader, data: AsyncIterable[Buffer]) -> ShardReceipt:
+    async def write(
+        self, header: ShardHeader, data: AsyncIterable[Buffer], *, cache: bool = True
+    ) -> ShardReceipt:
         key = (header.chunk_id, header.shard_index)
         old = len(self._files[key][0]) if key in self._files else 0
         needed = file_length(header) - old
@@ -71,6 +74,7 @@ class MemoryShardStore:
             for buf in enc.feed(chunk):
                 out += buf
         receipt = enc.finish()
+        self.cache_hints[key] = cache
         old = len(self._files[key][0]) if key in self._files else 0  # may have changed
         if key not in self._files:
             bisect.insort(self._order, (key[0].bytes, key[1]))

@@ -54,6 +54,7 @@ async def test_rebuild_on_a_spare_and_in_place() -> None:
             reply = await spare.repair(_request(c, ref, lost, old.checksum))
             assert reply.checksum == old.checksum and reply.shard_index == lost
             assert await c.store_of(7).stat(ref.chunk_id, lost) is not None
+            assert c.store_of(7).cache_hints[(ref.chunk_id, lost)] is False  # not read soon
         assert repaired == [(ref.chunk_id, 5), (ref.chunk_id, 0)]
         moved = tuple(replace(s, server_id=7) if s.shard_index in (0, 5) else s for s in ref.shards)
         ref = replace(ref, shards=moved)
