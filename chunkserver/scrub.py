@@ -7,6 +7,11 @@ reported through the ``on_corrupt`` callback as a ``CorruptShardReport``. Read b
 is bounded by a ``TokenBucket`` (bytes per second, burst of one shard at most) driven by
 an injected ``Clock``, so tests run in virtual time.
 
+A shard whose first page was not in the page cache when the scrub opened it is dropped
+from the cache again once verified (``POSIX_FADV_DONTNEED``): a pass over a whole disk
+would otherwise replace the cache's hot shards with cold ones (and, on VMs that hand idle
+memory back to the host, pay for fresh pages all along). Cached shards are left alone.
+
 Invariants: a shard deleted during the pass is skipped, never reported; the rate limit
 holds on average over any window longer than one shard's verification; progress
 counters only grow (``ScrubProgress`` snapshots).
@@ -31,6 +36,7 @@ from chunkserver.shardfile import HEADER_BYTES, ShardReader, file_length
 from chunkserver.store.base import ShardStore
 from chunkserver.store.disk import DiskShardStore
 from chunkserver.store.memory import MemoryShardStore
+from chunkserver.store.pagecache import resident
 
 __all__ = [
     "CorruptShardReport",
@@ -67,7 +73,10 @@ def opener_for(store: ShardStore) -> ShardOpener:
                 yield None
                 return
             try:
+                cold = resident(fd) is False  # its first page, without reading it
                 yield ShardReader.from_fd(fd)
+                if cold:  # read for the scrub only: do not let it push out what is used
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
             finally:
                 os.close(fd)
 

@@ -18,6 +18,7 @@ import pytest
 from blobstore.errors import CorruptShard, InsufficientSpace, NoSuchShard
 from chunkserver.shardfile import ShardHeader, piece_length
 from chunkserver.store.disk import DiskShardStore, parse_shard_name, shard_name
+from tests.unit.chunkserver.pagecache import cached, require_droppable
 
 
 @dataclass(frozen=True)
@@ -322,31 +323,13 @@ async def test_read_cancelled_while_opening_closes_its_fd(
     assert open_fds() == fds
 
 
-def _cached(path: Path) -> bool:
-    """Whether the file's first bytes are in the page cache (a RWF_NOWAIT read succeeds)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return os.preadv(fd, [bytearray(4096)], 0, os.RWF_NOWAIT) > 0
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
-
-
 async def test_a_write_without_cache_leaves_the_page_cache(tmp_path: Path) -> None:
-    probe = tmp_path / "probe"
-    probe.write_bytes(os.urandom(1 << 20))
-    fd = os.open(probe, os.O_RDONLY)
-    os.fsync(fd)
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    os.close(fd)
-    if _cached(probe):
-        pytest.skip("this file system keeps pages after POSIX_FADV_DONTNEED (tmpfs?)")
+    require_droppable(tmp_path)
     store = DiskShardStore(tmp_path / "store", 0)
     await store.start()
     kept, dropped = hdr(1 << 20, shard=0), hdr(1 << 20, shard=1)
     await store.write(kept, stream(pieces(kept)))
     await store.write(dropped, stream(pieces(dropped)), cache=False)
-    assert _cached(store.shard_path(kept.chunk_id, 0))
-    assert not _cached(store.shard_path(dropped.chunk_id, 1))
+    assert cached(store.shard_path(kept.chunk_id, 0))
+    assert not cached(store.shard_path(dropped.chunk_id, 1))
     assert await read_all(store, dropped.chunk_id, 1) == b"".join(pieces(dropped))

@@ -12,6 +12,7 @@ from chunkserver.scrub import CorruptShardReport, Scrubber, TokenBucket
 from chunkserver.shardfile import HEADER_BYTES, ShardHeader
 from chunkserver.store.disk import DiskShardStore
 from chunkserver.store.memory import MemoryShardStore
+from tests.unit.chunkserver.pagecache import cached, drop, require_droppable
 
 
 class FakeClock:
@@ -90,3 +91,24 @@ async def test_token_bucket_allows_burst_then_paces() -> None:
     clock.now += 10  # idle time refills only up to the burst
     await bucket.take(600)
     assert clock.slept == pytest.approx(1.1)
+
+
+async def test_scrub_leaves_cold_shards_out_of_the_page_cache(tmp_path: Path) -> None:
+    """A shard the scrub had to read from the disk is dropped again once verified; one
+    that was cached (in use) stays cached."""
+    require_droppable(tmp_path)
+    store = DiskShardStore(tmp_path / "store", 0)
+    await store.start()
+    cold, hot = await _fill(store, 2, length=400_000)
+    drop(store.shard_path(cold, 0))
+    assert cached(store.shard_path(hot, 1)) and not cached(store.shard_path(cold, 0))
+    found: list[CorruptShardReport] = []
+
+    async def report(r: CorruptShardReport) -> None:
+        found.append(r)
+
+    scrubber = Scrubber(store, rate_mb_s=1000.0, on_corrupt=report, clock=FakeClock())
+    p = await scrubber.scrub_pass()
+    assert p.shards_scrubbed == 2 and p.corrupt_found == 0
+    assert not cached(store.shard_path(cold, 0))
+    assert cached(store.shard_path(hot, 1))

@@ -1,0 +1,64 @@
+"""What of a file is in the OS page cache, asked without reading it.
+
+``resident(fd, offset, length)`` maps the range and asks ``mincore(2)`` which of its pages
+are in memory: nothing is read, so the answer does not change the cache. (A probe read
+with ``RWF_NOWAIT`` would: on a miss it starts the readahead of the very pages it
+found missing.) Linux only; elsewhere, and for empty ranges, the answer is ``None``.
+
+Must not import network or gateway code.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import mmap
+import os
+
+__all__ = ["resident"]
+
+_PAGE = mmap.PAGESIZE
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    if name is None or not hasattr(os, "posix_fadvise"):
+        return None
+    lib = ctypes.CDLL(name, use_errno=True)
+    lib.mmap.argtypes = (
+        ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long,
+    )  # fmt: skip
+    lib.mmap.restype = ctypes.c_void_p
+    lib.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+    lib.munmap.restype = ctypes.c_int
+    lib.mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p)
+    lib.mincore.restype = ctypes.c_int
+    return lib
+
+
+_LIBC = _libc()
+
+
+def resident(fd: int, offset: int = 0, length: int = _PAGE) -> bool | None:
+    """Whether every page of ``[offset, offset + length)`` of ``fd`` is in the page cache
+    (the range is clipped to the file; ``None`` if it is empty or this cannot be told)."""
+    if _LIBC is None:
+        return None
+    size = os.fstat(fd).st_size
+    start = offset - offset % _PAGE
+    end = min(offset + length, size)
+    if end <= start:
+        return None
+    span = end - start
+    addr = _LIBC.mmap(None, span, mmap.PROT_READ, mmap.MAP_SHARED, fd, start)
+    if addr is None or addr == _MAP_FAILED:
+        return None
+    try:
+        pages = (span + _PAGE - 1) // _PAGE
+        vec = ctypes.create_string_buffer(pages)
+        if _LIBC.mincore(addr, span, vec) != 0:
+            return None
+        return all(b & 1 for b in vec.raw[:pages])
+    finally:
+        _LIBC.munmap(addr, span)
