@@ -92,12 +92,17 @@ class WriteShardResponse:
 
 @dataclass(frozen=True, slots=True)
 class ReadShardRequest:
-    """Verified piece-data bytes ``[offset, offset + length)`` of one shard."""
+    """Verified piece-data bytes ``[offset, offset + length)`` of one shard.
+
+    ``cache=False``: the caller reads these bytes once (a repair); they leave the
+    chunkserver's page cache again once read.
+    """
 
     chunk_id: bytes
     shard_index: int
     offset: int
     length: int
+    cache: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,7 +113,10 @@ class ShardRepairer:
         self._store = store
         self._transport = transport
         self._slots = asyncio.Semaphore(max(1, max_concurrent))
-        self._options = read_options or ReadOptions(hedge_delay_s=5.0, call_timeout_s=300.0)
+        # the sources' shards are read once here: what they fetch from disk is not kept
+        self._options = read_options or ReadOptions(
+            hedge_delay_s=5.0, call_timeout_s=300.0, cache=False
+        )
         self._on_bad_source = on_bad_source
         self._on_repaired = on_repaired  # e.g. re-arm the server's bad-shard reporting
         self._running: dict[tuple[bytes, int], asyncio.Future[RepairShardResponse]] = {}

@@ -317,7 +317,7 @@ class Chunkserver:
         cid = _chunk_id(req.chunk_id)
         if req.offset < 0 or req.length < 0:
             raise errors.InvalidArgument(f"bad range {req.offset}+{req.length}")
-        blocks = self.store.read(cid, req.shard_index, req.offset, req.length)
+        blocks = self.store.read(cid, req.shard_index, req.offset, req.length, cache=req.cache)
         try:
             first = await anext(blocks, None)  # NoSuchShard / CorruptShard surface here
         except errors.CorruptShard as exc:

@@ -83,6 +83,7 @@ class ReadOptions:
     # faster than with 16 (fewer calls to open), and no faster with 64, which would
     # leave up to a whole chunk to the slower hedged path after one slow piece
     run_stripes: int = 32
+    cache: bool = True  # False: bytes read once (repair); see ReadShardRequest.cache
 
 
 def _ignore(_: BadShard) -> None:
@@ -347,7 +348,7 @@ class ChunkReader:
 
     def _open(self, index: int, offset: int, length: int) -> _Stream:
         _, addr = self._where[index]
-        req = ReadShardRequest(self.ref.chunk_id.bytes, index, offset, length)
+        req = ReadShardRequest(self.ref.chunk_id.bytes, index, offset, length, self._opts.cache)
         return _Stream(index, self._transport, addr, req, self._opts.call_timeout_s)
 
     # -- object bytes -------------------------------------------------------------------

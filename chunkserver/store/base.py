@@ -99,12 +99,20 @@ class ShardStore(Protocol):
         ...
 
     def read(
-        self, chunk_id: uuid.UUID, shard_index: int, offset: int = 0, length: int | None = None
+        self,
+        chunk_id: uuid.UUID,
+        shard_index: int,
+        offset: int = 0,
+        length: int | None = None,
+        *,
+        cache: bool = True,
     ) -> AsyncGenerator[Buffer, None]:
         """Verified piece-data bytes ``[offset, offset + length)`` (to the end if None).
 
         Blocks are bytes-like (``bytes`` or read-only-by-contract ``memoryview``s), in
-        order; callers that keep them must not modify them.
+        order; callers that keep them must not modify them. ``cache=False`` is a hint that
+        the bytes are read once (a repair): the store may drop them from the OS page
+        cache afterwards.
 
         A reader that stops early should ``aclose()`` the generator (or use
         ``contextlib.aclosing``) so a disk store releases its file at once.

@@ -78,6 +78,7 @@ T = TypeVar("T")
 _NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
 _IOV_MAX = 1024
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_FOLIO_MAX = 2 * 1024 * 1024  # page-cache folios are at most this big (PMD size)
 READ_BATCH_FACTOR = 4  # reads go in batches of 4 x batch_bytes (4 MiB by default)
 OPEN_FILES = 256  # shard files kept open for reads (_OpenShards)
 
@@ -201,6 +202,27 @@ def _read_into(fd: int, iov: list[memoryview], start: int, offset: int) -> int:
             break
         got += n
     return got - start
+
+
+def _drop_read(fd: int, offset: int, length: int, file_bytes: int) -> None:
+    """Drop file bytes ``[offset, offset + length)``, just read, from the page cache.
+
+    ``POSIX_FADV_DONTNEED`` leaves a folio the range covers only in part, and the page
+    cache holds files in folios of up to ``_FOLIO_MAX`` (measured: a 1 MiB shard read
+    from offset 64 kept its first 512 KiB). So the range is widened down to a folio
+    boundary (bytes read before, by this read's previous batch or another reader) and
+    cut at the last one below its end; the cut-off part goes with the next batch, or
+    to the end of the file with the last.
+    """
+    start = offset - offset % _FOLIO_MAX
+    end = offset + length
+    if end < file_bytes:
+        end -= end % _FOLIO_MAX
+        if end <= start:
+            return
+        os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_DONTNEED)
+    else:
+        os.posix_fadvise(fd, start, 0, os.POSIX_FADV_DONTNEED)  # 0: to the end of the file
 
 
 def _fsync_dir(path: Path) -> None:
@@ -482,8 +504,18 @@ class DiskShardStore:
 
     # -- read ---------------------------------------------------------------------------
     async def read(
-        self, chunk_id: uuid.UUID, shard_index: int, offset: int = 0, length: int | None = None
+        self,
+        chunk_id: uuid.UUID,
+        shard_index: int,
+        offset: int = 0,
+        length: int | None = None,
+        *,
+        cache: bool = True,
     ) -> AsyncGenerator[Buffer, None]:
+        """See ``ShardStore.read``. With ``cache=False`` each batch's pages are dropped
+        once read (``_drop_read``), cached before or not: with the disk's readahead
+        (8 MiB here) pages found in the cache are mostly ones this read's own previous
+        batch pulled in, so residency cannot tell a hot shard from a cold one."""
         key = (chunk_id, shard_index)
         path = self._shard_path(chunk_id, shard_index)
         try:
@@ -502,6 +534,8 @@ class DiskShardStore:
                 got = _read_cached(fd, iov, batch.file_offset)
                 if got < batch.file_bytes:  # not all in the page cache: rest in a thread
                     got += await _in_thread(_read_into, fd, iov, got, batch.file_offset)
+                if not cache:
+                    _drop_read(fd, batch.file_offset, got, file_length(reader.header))
                 yield reader.verify_scattered(batch, data, checksums, got)
         finally:
             shard.release()

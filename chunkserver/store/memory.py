@@ -83,7 +83,13 @@ class MemoryShardStore:
         return receipt
 
     async def read(
-        self, chunk_id: uuid.UUID, shard_index: int, offset: int = 0, length: int | None = None
+        self,
+        chunk_id: uuid.UUID,
+        shard_index: int,
+        offset: int = 0,
+        length: int | None = None,
+        *,
+        cache: bool = True,
     ) -> AsyncGenerator[bytes, None]:
         entry = self._files.get((chunk_id, shard_index))
         if entry is None:

@@ -12,14 +12,25 @@ from chunkserver.store.pagecache import resident
 
 def cached(path: Path) -> bool:
     """Whether the file's first page is in the page cache (asked without reading it)."""
+    return resident_at(path, 0, 1)
+
+
+def resident_at(path: Path, offset: int, length: int) -> bool:
+    """Whether every page of the range is in the page cache (asked without reading)."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        answer = resident(fd)
+        answer = resident(fd, offset, length)
     finally:
         os.close(fd)
     if answer is None:
         pytest.skip("page-cache residency cannot be told here")
     return answer
+
+
+def none_resident_past_first_page(path: Path) -> bool:
+    """Whether no page of the file but its first is in the page cache."""
+    size = path.stat().st_size
+    return not any(resident_at(path, off, 1) for off in range(4096, size, 4096))
 
 
 def drop(path: Path) -> None:

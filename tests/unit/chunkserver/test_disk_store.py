@@ -18,7 +18,13 @@ import pytest
 from blobstore.errors import CorruptShard, InsufficientSpace, NoSuchShard
 from chunkserver.shardfile import ShardHeader, piece_length
 from chunkserver.store.disk import DiskShardStore, parse_shard_name, shard_name
-from tests.unit.chunkserver.pagecache import cached, require_droppable
+from tests.unit.chunkserver.pagecache import (
+    cached,
+    drop,
+    none_resident_past_first_page,
+    require_droppable,
+    resident_at,
+)
 
 
 @dataclass(frozen=True)
@@ -42,8 +48,10 @@ async def stream(chunks: list[bytes]) -> AsyncIterator[bytes]:
         yield c
 
 
-async def read_all(store: DiskShardStore, cid: uuid.UUID, shard: int) -> bytes:
-    return b"".join([b async for b in store.read(cid, shard)])
+async def read_all(
+    store: DiskShardStore, cid: uuid.UUID, shard: int, *, cache: bool = True
+) -> bytes:
+    return b"".join([b async for b in store.read(cid, shard, cache=cache)])
 
 
 def open_fds() -> int:
@@ -333,3 +341,22 @@ async def test_a_write_without_cache_leaves_the_page_cache(tmp_path: Path) -> No
     assert cached(store.shard_path(kept.chunk_id, 0))
     assert not cached(store.shard_path(dropped.chunk_id, 1))
     assert await read_all(store, dropped.chunk_id, 1) == b"".join(pieces(dropped))
+
+
+@pytest.mark.parametrize("batch_bytes", [1 << 20, 256 << 10])  # reads: 4 MiB, 1 MiB batches
+async def test_a_read_without_cache_leaves_the_page_cache(tmp_path: Path, batch_bytes: int) -> None:
+    require_droppable(tmp_path)
+    store = DiskShardStore(tmp_path / "store", 0, batch_bytes=batch_bytes)
+    await store.start()
+    cold, hot = hdr(20 << 20, shard=0), hdr(20 << 20, shard=1)  # 5 MiB shard files
+    for h in (cold, hot):
+        await store.write(h, stream(pieces(h)))
+    cold_path = store.shard_path(cold.chunk_id, 0)
+    drop(cold_path)
+    assert await read_all(store, cold.chunk_id, 0, cache=False) == b"".join(pieces(cold))
+    assert none_resident_past_first_page(cold_path)
+    assert await read_all(store, hot.chunk_id, 1, cache=False) == b"".join(pieces(hot))
+    assert none_resident_past_first_page(store.shard_path(hot.chunk_id, 1))
+    assert await read_all(store, cold.chunk_id, 0) == b"".join(pieces(cold))
+    size = cold_path.stat().st_size
+    assert resident_at(cold_path, 4096, size - 4096)  # an ordinary read keeps what it read

@@ -46,6 +46,15 @@ async def test_rebuild_on_a_spare_and_in_place() -> None:
     c, ref = await _setup()
     try:
         repaired: list[Any] = []
+        hints: list[bool] = []
+        for sid in range(1, 7):  # record the cache hint of every read the repairs make
+            store = c.store_of(sid)
+
+            def recording(*a: Any, _read: Any = store.read, **kw: Any) -> Any:
+                hints.append(kw.get("cache", True))
+                return _read(*a, **kw)
+
+            store.read = recording  # type: ignore[method-assign]
         spare = ShardRepairer(c.store_of(7), c.client, on_repaired=lambda *a: repaired.append(a))
         for lost in (5, 0):  # parity, then data
             old = ref.shard(lost)
@@ -56,6 +65,7 @@ async def test_rebuild_on_a_spare_and_in_place() -> None:
             assert await c.store_of(7).stat(ref.chunk_id, lost) is not None
             assert c.store_of(7).cache_hints[(ref.chunk_id, lost)] is False  # not read soon
         assert repaired == [(ref.chunk_id, 5), (ref.chunk_id, 0)]
+        assert hints and not any(hints)  # sources read once: not to be kept in cache
         moved = tuple(replace(s, server_id=7) if s.shard_index in (0, 5) else s for s in ref.shards)
         ref = replace(ref, shards=moved)
         # a corrupt copy rewritten in place on its own server
