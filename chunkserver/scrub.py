@@ -192,7 +192,12 @@ class Scrubber:
         self._pass += 1
         shards = [info async for info in self._store.inventory()]
         for info in shards:
-            await self.scrub_shard(info.chunk_id, info.shard_index)
+            try:
+                await self.scrub_shard(info.chunk_id, info.shard_index)
+            except Exception:  # one shard's surprise must not end scrubbing of the disk
+                log.exception(
+                    "scrubbing a shard failed", chunk_id=str(info.chunk_id), shard=info.shard_index
+                )
         self._completed += 1
         log.info("scrub pass done", pass_number=self._pass, **_fields(self.progress()))
         return self.progress()

@@ -46,6 +46,7 @@ old-bytes fixture (``tests/fixtures/shards/``). Must not import asyncio or netwo
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import uuid
@@ -79,6 +80,7 @@ __all__ = [
     "ShardReceipt",
     "ShardWriter",
     "TruncatedShard",
+    "UnreadableShard",
     "UnsupportedShardVersion",
     "check_identity",
     "decode_header",
@@ -154,6 +156,33 @@ class InvalidShardHeader(ShardFormatError):
     """The header checksums fine but its fields are inconsistent or unknown."""
 
     reason = "invalid_header"
+
+
+class UnreadableShard(ShardFormatError):
+    """The disk failed to read the file's bytes (a media or file-system error such as
+    EIO): as lost as a corrupt shard, and repaired the same way."""
+
+    reason = "io_error"
+
+
+# errnos of a failed read of a file's bytes (media errors; ext4/xfs checksum failures
+# come back as EBADMSG or EUCLEAN), as opposed to a bad call or a missing file
+MEDIA_ERRNOS = frozenset(
+    e for e in (errno.EIO, errno.EBADMSG, getattr(errno, "EUCLEAN", None)) if e is not None
+)
+
+
+def unreadable(exc: OSError, header: ShardHeader | None = None) -> UnreadableShard | None:
+    """The ``UnreadableShard`` an ``OSError`` from reading a shard file amounts to, or
+    None if it is not a media error."""
+    if exc.errno not in MEDIA_ERRNOS:
+        return None
+    where = (
+        {}
+        if header is None
+        else {"chunk_id": str(header.chunk_id), "shard": str(header.shard_index)}
+    )
+    return UnreadableShard(f"reading the shard file failed: {exc.strerror}", **where)
 
 
 # -- header -----------------------------------------------------------------------------
@@ -499,7 +528,16 @@ class ShardReader:
 
     @classmethod
     def from_fd(cls, fd: int) -> ShardReader:
-        return cls(lambda off, n: os.pread(fd, n, off))
+        def read_at(off: int, n: int) -> bytes:
+            try:
+                return os.pread(fd, n, off)
+            except OSError as exc:  # a media error reads as a lost shard, not a crash
+                lost = unreadable(exc)
+                if lost is None:
+                    raise
+                raise lost from exc
+
+        return cls(read_at)
 
     @classmethod
     def from_file(cls, f: BinaryIO) -> ShardReader:

@@ -67,6 +67,7 @@ from chunkserver.shardfile import (
     ShardReceipt,
     check_identity,
     file_length,
+    unreadable,
 )
 from chunkserver.store.base import InventoryCursor, InventoryPage, ShardInfo, SpaceInfo
 
@@ -531,9 +532,15 @@ class DiskShardStore:
                 data = uninitialized(sum(lengths))  # verify_scattered checks it was filled
                 checksums = bytearray(CHECKSUM_BYTES * len(lengths))
                 iov = _scatter(data, checksums, lengths)
-                got = _read_cached(fd, iov, batch.file_offset)
-                if got < batch.file_bytes:  # not all in the page cache: rest in a thread
-                    got += await _in_thread(_read_into, fd, iov, got, batch.file_offset)
+                try:
+                    got = _read_cached(fd, iov, batch.file_offset)
+                    if got < batch.file_bytes:  # not all in the page cache: rest in a thread
+                        got += await _in_thread(_read_into, fd, iov, got, batch.file_offset)
+                except OSError as exc:  # a media error: the shard is lost, say so
+                    lost = unreadable(exc, reader.header)
+                    if lost is None:
+                        raise
+                    raise lost from exc
                 if not cache:
                     _drop_read(fd, batch.file_offset, got, file_length(reader.header))
                 yield reader.verify_scattered(batch, data, checksums, got)

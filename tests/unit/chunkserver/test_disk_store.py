@@ -360,3 +360,31 @@ async def test_a_read_without_cache_leaves_the_page_cache(tmp_path: Path, batch_
     assert await read_all(store, cold.chunk_id, 0) == b"".join(pieces(cold))
     size = cold_path.stat().st_size
     assert resident_at(cold_path, 4096, size - 4096)  # an ordinary read keeps what it read
+
+
+async def test_a_media_error_reads_as_a_lost_shard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EIO from the disk is a CorruptShard (reason io_error: the service reports it and
+    readers decode around it), not an internal error."""
+    store = DiskShardStore(tmp_path, 0)
+    await store.start()
+    h = hdr(40_000)
+    await store.write(h, stream(pieces(h)))
+
+    def eio(*args: object) -> int:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "preadv", eio)
+    with pytest.raises(CorruptShard) as caught:
+        await read_all(store, h.chunk_id, 0)
+    assert caught.value.details["reason"] == "io_error"
+    monkeypatch.undo()
+    assert await read_all(store, h.chunk_id, 0) == b"".join(pieces(h))
+
+    def ebadf(*args: object) -> int:
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(os, "preadv", ebadf)
+    with pytest.raises(OSError, match="Bad file"):  # a bug stays a bug
+        await read_all(store, h.chunk_id, 0)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from chunkserver.scrub import CorruptShardReport, Scrubber, TokenBucket
+from chunkserver.scrub import CorruptShardReport, Scrubber, TokenBucket, opener_for
 from chunkserver.shardfile import HEADER_BYTES, ShardHeader
 from chunkserver.store.disk import DiskShardStore
 from chunkserver.store.memory import MemoryShardStore
@@ -112,3 +115,48 @@ async def test_scrub_leaves_cold_shards_out_of_the_page_cache(tmp_path: Path) ->
     assert p.shards_scrubbed == 2 and p.corrupt_found == 0
     assert not cached(store.shard_path(cold, 0))
     assert cached(store.shard_path(hot, 1))
+
+
+async def test_an_unreadable_shard_is_reported_and_the_pass_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = DiskShardStore(tmp_path, 0)
+    await store.start()
+    ids = await _fill(store, 4)
+    victim = str(store.shard_path(ids[2], 2))
+    real_pread = os.pread
+
+    def pread(fd: int, n: int, off: int) -> bytes:
+        if os.readlink(f"/proc/self/fd/{fd}") == victim and off > 0:  # a bad sector
+            raise OSError(errno.EIO, "Input/output error")
+        return real_pread(fd, n, off)
+
+    monkeypatch.setattr(os, "pread", pread)
+    found: list[CorruptShardReport] = []
+
+    async def report(r: CorruptShardReport) -> None:
+        found.append(r)
+
+    scrubber = Scrubber(store, rate_mb_s=1000.0, on_corrupt=report, clock=FakeClock())
+    p = await scrubber.scrub_pass()
+    assert [(r.chunk_id, r.shard_index) for r in found] == [(ids[2], 2)]
+    assert found[0].stripes  # every stripe it could not read
+    assert p.shards_scrubbed == 4 and p.corrupt_found == 1
+
+
+async def test_a_failing_shard_does_not_end_the_pass() -> None:
+    store = MemoryShardStore()
+    ids = await _fill(store, 3)
+    opener = opener_for(store)
+
+    def flaky(chunk_id: uuid.UUID, shard_index: int) -> Any:
+        if chunk_id == ids[0]:
+            raise RuntimeError("surprise")
+        return opener(chunk_id, shard_index)
+
+    async def report(r: CorruptShardReport) -> None:
+        raise AssertionError(r)
+
+    scrubber = Scrubber(store, rate_mb_s=1000.0, on_corrupt=report, clock=FakeClock(), opener=flaky)
+    p = await scrubber.scrub_pass()
+    assert p.pass_number == 1 and p.passes_completed == 1 and p.shards_scrubbed == 2
