@@ -106,8 +106,8 @@ class CatalogLink:
         )
 
     async def report_bad_shards(self, shards: Sequence[BadShardReport]) -> None:
-        """Queue reports for the catalog (returns at once; a full queue drops them: the
-        scrubber finds the shard again on its next pass)."""
+        """Queue reports for the catalog (returns at once; a full queue drops them: a
+        later read or scrub pass reports the shard again, see ``REPORT_AGAIN_S``)."""
         for report in shards:
             log.warning(
                 "bad shard", chunk=str(report.chunk_id), shard=report.shard_index,

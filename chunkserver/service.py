@@ -12,8 +12,10 @@ Invariants:
 * Stopping first refuses new writes (``Unavailable``), gives in-flight ones
   ``drain_timeout_s`` to finish, then cancels the rest; a cancelled write leaves at most
   a temp file, which the store removes on the next start. Never a partial visible shard.
-* Corruption found by reads or by the scrubber is reported through the link (deduplicated
-  per shard until it is rewritten or deleted).
+* Corruption found by reads or by the scrubber is reported through the link, at most once
+  per shard every ``REPORT_AGAIN_S`` until it is rewritten or deleted. Reports are queued
+  and may be lost (a full queue, a long leaderless spell); a shard still bad that long
+  after is reported again (``ReportBadShards`` is idempotent).
 
 The metadata link is a Protocol with a no-op implementation (``NoopMetadataLink``); the
 real one (registration, heartbeats and bad-shard reports to the metadata service) drops in
@@ -75,6 +77,8 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
+
+REPORT_AGAIN_S = 600.0  # a bad shard still bad this long after its report: report again
 
 MAX_INVENTORY_PAGE = 10_000
 
@@ -191,7 +195,7 @@ class Chunkserver:
         self._reads = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._reported: set[tuple[uuid.UUID, int]] = set()
+        self._reported: dict[tuple[uuid.UUID, int], float] = {}  # -> when (monotonic)
         self.address: Address | None = None
         self.registered = False  # the metadata service accepted us (readiness, blobstore.obs)
         for cls, handler in (
@@ -265,15 +269,25 @@ class Chunkserver:
         await self.link.heartbeat(stats)
 
     async def _report(self, reports: Sequence[BadShardReport]) -> None:
-        fresh = [r for r in reports if (r.chunk_id, r.shard_index) not in self._reported]
+        now = self._clock.monotonic()
+        again = now - REPORT_AGAIN_S
+        fresh = [
+            r for r in reports if self._reported.get((r.chunk_id, r.shard_index), again) <= again
+        ]
         if not fresh:
             return
-        self._reported.update((r.chunk_id, r.shard_index) for r in fresh)
+        for r in fresh:
+            self._reported[(r.chunk_id, r.shard_index)] = now
         try:
             await self.link.report_bad_shards(fresh)
         except Exception as exc:
             log.warning("bad shard report failed", error=str(exc))
-            self._reported.difference_update((r.chunk_id, r.shard_index) for r in fresh)
+            for r in fresh:
+                self._reported.pop((r.chunk_id, r.shard_index), None)
+
+    def rearm_report(self, chunk_id: uuid.UUID, shard_index: int) -> None:
+        """The shard was rewritten (e.g. rebuilt): report it at once if it goes bad again."""
+        self._reported.pop((chunk_id, shard_index), None)
 
     async def report_missing(self, shards: Sequence[tuple[uuid.UUID, int]]) -> None:
         """Shards the catalog places here that the store lacks (GC's reconciliation)."""
@@ -304,7 +318,7 @@ class Chunkserver:
         finally:
             self._writes -= 1
             self._leave()
-        self._reported.discard((header.chunk_id, header.shard_index))
+        self.rearm_report(header.chunk_id, header.shard_index)
         return WriteShardResponse(
             receipt.chunk_id.bytes,
             receipt.shard_index,
@@ -360,7 +374,7 @@ class Chunkserver:
     async def _delete(self, req: DeleteShardRequest, ctx: CallContext) -> DeleteShardResponse:
         cid = _chunk_id(req.chunk_id)
         existed = await self.store.delete(cid, req.shard_index)
-        self._reported.discard((cid, req.shard_index))
+        self.rearm_report(cid, req.shard_index)
         return DeleteShardResponse(existed)
 
     async def _stat(self, req: StatShardRequest, ctx: CallContext) -> StatShardResponse:
@@ -432,10 +446,8 @@ async def serve(config: ChunkserverConfig, *, link_factory: LinkFactory | None =
     from chunkserver.repair import ShardRepairer  # rebuilds asked by the leader (#7)
 
     repair_transport = RpcClient(secret, ssl_context=client_ssl, fail_fast=True)
-    rearm = server._reported.discard  # a rebuilt shard may be reported again if it rots
-    ShardRepairer(store, repair_transport, on_repaired=lambda c, i: rearm((c, i))).install(
-        server.rpc
-    )
+    # a rebuilt shard may be reported again if it rots
+    ShardRepairer(store, repair_transport, on_repaired=server.rearm_report).install(server.rpc)
     from chunkserver.gc import GarbageCollector, GcConfig  # GC of shards (#7)
 
     gc = None

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from blobstore import errors
+from blobstore.clock import SystemClock
 from blobstore.rpc import RpcClient
 from blobstore.testing.poll import eventually
 from blobstore.types import Address
@@ -26,7 +27,7 @@ from chunkserver.messages import (
     WriteShardRequest,
     WriteShardResponse,
 )
-from chunkserver.service import Chunkserver, NoopMetadataLink
+from chunkserver.service import REPORT_AGAIN_S, Chunkserver, NoopMetadataLink
 from chunkserver.shardfile import ShardHeader, piece_checksum, shard_checksum
 from chunkserver.store.disk import DiskShardStore
 from chunkserver.store.memory import MemoryShardStore
@@ -44,9 +45,11 @@ async def _body(data: bytes, step: int = 1000) -> AsyncIterator[bytes]:
         yield data[i : i + step]
 
 
-async def _serve(store: object) -> tuple[Chunkserver, Address, RpcClient, NoopMetadataLink]:
+async def _serve(
+    store: object, clock: SystemClock | None = None
+) -> tuple[Chunkserver, Address, RpcClient, NoopMetadataLink]:
     link = NoopMetadataLink(7)
-    cs = Chunkserver(store, SECRET, link=link, heartbeat_s=0.01)  # type: ignore[arg-type]
+    cs = Chunkserver(store, SECRET, link=link, heartbeat_s=0.01, clock=clock)  # type: ignore[arg-type]
     addr = await cs.start(LOOP)
     return cs, addr, RpcClient(SECRET), link
 
@@ -127,6 +130,47 @@ async def test_corrupt_read_is_a_typed_error_and_reported() -> None:
             )
         await eventually(lambda: len(link.bad_shards) == 1)
         assert link.bad_shards[0].chunk_id == cid
+    finally:
+        await client.close()
+        await cs.stop()
+
+
+class _Clock(SystemClock):
+    """Real sleeps; a monotonic clock the test moves forward."""
+
+    def __init__(self) -> None:
+        self.skew = 0.0
+
+    def monotonic(self) -> float:
+        return super().monotonic() + self.skew
+
+
+async def test_a_bad_shard_is_reported_again_if_it_stays_bad() -> None:
+    """Reports can be lost on the way (the real link queues them): the same bad shard is
+    not re-sent on every read, but it is once REPORT_AGAIN_S have passed."""
+    store = MemoryShardStore()
+    clock = _Clock()
+    cs, addr, client, link = await _serve(store, clock)
+    try:
+        cid = uuid.uuid4()
+        data = bytes(5000)
+        await client.call(
+            addr, WriteShardRequest.from_header(_header(cid)), timeout_s=5, body=_body(data)
+        )
+        store.corrupt_byte(cid, 0, 72 + 5)
+
+        async def read() -> None:
+            with pytest.raises(errors.CorruptShard):
+                await client.call_stream(addr, ReadShardRequest(cid.bytes, 0, 0, 5000), timeout_s=5)
+
+        for _ in range(3):
+            await read()
+        await eventually(lambda: len(link.bad_shards) == 1)
+        clock.skew += REPORT_AGAIN_S + 1
+        await read()
+        await eventually(lambda: len(link.bad_shards) == 2)
+        await read()
+        assert len(link.bad_shards) == 2
     finally:
         await client.close()
         await cs.stop()
