@@ -182,9 +182,13 @@ class Scrubber:
         return ScrubProgress(self._pass, self._completed, self._shards, self._bytes, self._corrupt)
 
     async def run(self) -> None:
-        """Scrub forever (cancel to stop); waits ``pass_interval_s`` between passes."""
+        """Scrub forever (cancel to stop); waits ``pass_interval_s`` between passes. A
+        pass that fails (the inventory cannot be listed) is logged and tried again then."""
         while True:
-            await self.scrub_pass()
+            try:
+                await self.scrub_pass()
+            except Exception:
+                log.exception("scrub pass failed; the next one starts after the interval")
             await self._clock.sleep(self._pass_interval)
 
     async def scrub_pass(self) -> ScrubProgress:

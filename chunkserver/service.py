@@ -31,10 +31,10 @@ import contextlib
 import signal
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from blobstore import errors
 from blobstore.client.catalog import RemoteCatalog
@@ -190,6 +190,8 @@ class Chunkserver:
             else None
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self.failure = asyncio.Event()  # a background task died: ``serve`` exits non-zero
+        self.failed: BaseException | None = None
         self._stopping = False
         self._writes = 0
         self._reads = 0
@@ -220,9 +222,9 @@ class Chunkserver:
         dial = advertised_address(self.address, advertise)
         node = ChunkserverNode(dial, self._zone, self._data_dir, self.server_id)
         # Registration may wait for the metadata service; shard I/O is served meanwhile.
-        self._tasks.append(asyncio.create_task(self._heartbeat_loop(node)))
+        self._background(self._heartbeat_loop(node), "heartbeat")
         if self.scrubber is not None:
-            self._tasks.append(asyncio.create_task(self.scrubber.run()))
+            self._background(self.scrubber.run(), "scrub")
         log.info(
             "chunkserver started",
             addr=str(self.address),
@@ -230,6 +232,26 @@ class Chunkserver:
             server_id=self.server_id,
         )
         return self.address
+
+    def _background(self, job: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``job`` for the server's life; if it ever ends, that is a failure.
+
+        The loops handle their expected errors themselves. One that still ends (a
+        registration refused for good, a store whose inventory cannot be listed) would
+        otherwise leave a process that serves shards but never heartbeats or scrubs
+        again, looking alive; ``serve`` exits non-zero instead, for the supervisor.
+        """
+        task = asyncio.create_task(job, name=name)
+
+        def ended(t: asyncio.Task[None]) -> None:
+            if t.cancelled() or self._stopping:
+                return
+            self.failed = t.exception() or RuntimeError(f"the {name} task ended")
+            log.error("chunkserver background task failed", task=name, error=repr(self.failed))
+            self.failure.set()
+
+        task.add_done_callback(ended)
+        self._tasks.append(task)
 
     async def stop(self) -> None:
         """Refuse new writes, let in-flight ones finish (bounded), then shut down."""
@@ -239,9 +261,7 @@ class Chunkserver:
                 await self._idle.wait()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*self._tasks, return_exceptions=True)  # a failed one: logged
         self._tasks.clear()
         await self.rpc.stop()
         log.info("chunkserver stopped", addr=str(self.address))
@@ -465,7 +485,11 @@ async def serve(config: ChunkserverConfig, *, link_factory: LinkFactory | None =
         await server.start(config.listen, config.advertise)
         if gc is not None:
             gc.start()
-        await stop.wait()
+        waiter = asyncio.create_task(stop.wait())
+        watchdog = asyncio.create_task(server.failure.wait())
+        await asyncio.wait({waiter, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (waiter, watchdog):
+            task.cancel()
     finally:
         detach_obs()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -477,3 +501,5 @@ async def serve(config: ChunkserverConfig, *, link_factory: LinkFactory | None =
         await repair_transport.close()
         if transport is not None:
             await transport.close()
+    if server.failed is not None:
+        raise SystemExit(1)

@@ -176,6 +176,23 @@ async def test_a_bad_shard_is_reported_again_if_it_stays_bad() -> None:
         await cs.stop()
 
 
+async def test_a_background_task_that_ends_marks_the_server_failed() -> None:
+    """A registration refused for good ends the heartbeat loop: the server says so (and
+    ``serve`` exits non-zero) instead of serving on, unregistered, looking alive."""
+
+    class Refusing(NoopMetadataLink):
+        async def register(self, node: object, space: object) -> int:
+            raise errors.InvalidArgument("address taken by another chunkserver")
+
+    cs = Chunkserver(MemoryShardStore(), SECRET, link=Refusing(7))
+    await cs.start(LOOP)
+    try:
+        await asyncio.wait_for(cs.failure.wait(), 5)
+        assert isinstance(cs.failed, errors.InvalidArgument)
+    finally:
+        await cs.stop()  # does not raise the task's error again
+
+
 async def test_stop_aborts_inflight_writes_leaving_no_shard(tmp_path: Path) -> None:
     store = DiskShardStore(tmp_path, 0)
     cs = Chunkserver(store, SECRET, drain_timeout_s=0.2)
