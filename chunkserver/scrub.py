@@ -72,12 +72,13 @@ def opener_for(store: ShardStore) -> ShardOpener:
             except FileNotFoundError:
                 yield None
                 return
+            cold = False
             try:
                 cold = resident(fd) is False  # its first page, without reading it
                 yield ShardReader.from_fd(fd)
+            finally:
                 if cold:  # read for the scrub only: do not let it push out what is used
                     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
                 os.close(fd)
 
         return open_disk
