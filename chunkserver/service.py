@@ -490,6 +490,7 @@ async def serve(config: ChunkserverConfig, *, link_factory: LinkFactory | None =
         await asyncio.wait({waiter, watchdog}, return_when=asyncio.FIRST_COMPLETED)
         for task in (waiter, watchdog):
             task.cancel()
+        await asyncio.gather(waiter, watchdog, return_exceptions=True)
     finally:
         detach_obs()
         for sig in (signal.SIGTERM, signal.SIGINT):
