@@ -249,9 +249,11 @@ class Scrubber:
         h = reader.header
         if h.chunk_id != chunk_id or h.shard_index != shard_index:
             return size, CorruptShardReport(chunk_id, shard_index, (), "misplaced")
-        bad = reader.verify()
-        if bad:
-            return size, CorruptShardReport(chunk_id, shard_index, bad, "piece_checksum")
+        reasons: set[str] = set()
+        bad = reader.verify(reasons)
+        if bad:  # a disk read error says more than a checksum (the disk may be failing)
+            reason = "io_error" if "io_error" in reasons else "piece_checksum"
+            return size, CorruptShardReport(chunk_id, shard_index, bad, reason)
         return size, None
 
 

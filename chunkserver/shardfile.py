@@ -693,12 +693,16 @@ class ShardReader:
         buf = self._read_at(base, piece_length(self._header, stripe) + CHECKSUM_BYTES)
         return bytes(self._verified(buf, base, stripe))
 
-    def verify(self) -> tuple[int, ...]:
-        """Scrub: indexes of stripes whose piece is corrupt or missing (empty if healthy)."""
+    def verify(self, reasons: set[str] | None = None) -> tuple[int, ...]:
+        """Scrub: indexes of stripes whose piece is corrupt or missing (empty if healthy);
+        the failures' reasons (``piece_checksum``, ``truncated``, ``io_error``...) are
+        added to ``reasons`` when given."""
         bad: list[int] = []
         for stripe in range(self._header.stripe_count):
             try:
                 self.read_piece(stripe)
-            except CorruptShard:
+            except CorruptShard as exc:
                 bad.append(stripe)
+                if reasons is not None:
+                    reasons.add(exc.details.get("reason", "piece_checksum"))
         return tuple(bad)

@@ -141,6 +141,7 @@ async def test_an_unreadable_shard_is_reported_and_the_pass_goes_on(
     p = await scrubber.scrub_pass()
     assert [(r.chunk_id, r.shard_index) for r in found] == [(ids[2], 2)]
     assert found[0].stripes  # every stripe it could not read
+    assert found[0].reason == "io_error"
     assert p.shards_scrubbed == 4 and p.corrupt_found == 1
 
 
