@@ -36,7 +36,7 @@ from chunkserver.shardfile import HEADER_BYTES, ShardReader, file_length
 from chunkserver.store.base import ShardStore
 from chunkserver.store.disk import DiskShardStore
 from chunkserver.store.memory import MemoryShardStore
-from chunkserver.store.pagecache import resident
+from chunkserver.store.pagecache import drop, resident
 
 __all__ = [
     "CorruptShardReport",
@@ -78,7 +78,7 @@ def opener_for(store: ShardStore) -> ShardOpener:
                 yield ShardReader.from_fd(fd)
             finally:
                 if cold:  # read for the scrub only: do not let it push out what is used
-                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                    drop(fd)
                 os.close(fd)
 
         return open_disk

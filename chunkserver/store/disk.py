@@ -70,6 +70,7 @@ from chunkserver.shardfile import (
     unreadable,
 )
 from chunkserver.store.base import InventoryCursor, InventoryPage, ShardInfo, SpaceInfo
+from chunkserver.store.pagecache import drop, drop_read
 
 __all__ = ["DiskShardStore", "StatVfs", "parse_shard_name", "shard_name"]
 
@@ -79,7 +80,6 @@ T = TypeVar("T")
 _NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
 _IOV_MAX = 1024
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
-_FOLIO_MAX = 2 * 1024 * 1024  # page-cache folios are at most this big (PMD size)
 READ_BATCH_FACTOR = 4  # reads go in batches of 4 x batch_bytes (4 MiB by default)
 OPEN_FILES = 256  # shard files kept open for reads (_OpenShards)
 
@@ -205,27 +205,6 @@ def _read_into(fd: int, iov: list[memoryview], start: int, offset: int) -> int:
     return got - start
 
 
-def _drop_read(fd: int, offset: int, length: int, file_bytes: int) -> None:
-    """Drop file bytes ``[offset, offset + length)``, just read, from the page cache.
-
-    ``POSIX_FADV_DONTNEED`` leaves a folio the range covers only in part, and the page
-    cache holds files in folios of up to ``_FOLIO_MAX`` (measured: a 1 MiB shard read
-    from offset 64 kept its first 512 KiB). So the range is widened down to a folio
-    boundary (bytes read before, by this read's previous batch or another reader) and
-    cut at the last one below its end; the cut-off part goes with the next batch, or
-    to the end of the file with the last.
-    """
-    start = offset - offset % _FOLIO_MAX
-    end = offset + length
-    if end < file_bytes:
-        end -= end % _FOLIO_MAX
-        if end <= start:
-            return
-        os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_DONTNEED)
-    else:
-        os.posix_fadvise(fd, start, 0, os.POSIX_FADV_DONTNEED)  # 0: to the end of the file
-
-
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -279,7 +258,7 @@ class _TempShard:
         receipt = self.enc.finish()
         os.fsync(self.fd)
         if not self.keep_cache:
-            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            drop(self.fd)
         fd, self.fd = self.fd, -1
         os.close(fd)
         new_dirs = [d for d in (self.final.parent.parent, self.final.parent) if not d.exists()]
@@ -514,7 +493,7 @@ class DiskShardStore:
         cache: bool = True,
     ) -> AsyncGenerator[Buffer, None]:
         """See ``ShardStore.read``. With ``cache=False`` each batch's pages are dropped
-        once read (``_drop_read``), cached before or not: with the disk's readahead
+        once read (``pagecache.drop_read``), cached before or not: with the disk's readahead
         (8 MiB here) pages found in the cache are mostly ones this read's own previous
         batch pulled in, so residency cannot tell a hot shard from a cold one."""
         key = (chunk_id, shard_index)
@@ -542,7 +521,7 @@ class DiskShardStore:
                         raise
                     raise lost from exc
                 if not cache:
-                    _drop_read(fd, batch.file_offset, got, file_length(reader.header))
+                    drop_read(fd, batch.file_offset, got, file_length(reader.header))
                 yield reader.verify_scattered(batch, data, checksums, got)
         finally:
             shard.release()

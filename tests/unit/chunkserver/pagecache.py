@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 from pathlib import Path
 
 import pytest
 
+from chunkserver.store.pagecache import drop as drop_pages
 from chunkserver.store.pagecache import resident
 
 
@@ -30,7 +32,7 @@ def resident_at(path: Path, offset: int, length: int) -> bool:
 def none_resident_past_first_page(path: Path) -> bool:
     """Whether no page of the file but its first is in the page cache."""
     size = path.stat().st_size
-    return not any(resident_at(path, off, 1) for off in range(4096, size, 4096))
+    return not any(resident_at(path, off, 1) for off in range(mmap.PAGESIZE, size, mmap.PAGESIZE))
 
 
 def drop(path: Path) -> None:
@@ -38,7 +40,7 @@ def drop(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        drop_pages(fd)
     finally:
         os.close(fd)
 
