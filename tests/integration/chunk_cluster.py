@@ -95,7 +95,10 @@ class ChunkCluster:
             *self.extra_args,
         ]
         log = open(self.root / f"chunk-{i}.log", "ab")  # noqa: SIM115 - owned by the child
-        self.procs[i] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        # no metrics port (listen+1000) unless asked: with random ports it could take the
+        # port another chunkserver is about to listen on, and pass for it in ``start``
+        env = {"BLOBSTORE_HTTP_LISTEN": "off", **os.environ}
+        self.procs[i] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
 
     def kill(self, server_id: int, sig: int = signal.SIGKILL) -> None:

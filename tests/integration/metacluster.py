@@ -83,7 +83,14 @@ class MetaCluster:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "BLOBSTORE_TICK_MS": str(self.tick_ms), **self.extra_env},
+            # no metrics port (listen+1000) unless asked: with random ports it could take
+            # the port another process of the test is about to listen on
+            env={
+                "BLOBSTORE_HTTP_LISTEN": "off",
+                **os.environ,
+                "BLOBSTORE_TICK_MS": str(self.tick_ms),
+                **self.extra_env,
+            },
         )  # fmt: skip
         log.close()
 
