@@ -1,7 +1,7 @@
 """Repair benchmark: restore full redundancy after losing one chunkserver holding N GiB.
 
 One run, on a local multi-process cluster (3 metadata nodes, ``--chunkservers`` chunkservers,
-one gateway; the chaos tests' harness, ``tests/chaos/harness.py``):
+one gateway; the chaos tests' harness, ``tests/chaos/harness.py``, without its proxies):
 
 1. ceilings: zfec encode MB/s (one thread) and sequential write+fsync MB/s of the data disk;
    the data-path write ceiling is ``min(encode, disk * k/(k+m))`` (as in
@@ -205,6 +205,7 @@ async def _bench(args: argparse.Namespace, root: Path) -> dict[str, float]:
             "BLOBSTORE_MAINTENANCE_INTERVAL_S": "0.25",
         },
         scrub_mb_s=0.0,
+        proxied=False,  # no Python relay in the Raft links or in front of a chunkserver
     )
     try:
         await cluster.start()

@@ -5,9 +5,11 @@ per-link ``LinkProxy`` (so one node can be partitioned), N ``blobstore chunkserv
 processes with fixed server ids 1..N (``<data>/server.id`` written up front; chunkserver 1
 reaches the metadata service through its own proxies and advertises a proxy in front of
 itself, which gateways, repair and GC dial, so it can be cut off entirely), and one
-``blobstore gateway``. Every process can be killed (SIGKILL), paused (SIGSTOP/SIGCONT)
-and restarted on the same port and data directory. Short GC and failure-detection
-settings go in through the environment (``BLOBSTORE_GC_*``, ``BLOBSTORE_<FIELD>``).
+``blobstore gateway``. ``proxied=False`` leaves every proxy out (benchmarks: no Python
+relay in the Raft or data path; partitions are then unavailable). Every process can be
+killed (SIGKILL), paused (SIGSTOP/SIGCONT) and restarted on the same port and data
+directory. Short GC and failure-detection settings go in through the environment
+(``BLOBSTORE_GC_*``, ``BLOBSTORE_<FIELD>``).
 
 Lives in the test's event loop (the proxies are asyncio servers); workload threads use
 ``s3()`` clients. Must not import the gateway or the services' internals.
@@ -55,6 +57,7 @@ class ChaosCluster:
     meta_env: Mapping[str, str] = field(default_factory=dict)  # e.g. BLOBSTORE_DOWN_AFTER_S
     chunk_env: Mapping[str, str] = field(default_factory=dict)
     scrub_mb_s: float = 20.0
+    proxied: bool = True  # False: no LinkProxy anywhere (and no partition faults)
     meta: MetaCluster = field(init=False)
     chunk_ports: dict[int, int] = field(default_factory=dict)
     chunk_procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -65,7 +68,7 @@ class ChaosCluster:
 
     def __post_init__(self) -> None:
         env = {"BLOBSTORE_HTTP_LISTEN": "off", **self.meta_env}
-        self.meta = MetaCluster(self.root / "meta", proxied=True, extra_env=env)
+        self.meta = MetaCluster(self.root / "meta", proxied=self.proxied, extra_env=env)
 
     # -- start / stop -------------------------------------------------------------------
     async def start(self, timeout_s: float = 120.0) -> None:
@@ -86,12 +89,13 @@ class ChaosCluster:
             data = self.chunk_dir(i)
             data.mkdir(parents=True)
             (data / "server.id").write_text(f"{i}\n")
-        for j, addr in enumerate(self.meta.addrs, start=1):
-            proxy = LinkProxy(addr)
-            await proxy.start()
-            self.chunk_proxies[j] = proxy
-        self.data_proxy = LinkProxy(Address("127.0.0.1", self.chunk_ports[1]))
-        await self.data_proxy.start()
+        if self.proxied:
+            for j, addr in enumerate(self.meta.addrs, start=1):
+                proxy = LinkProxy(addr)
+                await proxy.start()
+                self.chunk_proxies[j] = proxy
+            self.data_proxy = LinkProxy(Address("127.0.0.1", self.chunk_ports[1]))
+            await self.data_proxy.start()
         for i in self.chunk_ports:
             self.start_chunk(i)
         self.start_gateway()
@@ -139,7 +143,7 @@ class ChaosCluster:
     # -- chunkservers ---------------------------------------------------------------------
     def start_chunk(self, i: int) -> None:
         advertise: list[str] = []
-        if i == 1:
+        if i == 1 and self.proxied:
             meta = ",".join(str(p.address) for _, p in sorted(self.chunk_proxies.items()))
             assert self.data_proxy is not None
             advertise = ["--advertise", str(self.data_proxy.address)]
