@@ -12,7 +12,8 @@ directory. Short GC and failure-detection settings go in through the environment
 (``BLOBSTORE_GC_*``, ``BLOBSTORE_<FIELD>``).
 
 Lives in the test's event loop (the proxies are asyncio servers); workload threads use
-``s3()`` clients. Must not import the gateway or the services' internals.
+``s3()`` clients. Must not import the gateway or the services' internals (the shard store's
+temp-file suffix excepted: ``shard_files`` lists what a chunkserver stores).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from blobstore.rpc import RpcClient
 from blobstore.testing.netproxy import LinkProxy
 from blobstore.testing.ports import free_ports
 from blobstore.types import Address
+from chunkserver.store.disk import TEMP_SUFFIX
 from tests.integration.metacluster import MetaCluster
 
 __all__ = ["ACCESS_KEY", "SECRET_KEY", "ChaosCluster"]
@@ -191,8 +193,11 @@ class ChaosCluster:
             proxy.heal()
 
     def shard_files(self, i: int) -> list[Path]:
+        """Chunkserver ``i``'s shard files (not the temp files of writes in progress)."""
         top = self.chunk_dir(i) / "shards"
-        return sorted(p for p in top.rglob("*") if p.is_file()) if top.is_dir() else []
+        if not top.is_dir():
+            return []
+        return sorted(p for p in top.rglob("*") if p.is_file() and p.suffix != TEMP_SUFFIX)
 
     # -- metadata ---------------------------------------------------------------------------
     async def kill_meta_leader(self) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from blobstore.datapath import ServerHealth, StaticPlacement, Target
 from blobstore.types import Address
+from chunkserver.store.disk import TEMP_SUFFIX
 
 __all__ = ["ChunkCluster", "free_port"]
 
@@ -107,7 +108,9 @@ class ChunkCluster:
         proc.wait(timeout=30)
 
     def shard_files(self, server_id: int) -> list[Path]:
-        return sorted(p for p in (self.data_dir(server_id) / "shards").rglob("*") if p.is_file())
+        """The server's shard files (not the temp files of writes in progress)."""
+        top = self.data_dir(server_id) / "shards"
+        return sorted(p for p in top.rglob("*") if p.is_file() and p.suffix != TEMP_SUFFIX)
 
     def stop(self) -> dict[int, int | None]:
         """SIGTERM everyone still running; their exit codes."""

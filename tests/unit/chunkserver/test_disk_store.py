@@ -17,7 +17,7 @@ import pytest
 
 from blobstore.errors import CorruptShard, InsufficientSpace, NoSuchShard
 from chunkserver.shardfile import ShardHeader, piece_length
-from chunkserver.store.disk import DiskShardStore, parse_shard_name, shard_name
+from chunkserver.store.disk import TEMP_SUFFIX, DiskShardStore, parse_shard_name, shard_name
 from tests.unit.chunkserver.pagecache import (
     cached,
     drop,
@@ -25,6 +25,7 @@ from tests.unit.chunkserver.pagecache import (
     require_droppable,
     resident_at,
 )
+from tests.unit.chunkserver.tempfiles import temp_files
 
 
 @dataclass(frozen=True)
@@ -77,13 +78,20 @@ async def test_start_removes_crash_leftovers_and_recounts(tmp_path: Path) -> Non
     await store.start()
     h = hdr(3 * 4096 + 1)
     receipt = await store.write(h, stream(pieces(h)))
-    # A crash mid-write: a half-written temp file in tmp/, never renamed.
+    # A crash mid-write: a half-written temp file beside its target, never renamed, and
+    # one in tmp/, where earlier versions wrote.
+    crashed = store.shard_path(uuid.uuid4(), 0)
+    crashed.parent.mkdir(parents=True, exist_ok=True)
+    crashed.with_name(f"{crashed.name}.abc{TEMP_SUFFIX}").write_bytes(b"partial")
+    (tmp_path / "tmp").mkdir()
     (tmp_path / "tmp" / f"{shard_name(uuid.uuid4(), 0)}.abc.tmp").write_bytes(b"partial")
+    assert len(temp_files(tmp_path)) == 2
     # A stray file in a shard directory is ignored (and logged), not listed.
     (store.shard_path(h.chunk_id, 0).parent / "README").write_text("hi")
     again = DiskShardStore(tmp_path, 0)
     await again.start()
-    assert os.listdir(tmp_path / "tmp") == []
+    assert temp_files(tmp_path) == []
+    assert not (tmp_path / "tmp").exists()
     assert [(i.chunk_id, i.size_bytes) async for i in again.inventory()] == [
         (h.chunk_id, receipt.file_bytes)
     ]
@@ -105,7 +113,7 @@ async def test_full_disk_refuses_writes(tmp_path: Path) -> None:
     assert "reserve of 1200000 bytes" in msg
     assert info.value.details["free_bytes"] == "1228800"
     assert await store.stat(big.chunk_id, 0) is None
-    assert os.listdir(tmp_path / "tmp") == []
+    assert temp_files(tmp_path) == []
     space = await store.space()
     assert (space.capacity_bytes, space.free_bytes, space.writable_bytes) == (
         4096000,
@@ -136,7 +144,7 @@ async def test_a_disk_that_fills_up_during_a_write_answers_insufficient_space(
     with pytest.raises(InsufficientSpace, match="is full"):
         await store.write(h, stream(pieces(h)))
     monkeypatch.undo()
-    assert os.listdir(tmp_path / "tmp") == []
+    assert temp_files(tmp_path) == []
     assert await store.stat(h.chunk_id, 0) is None
     await store.write(h, stream(pieces(h)))  # room again: the same shard is written
     assert await read_all(store, h.chunk_id, 0) == b"".join(pieces(h))
@@ -156,7 +164,7 @@ async def test_other_write_errors_stay_what_they_are(
     with pytest.raises(OSError, match="Input/output"):
         await store.write(h, stream(pieces(h)))
     monkeypatch.undo()
-    assert os.listdir(tmp_path / "tmp") == []
+    assert temp_files(tmp_path) == []
 
 
 async def test_cancelled_write_leaves_nothing(tmp_path: Path) -> None:
@@ -175,11 +183,12 @@ async def test_cancelled_write_leaves_nothing(tmp_path: Path) -> None:
 
     task = asyncio.create_task(store.write(h, stalls()))
     await asyncio.wait_for(sent.wait(), 10)
-    assert len(os.listdir(tmp_path / "tmp")) == 1  # the write is in progress
+    assert len(temp_files(tmp_path)) == 1  # the write is in progress, beside its target
+    assert [i async for i in store.inventory()] == []  # and not a shard yet
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert os.listdir(tmp_path / "tmp") == []
+    assert temp_files(tmp_path) == []
     assert await store.stat(h.chunk_id, 0) is None
     assert open_fds() == fds
 

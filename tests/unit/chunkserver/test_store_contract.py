@@ -23,6 +23,7 @@ from chunkserver.shardfile import (
     shard_checksum,
 )
 from chunkserver.store import DiskShardStore, MemoryShardStore, ShardStore
+from tests.unit.chunkserver.tempfiles import temp_files
 
 STRIPE = 4096
 
@@ -53,7 +54,7 @@ async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Harness:
     return Harness(
         disk,
         lambda cid, shard, off: _flip_file(disk.shard_path(cid, shard), off),
-        lambda: os.listdir(tmp_path / "disk" / "tmp"),
+        lambda: temp_files(tmp_path / "disk"),
     )
 
 

@@ -31,6 +31,7 @@ from chunkserver.service import REPORT_AGAIN_S, Chunkserver, NoopMetadataLink
 from chunkserver.shardfile import ShardHeader, piece_checksum, shard_checksum
 from chunkserver.store.disk import DiskShardStore
 from chunkserver.store.memory import MemoryShardStore
+from tests.unit.chunkserver.tempfiles import temp_files
 from tests.unit.datapath.conftest import SECRET
 
 LOOP = Address("127.0.0.1", 0)
@@ -216,7 +217,7 @@ async def test_stop_aborts_inflight_writes_leaving_no_shard(tmp_path: Path) -> N
         await call
     await client.close()
     assert await store.stat(cid, 0) is None
-    assert list((tmp_path / "tmp").iterdir()) == []
+    assert temp_files(tmp_path) == []
 
 
 async def test_scrubber_reports_corruption_through_the_link() -> None:
