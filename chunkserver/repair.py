@@ -2,10 +2,11 @@
 
 The metadata leader's repair driver sends ``RepairShardRequest`` to the chosen target. The
 target pulls k good shards from the listed peers (``blobstore.datapath.rebuilt_pieces``:
-data shards first, any failure replaced by another source, parity decoded in a worker
-thread), streams the rebuilt pieces straight into its own ``ShardStore`` (temp -> fsync ->
-rename) and answers with the new shard's checksum. The leader then commits the new
-placement; until that commit the file is just an unreferenced shard (GC grace applies).
+data shards first, any failure replaced by another source, decoded on the loop or in a
+worker thread by piece size), streams the rebuilt pieces straight into its own
+``ShardStore`` (temp -> fsync -> rename) and answers with the new shard's checksum. The
+leader then commits the new placement; until that commit the file is just an unreferenced
+shard (GC grace applies).
 
 Invariants: coding is deterministic, so when the catalog recorded a checksum for that
 shard index (``expected_checksum`` != 0) the rebuilt shard must match it; otherwise it is

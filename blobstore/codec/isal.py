@@ -216,6 +216,13 @@ class IsalCoder(CoderShape):
     def name(self) -> str:
         return ISAL
 
+    @property
+    def inline_piece_bytes(self) -> int:
+        # native: ~15 GB/s a core, a 4+2 stripe of 256 KiB pieces in ~70 us, about what a
+        # worker-thread hop costs (decoding the default stripes inline took the repair
+        # target 15% less CPU); the Python twin runs at ~250 MB/s
+        return 512 * 1024 if self._native is not None else 16 * 1024
+
     def __repr__(self) -> str:
         kind = "native" if self._native is not None else "python"
         return f"IsalCoder(k={self._k}, m={self._m}, {kind})"

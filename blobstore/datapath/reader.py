@@ -16,7 +16,8 @@ yet yielded).
 
 Degraded path: when a slice fails (``CorruptShard``, ``NoSuchShard``, connection loss,
 deadline), that shard is given up on and the rest of the run is re-read as whole pieces
-from k other shards (data shards first, then parity), decoded in a worker thread.
+from k other shards (data shards first, then parity), decoded in a worker thread (on the
+loop when the pieces are short enough for the coder: ``codes_inline``).
 
 Hedging races, it does not switch: when a slice lags longer than ``hedge_delay_s``, the
 rest of the run is read as whole pieces from the same k shards *plus* a spare (parity)
@@ -50,7 +51,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from blobstore import errors
-from blobstore.codec.ec import Buffer, ErasureCoder, get_coder
+from blobstore.codec.ec import Buffer, ErasureCoder, codes_inline, get_coder
 from blobstore.codec.ranges import StripeSpan, chunk_spans, stripe_spans
 from blobstore.datapath.refs import BadShard, BadShardReason, ChunkRef, ServerDirectory
 from blobstore.log import get_logger
@@ -482,9 +483,10 @@ class ChunkReader:
         already assembled is dropped: reported ``SLOW`` unless it was a hedge that lost.
         ``hedge_now`` starts one hedge at once (the caller already waited a hedge delay).
 
-        Decoding runs in worker threads, up to ``decode_ahead`` stripes behind the fetch,
-        so fetching and decoding overlap. Memory: each racer buffers at most
-        ``_LAG_STRIPES`` pieces beyond the stripe being assembled.
+        Decoding runs in worker threads (inline for short pieces: ``codes_inline``), up to
+        ``decode_ahead`` stripes behind the fetch, so fetching and decoding overlap.
+        Memory: each racer buffers at most ``_LAG_STRIPES`` pieces beyond the stripe being
+        assembled.
         """
         k = self.ref.k
         loop = asyncio.get_running_loop()
@@ -569,7 +571,7 @@ class ChunkReader:
             fut: asyncio.Future[list[Buffer]] = loop.create_future()
             fut.set_result([pieces[j] for j in range(self.ref.k)])
             return fut
-        if len(next(iter(pieces.values()))) >= 64 * 1024:
+        if not codes_inline(self._coder, len(next(iter(pieces.values())))):
             return asyncio.ensure_future(asyncio.to_thread(_decode, self._coder, pieces))
         fut = loop.create_future()
         fut.set_result(_decode(self._coder, pieces))

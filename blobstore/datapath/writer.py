@@ -42,8 +42,8 @@ from dataclasses import dataclass
 import xxhash
 
 from blobstore import errors
-from blobstore.codec.ec import AUTO, ErasureCoder, get_coder, resolve_coder
-from blobstore.codec.ranges import Layout
+from blobstore.codec.ec import AUTO, Buffer, ErasureCoder, codes_inline, get_coder, resolve_coder
+from blobstore.codec.ranges import Layout, ceil_div
 from blobstore.datapath.md5 import OrderedMd5
 from blobstore.datapath.refs import (
     ChunkRef,
@@ -63,7 +63,6 @@ __all__ = ["WriteOptions", "write_object"]
 
 log = get_logger(__name__)
 
-Buffer = bytes | bytearray | memoryview
 _U64 = struct.Struct("<Q")
 
 
@@ -455,6 +454,18 @@ async def write_object(
     return WriteResult(source.consumed, digest, refs, missing)
 
 
+def _encoded(coder: ErasureCoder, stripe: Buffer) -> asyncio.Future[tuple[list[Buffer], list[int]]]:
+    """``encode_stripe``, in a worker thread unless the pieces are short enough for the
+    coder to beat the thread hop (``codes_inline``: ISA-L's default 256 KiB pieces; x1
+    256 MiB writes then took 4-10% less client CPU)."""
+    if codes_inline(coder, ceil_div(len(stripe), coder.k)):
+        fut: asyncio.Future[tuple[list[Buffer], list[int]]]
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(encode_stripe(coder, stripe))
+        return fut
+    return asyncio.ensure_future(asyncio.to_thread(encode_stripe, coder, stripe))
+
+
 async def _stream_chunk(
     chunk: _ChunkWrite,
     source: StripeSource,
@@ -475,9 +486,7 @@ async def _stream_chunk(
                 remaining -= want
                 if md5 is not None:
                     await md5.update(stripe)
-                encoding.append(
-                    asyncio.ensure_future(asyncio.to_thread(encode_stripe, coder, stripe))
-                )
+                encoding.append(_encoded(coder, stripe))
             pieces, checksums = await encoding.popleft()
             await chunk.push(pieces, checksums)
     finally:

@@ -18,6 +18,7 @@ from blobstore.codec.ec import (
     NotEnoughPieces,
     ZfecCoder,
     coder_names,
+    codes_inline,
     ec_worker_count,
     get_coder,
     register_coder,
@@ -176,3 +177,9 @@ def test_ec_bench_smoke() -> None:
     } <= set(result)
     assert result["bench"] == "ec"
     assert result["encode_mb_s_1t"] > 0
+
+
+def test_zfec_codes_only_short_pieces_inline() -> None:
+    coder = ZfecCoder(4, 2)
+    assert codes_inline(coder, 64 * 1024 - 1)
+    assert not codes_inline(coder, 64 * 1024)  # ~0.3 ms of zfec work: a worker thread

@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from blobstore.codec import get_coder
-from blobstore.codec.ec import AUTO, ZFEC, NotEnoughPieces, register_coder, resolve_coder
+from blobstore.codec.ec import (
+    AUTO,
+    ZFEC,
+    NotEnoughPieces,
+    codes_inline,
+    register_coder,
+    resolve_coder,
+)
 from blobstore.codec.isal import ISAL, NATIVE, IsalCoder, cauchy_matrix, gf_mul
 
 needs_native = pytest.mark.skipif(not NATIVE, reason="libisal.so.2 (Debian libisal2) missing")
@@ -115,3 +122,14 @@ def test_registry_prefers_it_only_when_native() -> None:
     assert resolve_coder(ZFEC) == ZFEC
     with pytest.raises(ValueError, match="auto"):
         register_coder(AUTO, IsalCoder)
+
+
+def test_only_the_native_coder_codes_default_stripes_inline() -> None:
+    # 4+2 over 1 MiB stripes: 256 KiB pieces, about a worker-thread hop of native work
+    python = IsalCoder(4, 2, native=False)
+    assert not codes_inline(python, 256 * 1024)
+    assert codes_inline(python, 4096)
+    if NATIVE:
+        native = IsalCoder(4, 2)
+        assert codes_inline(native, 256 * 1024)
+        assert not codes_inline(native, 1 << 20)
