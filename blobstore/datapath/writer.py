@@ -2,7 +2,8 @@
 
 ``write_object`` consumes an async stream of bytes, cuts it into chunks and stripes
 (``blobstore.codec.ranges``), encodes each stripe's parity in a worker thread (zfec
-releases the GIL), and streams piece ``i`` of every stripe to the chunkserver holding
+releases the GIL) or, for pieces short enough for the coder, on the loop (``_encoded``),
+and streams piece ``i`` of every stripe to the chunkserver holding
 shard ``i`` (one ``WriteShard`` call per shard, its body fed from a bounded pipe). The
 input is cut into stripes by ``stripes.StripeSource``; the MD5 of the whole object (the
 ETag) is computed off the loop, in order, by ``md5.OrderedMd5`` (unless ``etag_md5`` is

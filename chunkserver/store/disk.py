@@ -444,12 +444,13 @@ class DiskShardStore:
         writes in progress (count of files removed)."""
         self._shards.mkdir(parents=True, exist_ok=True)
         removed = 0
-        with contextlib.suppress(FileNotFoundError):
-            with os.scandir(self._legacy_tmp) as it:
-                for entry in it:
+        with contextlib.suppress(FileNotFoundError), os.scandir(self._legacy_tmp) as it:
+            for entry in it:
+                if entry.is_file(follow_symlinks=False):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.path)
                         removed += 1
+        with contextlib.suppress(OSError):  # gone already, or holds something not ours
             self._legacy_tmp.rmdir()
         return removed
 
