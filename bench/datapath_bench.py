@@ -76,6 +76,7 @@ from blobstore.datapath import (
 )
 from blobstore.rawbuf import tune_allocator
 from blobstore.rpc import RpcClient
+from blobstore.testing.ports import free_ports
 from blobstore.types import Address
 
 __all__ = ["main"]
@@ -212,10 +213,8 @@ class Cluster:
         (root / "cluster.secret").write_text(self.secret.hex())
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.ports: dict[int, int] = {}
-        for i in range(1, count + 1):
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                self.ports[i] = s.getsockname()[1]
+        for i, port in enumerate(free_ports(count), start=1):
+            self.ports[i] = port
             argv = [
                 sys.executable,
                 "-m",

@@ -22,7 +22,6 @@ import gc
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +34,9 @@ import boto3
 from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+
+from blobstore.obs.runtime import HTTP_PORT_OFFSET
+from blobstore.testing.ports import free_run
 
 __all__ = ["Cluster", "ClusterPorts", "ClusterStartError", "running_cluster"]
 
@@ -71,24 +73,10 @@ class Cluster:
     ca_bundle: str | None = None
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _free_run(length: int, rng: random.Random, avoid: set[int]) -> int:
-    """The first port of ``length`` consecutive bindable ports (outside ``avoid``)."""
-    for _ in range(200):
-        base = rng.randrange(20000, 60000 - length)
-        ports = range(base, base + length)
-        if not avoid.intersection(ports) and all(_bindable(p) for p in ports):
-            avoid.update(ports)
-            return base
-    raise ClusterStartError(f"no {length} consecutive free ports found")
+    """The first port of ``length`` consecutive free ports, their metrics ports (+1000, the
+    server's default) free too, below the ephemeral range (``blobstore.testing.ports``)."""
+    return free_run(length, offsets=(0, HTTP_PORT_OFFSET), avoid=avoid, rng=rng)
 
 
 def _tail(path: Path, lines: int = 30) -> str:

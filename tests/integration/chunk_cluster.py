@@ -13,16 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from blobstore.datapath import ServerHealth, StaticPlacement, Target
+from blobstore.testing.ports import free_ports
 from blobstore.types import Address
 from chunkserver.store.disk import TEMP_SUFFIX
 
-__all__ = ["ChunkCluster", "free_port"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["ChunkCluster"]
 
 
 def _listening(port: int) -> bool:
@@ -63,8 +58,8 @@ class ChunkCluster:
         self.root.mkdir(parents=True, exist_ok=True)
         self.secret_file.write_text(self.secret.hex() + "\n")
         self.secret_file.chmod(0o600)
-        for i in range(1, self.count + 1):
-            self.ports[i] = free_port()
+        for i, port in enumerate(free_ports(self.count), start=1):
+            self.ports[i] = port
             self._spawn(i)
         deadline = time.monotonic() + timeout_s
         for i, port in self.ports.items():

@@ -12,10 +12,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +27,8 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+
+from blobstore.testing.ports import free_run
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -72,24 +72,9 @@ class Cluster:
         return int(found[-1])
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _pick_ports() -> tuple[int, tuple[int, ...], tuple[int, ...]]:
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 50000)
-        s3, meta, chunk = base, tuple(range(base + 1, base + 4)), tuple(range(base + 11, base + 17))
-        ports = (s3, *meta, *chunk)
-        if all(_bindable(p) and _bindable(p + OFFSET) for p in ports):
-            return s3, meta, chunk
-    raise RuntimeError("no free ports")
+    base = free_run(17, offsets=(0, OFFSET))  # below the ephemeral range: see its module
+    return base, tuple(range(base + 1, base + 4)), tuple(range(base + 11, base + 17))
 
 
 def _get(url: str, timeout_s: float = 5.0) -> tuple[int, bytes]:

@@ -12,7 +12,7 @@ import pytest
 
 from blobstore.supervisor import RoleSpec, Supervisor, tcp_ready
 from blobstore.testing.poll import eventually
-from blobstore.testing.ports import free_port
+from blobstore.testing.ports import free_port, free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ def _gone(pid: int) -> bool:
 
 
 async def test_start_restart_stop(tmp_path: Path) -> None:
-    ports = [free_port(), free_port()]
+    ports = free_ports(2)
     specs = [
         RoleSpec(
             f"r{i}",
