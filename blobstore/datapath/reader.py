@@ -17,7 +17,7 @@ yet yielded).
 Degraded path: when a slice fails (``CorruptShard``, ``NoSuchShard``, connection loss,
 deadline), that shard is given up on and the rest of the run is re-read as whole pieces
 from k other shards (data shards first, then parity), decoded in a worker thread (on the
-loop when the pieces are short enough for the coder: ``codes_inline``).
+loop when the pieces are short enough for the coder: ``stripes.coded``).
 
 Hedging races, it does not switch: when a slice lags longer than ``hedge_delay_s``, the
 rest of the run is read as whole pieces from the same k shards *plus* a spare (parity)
@@ -51,9 +51,10 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from blobstore import errors
-from blobstore.codec.ec import Buffer, ErasureCoder, codes_inline, get_coder
+from blobstore.codec.ec import Buffer, ErasureCoder, get_coder
 from blobstore.codec.ranges import StripeSpan, chunk_spans, stripe_spans
 from blobstore.datapath.refs import BadShard, BadShardReason, ChunkRef, ServerDirectory
+from blobstore.datapath.stripes import coded
 from blobstore.log import get_logger
 from blobstore.rpc.transport import Transport
 from blobstore.types import Address
@@ -483,7 +484,7 @@ class ChunkReader:
         already assembled is dropped: reported ``SLOW`` unless it was a hedge that lost.
         ``hedge_now`` starts one hedge at once (the caller already waited a hedge delay).
 
-        Decoding runs in worker threads (inline for short pieces: ``codes_inline``), up to
+        Decoding runs in worker threads (inline for short pieces: ``stripes.coded``), up to
         ``decode_ahead`` stripes behind the fetch, so fetching and decoding overlap.
         Memory: each racer buffers at most ``_LAG_STRIPES`` pieces beyond the stripe being
         assembled.
@@ -566,16 +567,11 @@ class ChunkReader:
             await asyncio.gather(*(r.close() for r in racers.values()))
 
     def _data_of(self, pieces: dict[int, Buffer]) -> asyncio.Future[list[Buffer]]:
-        loop = asyncio.get_running_loop()
         if all(j < self.ref.k for j in pieces):
-            fut: asyncio.Future[list[Buffer]] = loop.create_future()
+            fut: asyncio.Future[list[Buffer]] = asyncio.get_running_loop().create_future()
             fut.set_result([pieces[j] for j in range(self.ref.k)])
             return fut
-        if not codes_inline(self._coder, len(next(iter(pieces.values())))):
-            return asyncio.ensure_future(asyncio.to_thread(_decode, self._coder, pieces))
-        fut = loop.create_future()
-        fut.set_result(_decode(self._coder, pieces))
-        return fut
+        return coded(self._coder, len(next(iter(pieces.values()))), _decode, self._coder, pieces)
 
 
 class _Prefetched(NamedTuple):

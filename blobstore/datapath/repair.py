@@ -26,10 +26,11 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 
 from blobstore import errors
-from blobstore.codec.ec import Buffer, codes_inline, get_coder
+from blobstore.codec.ec import Buffer, get_coder
 from blobstore.codec.ranges import ChunkSpan, StripeSpan, stripe_spans
 from blobstore.datapath.reader import ChunkReader, OnBadShard, ReadOptions
 from blobstore.datapath.refs import BadShard, ChunkRef, ServerDirectory, ShardRef, Target
+from blobstore.datapath.stripes import coded
 from blobstore.log import get_logger
 from blobstore.rpc.transport import Transport
 from chunkserver.messages import DeleteShardRequest, WriteShardRequest, WriteShardResponse
@@ -85,11 +86,8 @@ async def rebuilt_pieces(
         async for _, data in stripes:
             if shard_index < ref.k:
                 yield data[shard_index]
-            elif codes_inline(coder, len(data[0])):  # whole (padded) data pieces: encode
-                (piece,) = coder.encode(data, (shard_index,))  # just the one parity piece
-                yield piece
-            else:
-                (piece,) = await asyncio.to_thread(coder.encode, data, (shard_index,))
+            else:  # data pieces are whole (padded) pieces: encode just the one parity piece
+                (piece,) = await coded(coder, len(data[0]), coder.encode, data, (shard_index,))
                 yield piece
 
 

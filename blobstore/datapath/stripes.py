@@ -8,23 +8,42 @@ first piece is sent. A body shorter or longer than its declared size raises
 ``InvalidArgument`` (reason ``incomplete_body`` / ``body_too_long``).
 
 ``encode_stripe`` pads a stripe to k equal pieces and computes the m parity pieces and
-every piece's xxh3-64 checksum: CPU work for a worker thread.
+every piece's xxh3-64 checksum: CPU work for a worker thread, unless the pieces are short
+enough to code on the event loop; ``coded`` makes that choice for every coding call of the
+data path (writes, degraded reads, repair).
 
 Must not import: gateway or metadata packages.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable
+from typing import Any, TypeVar
 
 import xxhash
 
 from blobstore import errors
-from blobstore.codec.ec import Buffer, ErasureCoder
+from blobstore.codec.ec import Buffer, ErasureCoder, codes_inline
 from blobstore.codec.ranges import Layout, ceil_div
 
-__all__ = ["StripeSource", "encode_stripe"]
+__all__ = ["StripeSource", "coded", "encode_stripe"]
+
+T = TypeVar("T")
+
+
+def coded(
+    coder: ErasureCoder, piece_bytes: int, fn: Callable[..., T], *args: Any
+) -> asyncio.Future[T]:
+    """``fn(*args)``, coding work of ``coder`` on pieces of ``piece_bytes``: done at once on
+    the calling thread (the loop) when the coder codes such pieces faster than a thread
+    hop (``codes_inline``), else in a worker thread; a future either way."""
+    if not codes_inline(coder, piece_bytes):
+        return asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+    fut.set_result(fn(*args))
+    return fut
 
 
 def encode_stripe(coder: ErasureCoder, stripe: Buffer) -> tuple[list[Buffer], list[int]]:
