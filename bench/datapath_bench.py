@@ -206,6 +206,15 @@ def loopback_fan_in_ceiling(total: int, streams: int) -> float:
 
 
 # -- cluster ----------------------------------------------------------------------------
+def proc_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` used so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Cluster:
     def __init__(self, root: Path, count: int) -> None:
         self.root = root
@@ -261,13 +270,7 @@ class Cluster:
 
     def cpu_s(self) -> float:
         """CPU seconds (user + system) used so far by the live chunkserver processes."""
-        tick = os.sysconf("SC_CLK_TCK")
-        total = 0.0
-        for p in self.procs.values():
-            if p.poll() is None:
-                fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / tick
-        return total
+        return sum(proc_cpu_s(p.pid) for p in self.procs.values() if p.poll() is None)
 
     def stop(self) -> None:
         for p in self.procs.values():

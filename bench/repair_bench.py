@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 sys.path.insert(0, str(ROOT))
 
-from datapath_bench import disk_ceiling, ec_ceiling  # noqa: E402
+from datapath_bench import disk_ceiling, ec_ceiling, proc_cpu_s  # noqa: E402
 
 from blobstore.rawbuf import tune_allocator  # noqa: E402
 from metadata.api import ListChunkserversQuery, ListChunksQuery  # noqa: E402
@@ -156,19 +156,9 @@ def _gets(cluster: ChaosCluster, keys: list[str], stop: threading.Event) -> list
     return out
 
 
-def _ticks(pid: int) -> int:
-    """utime + stime of ``pid`` in clock ticks (0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0
-    return int(fields[11]) + int(fields[12])
-
-
 def _cpu_by_role(cluster: ChaosCluster) -> dict[str, float]:
     """CPU seconds used so far by each role's live processes, and by this one (the GET
     threads, the catalog polls)."""
-    tick = os.sysconf("SC_CLK_TCK")
     gateway: list[int] = []
     if cluster.gateway_proc is not None:  # the gateway and its workers: one process group
         for entry in Path("/proc").iterdir():
@@ -178,9 +168,9 @@ def _cpu_by_role(cluster: ChaosCluster) -> dict[str, float]:
                         gateway.append(int(entry.name))
     own = os.times()
     return {
-        "chunkservers": sum(_ticks(p.pid) for p in cluster.chunk_procs.values()) / tick,
-        "metadata": sum(_ticks(p.pid) for p in cluster.meta.procs.values()) / tick,
-        "gateway": sum(_ticks(pid) for pid in gateway) / tick,
+        "chunkservers": sum(proc_cpu_s(p.pid) for p in cluster.chunk_procs.values()),
+        "metadata": sum(proc_cpu_s(p.pid) for p in cluster.meta.procs.values()),
+        "gateway": sum(proc_cpu_s(pid) for pid in gateway),
         "bench": own.user + own.system,
     }
 
