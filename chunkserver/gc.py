@@ -20,7 +20,8 @@ Two jobs run in one background loop (``GarbageCollector.run``):
   the files of chunks answered *fenced* are removed (no commit can ever name those ids
   again); chunks answered *live* are referenced by some version or part, so only their
   shards the catalog does not place here (a straggler a commit did not wait for, a copy
-  repair moved away) are removed, after a placement re-check.
+  repair moved away, a rebuild whose placement never committed) are removed, after
+  ``FenceShards`` fenced each such copy (no repair planned before can place it here).
 
 * **Missing shards** (``find_missing``, same interval as orphans, and once at start so a
   returning server is reconciled): the reverse check. The collector pages the shards the
@@ -45,23 +46,24 @@ Safety argument (never delete a shard that a committed object references):
    longer bounds safety, only how long stray shards linger (and how often a write slower
    than it is refused). Fences expire after 7 days of catalog time; see ``fences.py`` for
    why that is safe (fresh uuid4 chunk ids are never reused).
-3. A file younger than ``grace_s`` is never considered, and a shard of a *live* chunk that
-   is not placed here is re-checked against the catalog right before its unlink (a repair
-   may have just committed a rebuilt copy here). Only that path -- a repair whose rebuild
-   -> ``UpdatePlacement`` took longer than ``grace_s`` onto a server holding an old stray
-   copy -- still relies on the grace period (plus the mtime check below; see TODO).
-   Each file is re-stat'ed just before its unlink and kept if its mtime changed
-   (rewritten meanwhile, e.g. by repair).
+3. The shard fence, for copies of *live* chunks: a repair rebuilds a copy here, then
+   commits ``UpdatePlacement``; until then the copy is unplaced like any stray. Such a copy
+   is unlinked only after ``FenceShards`` answered it *fenced* (not placed here, and no
+   repair planned before the fence can place it here any more: ``UpdatePlacement`` carries
+   the catalog time its repair began, see ``metadata/fsm/fences.py``); a copy answered
+   *placed* is kept. So a repair slower than ``grace_s`` fails its commit and retries
+   instead of committing a deleted file. A file younger than ``grace_s`` is never
+   considered.
+   Every unlink is a compare-and-delete (``ShardStore.delete(expect=...)``): the file goes
+   only if it is still the one listed (same inode, size, mtime), checked atomically with
+   the store's own renames, so a copy rewritten since (a repair planned after the fence,
+   a writer's retry) stays.
 4. A breaker refuses a round in which more than ``max_orphan_fraction`` of the old
    shards look unreferenced (a lost ``server.id`` re-registering under a new id would
    otherwise make every shard look orphaned).
 5. Chunk ids are matched in both textual forms of the UUID (``str(uuid)`` as the gateway
    writes them, and ``uuid.hex``), so a writer using either is recognised.
 Any error (catalog unreachable, unknown answer) keeps the files.
-
-TODO(#7): shard-level fences for (3): fence (chunk, server, shard index) of a live chunk's
-unplaced copy, and refuse an ``UpdatePlacement`` onto a fenced copy, so repair races need
-no grace bound either.
 
 Counters (``GcStats``) are served over RPC (``GetGcStatsRequest``, tags 2030-2032) for
 status pages and tests. Configuration comes from ``GcConfig``, built from the chunkserver's
@@ -88,10 +90,10 @@ from blobstore.rpc import CallContext
 from blobstore.rpc.codec import register
 from chunkserver.store.base import ShardInfo, ShardStore
 from metadata.api import DeleteQueueQuery, PlacedShardsQuery, ShardsOnServerQuery
-from metadata.fsm.commands import AckShardDeletes, FenceChunks
+from metadata.fsm.commands import AckShardDeletes, FenceChunks, FenceShards
 from metadata.fsm.fences import MAX_FENCE_IDS
 from metadata.fsm.records import ShardRef
-from metadata.fsm.results import ChunksFenced, DeleteQueuePage, PlacedShardsPage
+from metadata.fsm.results import ChunksFenced, DeleteQueuePage, PlacedShardsPage, ShardsFenced
 
 if TYPE_CHECKING:
     from chunkserver.service import Chunkserver
@@ -370,6 +372,26 @@ class GarbageCollector:
             )
         return fenced
 
+    async def _fence_shards(
+        self, sid: int, shards: Sequence[ShardInfo]
+    ) -> set[tuple[uuid.UUID, int]]:
+        """Fence the copies ``shards`` (of referenced chunks) in the catalog; the (chunk,
+        index) answered fenced in every textual form, whose files may now be deleted."""
+        cleared: set[tuple[uuid.UUID, int]] = set()
+        keys = list(dict.fromkeys((i.chunk_id, i.shard_index) for i in shards))
+        step = max(1, min(self.config.batch, MAX_FENCE_IDS) // 2)  # two forms per id
+        for lo in range(0, len(keys), step):
+            part = keys[lo : lo + step]
+            refs = tuple(ShardRef(n, sid, idx) for cid, idx in part for n in _forms(cid))
+            answer = await self.catalog.execute(FenceShards(refs), timeout_s=self._timeout_s)
+            if not isinstance(answer, ShardsFenced):
+                raise TypeError(f"FenceShards answered {type(answer).__name__}")
+            done = set(answer.fenced)
+            for cid, idx in part:
+                if all(ShardRef(n, sid, idx) in done for n in _forms(cid)):
+                    cleared.add((cid, idx))
+        return cleared
+
     async def scan(self, *, include_young: bool = False) -> OrphanScan:
         """Classify the inventory. Young shards are only looked up when ``include_young``
         (then ``referenced`` covers them too)."""
@@ -440,23 +462,21 @@ class GarbageCollector:
             batch = old[lo : lo + cfg.batch]
             fenced = await self._fence(sid, batch)  # no commit can name these any more
             live = [i for i in batch if i.chunk_id not in fenced]
-            # a live chunk's copy here may have just been placed (repair): re-check
-            still = await self._placed(sid, live) if live else set()
+            # copies of referenced chunks: no repair planned before this can place them here
+            cleared = await self._fence_shards(sid, live) if live else set()
             for info in batch:
-                if (info.chunk_id, info.shard_index) in still:
-                    self._count(orphans_kept_on_recheck=1)
-                    continue
-                now = await self.store.stat(info.chunk_id, info.shard_index)
-                if now is None:
-                    continue
-                if now.mtime != info.mtime:  # rewritten since the scan
-                    self._count(orphans_kept_on_recheck=1)
-                    continue
-                if await self.store.delete(info.chunk_id, info.shard_index):
-                    removed += 1
-                    self._count(orphans_removed=1, orphan_bytes_reclaimed=now.size_bytes)
-                    log.info("orphan shard removed", chunk=str(info.chunk_id),
-                             shard=info.shard_index, bytes=now.size_bytes)  # fmt: skip
+                key = (info.chunk_id, info.shard_index)
+                if info.chunk_id in fenced or key in cleared:
+                    if await self.store.delete(*key, expect=info):  # still the file listed
+                        removed += 1
+                        self._count(orphans_removed=1, orphan_bytes_reclaimed=info.size_bytes)
+                        log.info("orphan shard removed", chunk=str(info.chunk_id),
+                                 shard=info.shard_index, bytes=info.size_bytes)  # fmt: skip
+                        continue
+                    if await self.store.stat(*key) is None:
+                        continue  # gone already
+                # placed here meanwhile (a commit, a repair), or rewritten since the scan
+                self._count(orphans_kept_on_recheck=1)
         self._stats = replace(
             self._stats,
             orphan_rounds=self._stats.orphan_rounds + 1,

@@ -19,6 +19,8 @@ implementation):
   ``inventory_page`` lists them in (chunk id, shard index) order, one page after a
   cursor, without listing or sorting the whole store; ``space`` reports capacity, free
   and used bytes.
+* ``delete`` with ``expect`` is a compare-and-delete: it never removes a file written
+  after the one ``expect`` describes (garbage collection relies on it, ``chunkserver.gc``).
 
 Must not import network or gateway code.
 """
@@ -50,6 +52,7 @@ class ShardInfo:
     shard_index: int
     size_bytes: int  # whole file
     mtime: float  # seconds since the epoch
+    file_id: int = 0  # which file (disk: inode number); a rewrite makes a new one
 
 
 InventoryCursor = tuple[uuid.UUID, int]
@@ -123,8 +126,15 @@ class ShardStore(Protocol):
         """The shard's size and mtime, or None if it does not exist."""
         ...
 
-    async def delete(self, chunk_id: uuid.UUID, shard_index: int) -> bool:
-        """Remove a shard; False if it did not exist."""
+    async def delete(
+        self, chunk_id: uuid.UUID, shard_index: int, *, expect: ShardInfo | None = None
+    ) -> bool:
+        """Remove a shard; False if it did not exist.
+
+        With ``expect`` (what ``stat`` or ``inventory`` said earlier), remove it only if it
+        is still that very file (same ``file_id``, size and mtime), checked atomically with
+        this store's writes: a rewrite since (a repair) is kept and answers False.
+        """
         ...
 
     def inventory(self) -> AsyncIterator[ShardInfo]:

@@ -62,6 +62,7 @@ import errno
 import functools
 import os
 import secrets
+import threading
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
@@ -241,7 +242,7 @@ class _TempShard:
     shards nobody reads soon (repairs) nothing is lost by not caching them.
     """
 
-    __slots__ = ("before_open", "enc", "fd", "final", "keep_cache", "new_dirs", "path")
+    __slots__ = ("before_open", "enc", "fd", "final", "keep_cache", "new_dirs", "path", "swap")
 
     def __init__(
         self,
@@ -249,10 +250,12 @@ class _TempShard:
         final: Path,
         enc: ShardEncoder,
         before_open: Callable[[], None],
+        swap: threading.Lock,
         *,
         keep_cache: bool = True,
     ) -> None:
         self.path, self.final, self.enc = path, final, enc
+        self.swap = swap  # held while a file takes the final name (see DiskShardStore.delete)
         self.before_open = before_open  # the free-space check, in the same thread hop
         self.keep_cache = keep_cache
         self.new_dirs: list[Path] = []  # fan-out directories this write created
@@ -279,11 +282,12 @@ class _TempShard:
             drop(self.fd)
         fd, self.fd = self.fd, -1
         os.close(fd)
-        try:
-            replaced = self.final.stat().st_size
-        except FileNotFoundError:
-            replaced = 0
-        os.rename(self.path, self.final)  # within one directory: one entry block changes
+        with self.swap:
+            try:
+                replaced = self.final.stat().st_size
+            except FileNotFoundError:
+                replaced = 0
+            os.rename(self.path, self.final)  # within one directory: one entry block changes
         _fsync_dir(self.final.parent)
         for d in self.new_dirs:  # a new directory's own entry lives in its parent
             _fsync_dir(d.parent)
@@ -402,6 +406,9 @@ class DiskShardStore:
         self._read_batch = READ_BATCH_FACTOR * self._batch
         self._used = 0
         self._open = _OpenShards(open_files)
+        # held (briefly, in worker threads) by every rename onto a shard's name and by a
+        # compare-and-delete, so a delete never removes a file renamed in after its check
+        self._swap = threading.Lock()
 
     @property
     def root(self) -> Path:
@@ -468,6 +475,7 @@ class DiskShardStore:
             final,
             ShardEncoder(header),
             functools.partial(self._check_free, needed),
+            self._swap,
             keep_cache=cache,
         )
         try:
@@ -582,21 +590,28 @@ class DiskShardStore:
             st = await asyncio.to_thread(os.stat, self.shard_path(chunk_id, shard_index))
         except FileNotFoundError:
             return None
-        return ShardInfo(chunk_id, shard_index, st.st_size, st.st_mtime)
+        return _info(chunk_id, shard_index, st)
 
-    async def delete(self, chunk_id: uuid.UUID, shard_index: int) -> bool:
+    async def delete(
+        self, chunk_id: uuid.UUID, shard_index: int, *, expect: ShardInfo | None = None
+    ) -> bool:
         path = self.shard_path(chunk_id, shard_index)
-        self._open.forget((chunk_id, shard_index))
 
-        def unlink() -> int:
-            size = os.stat(path).st_size
-            os.unlink(path)
-            return size
+        def unlink() -> int | None:
+            with self._swap:
+                st = os.stat(path)
+                if expect is not None and _info(chunk_id, shard_index, st) != expect:
+                    return None  # rewritten since the caller looked: keep
+                os.unlink(path)
+                return st.st_size
 
         try:
             size = await asyncio.to_thread(unlink)
         except FileNotFoundError:
+            size = None
+        if size is None:
             return False
+        self._open.forget((chunk_id, shard_index))
         self._used -= size
         return True
 
@@ -628,6 +643,10 @@ class DiskShardStore:
             used_bytes=self._used,
             reserve_bytes=self._reserve,
         )
+
+
+def _info(chunk_id: uuid.UUID, shard_index: int, st: os.stat_result) -> ShardInfo:
+    return ShardInfo(chunk_id, shard_index, st.st_size, st.st_mtime, st.st_ino)
 
 
 def _no_such_shard(chunk_id: uuid.UUID, shard_index: int, root: Path) -> NoSuchShard:
@@ -675,7 +694,7 @@ def _inventory_page(root: Path, after: InventoryCursor | None, limit: int) -> In
                     continue
                 if len(found) == limit:
                     return InventoryPage(tuple(found), True)
-                found.append(ShardInfo(cid, idx, st.st_size, st.st_mtime))
+                found.append(_info(cid, idx, st))
     return InventoryPage(tuple(found), False)
 
 
@@ -708,5 +727,5 @@ def _scan_top(top: Path, *, remove_temps: bool = False) -> tuple[list[ShardInfo]
                 st = entry.stat(follow_symlinks=False)
             except FileNotFoundError:  # deleted meanwhile
                 continue
-            found.append(ShardInfo(parsed[0], parsed[1], st.st_size, st.st_mtime))
+            found.append(_info(parsed[0], parsed[1], st))
     return found, removed

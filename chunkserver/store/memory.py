@@ -2,16 +2,19 @@
 
 Stores the exact bytes of the on-disk format (``chunkserver.shardfile``) so reads verify
 checksums the same way; ``corrupt_byte`` flips a stored byte to exercise that path.
-Capacity is a fixed number; mtime comes from an injected clock.
+Capacity is a fixed number; mtime comes from an injected clock, and each write gets a new
+``file_id`` (as a rewritten file gets a new inode on disk).
 Must not touch the file system or the network.
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
+from typing import NamedTuple
 
 from blobstore.errors import InsufficientSpace, NoSuchShard
 from chunkserver.shardfile import (
@@ -30,6 +33,15 @@ __all__ = ["MemoryShardStore"]
 _Key = tuple[uuid.UUID, int]
 
 
+class _File(NamedTuple):
+    blob: bytes
+    mtime: float
+    file_id: int  # one per write, like an inode number
+
+    def info(self, key: _Key) -> ShardInfo:
+        return ShardInfo(key[0], key[1], len(self.blob), self.mtime, self.file_id)
+
+
 class MemoryShardStore:
     """A ``ShardStore`` in memory, with a fixed capacity and a free-space reserve."""
 
@@ -43,7 +55,8 @@ class MemoryShardStore:
         self._capacity = capacity_bytes
         self._reserve = reserve_bytes
         self._clock = clock
-        self._files: dict[_Key, tuple[bytes, float]] = {}
+        self._files: dict[_Key, _File] = {}
+        self._file_ids = itertools.count(1)
         self._order: list[tuple[bytes, int]] = []  # sorted (chunk id bytes, shard index)
         self._used = 0
         self.cache_hints: dict[_Key, bool] = {}  # each shard's last write's ``cache`` hint
@@ -55,7 +68,7 @@ class MemoryShardStore:
         self, header: ShardHeader, data: AsyncIterable[Buffer], *, cache: bool = True
     ) -> ShardReceipt:
         key = (header.chunk_id, header.shard_index)
-        old = len(self._files[key][0]) if key in self._files else 0
+        old = len(self._files[key].blob) if key in self._files else 0
         needed = file_length(header) - old
         free = self._capacity - self._used
         if free - needed < self._reserve:
@@ -75,10 +88,10 @@ class MemoryShardStore:
                 out += buf
         receipt = enc.finish()
         self.cache_hints[key] = cache
-        old = len(self._files[key][0]) if key in self._files else 0  # may have changed
+        old = len(self._files[key].blob) if key in self._files else 0  # may have changed
         if key not in self._files:
             bisect.insort(self._order, (key[0].bytes, key[1]))
-        self._files[key] = (bytes(out), self._clock())
+        self._files[key] = _File(bytes(out), self._clock(), next(self._file_ids))
         self._used += len(out) - old
         return receipt
 
@@ -105,31 +118,32 @@ class MemoryShardStore:
 
     async def stat(self, chunk_id: uuid.UUID, shard_index: int) -> ShardInfo | None:
         entry = self._files.get((chunk_id, shard_index))
-        if entry is None:
-            return None
-        return ShardInfo(chunk_id, shard_index, len(entry[0]), entry[1])
+        return None if entry is None else entry.info((chunk_id, shard_index))
 
-    async def delete(self, chunk_id: uuid.UUID, shard_index: int) -> bool:
-        entry = self._files.pop((chunk_id, shard_index), None)
-        if entry is None:
+    async def delete(
+        self, chunk_id: uuid.UUID, shard_index: int, *, expect: ShardInfo | None = None
+    ) -> bool:
+        key = (chunk_id, shard_index)
+        entry = self._files.get(key)
+        if entry is None or (expect is not None and entry.info(key) != expect):
             return False
+        del self._files[key]
         at = bisect.bisect_left(self._order, (chunk_id.bytes, shard_index))
         del self._order[at]
         self._used -= len(entry[0])
         return True
 
     async def inventory(self) -> AsyncIterator[ShardInfo]:
-        for (cid, idx), (blob, mtime) in list(self._files.items()):
-            yield ShardInfo(cid, idx, len(blob), mtime)
+        for key, entry in list(self._files.items()):
+            yield entry.info(key)
 
     async def inventory_page(self, after: InventoryCursor | None, limit: int) -> InventoryPage:
         start = 0 if after is None else bisect.bisect_right(self._order, (after[0].bytes, after[1]))
         keys = self._order[start : start + max(1, limit) + 1]
         shards = []
         for raw, idx in keys[: max(1, limit)]:
-            cid = uuid.UUID(bytes=raw)
-            blob, mtime = self._files[(cid, idx)]
-            shards.append(ShardInfo(cid, idx, len(blob), mtime))
+            key = (uuid.UUID(bytes=raw), idx)
+            shards.append(self._files[key].info(key))
         return InventoryPage(tuple(shards), len(keys) > max(1, limit))
 
     async def space(self) -> SpaceInfo:
@@ -138,11 +152,11 @@ class MemoryShardStore:
     # -- test hooks (not part of ShardStore) -------------------------------------------
     def corrupt_byte(self, chunk_id: uuid.UUID, shard_index: int, file_offset: int) -> None:
         """Flip every bit of one stored byte (simulates silent disk corruption)."""
-        blob, mtime = self._files[(chunk_id, shard_index)]
-        damaged = bytearray(blob)
+        entry = self._files[(chunk_id, shard_index)]
+        damaged = bytearray(entry.blob)
         damaged[file_offset] ^= 0xFF
-        self._files[(chunk_id, shard_index)] = (bytes(damaged), mtime)
+        self._files[(chunk_id, shard_index)] = entry._replace(blob=bytes(damaged))
 
     def raw_bytes(self, chunk_id: uuid.UUID, shard_index: int) -> bytes:
         """The stored file bytes of a shard."""
-        return self._files[(chunk_id, shard_index)][0]
+        return self._files[(chunk_id, shard_index)].blob

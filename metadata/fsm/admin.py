@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import cast
 
 from blobstore.errors import BlobstoreError, InvalidArgument, PreconditionFailed
+from metadata.fsm import fences
 from metadata.fsm import keyspace as ks
 from metadata.fsm.commands import (
     AckShardDeletes,
@@ -198,6 +199,9 @@ def update_placement(kv: OrderedKV, cmd: UpdatePlacement, now_ms: int) -> Result
     rec = cast(ChunkRecord | None, kv.get(ck))
     if rec is None:
         return InvalidArgument(f"chunk {cmd.chunk_id!r} is not referenced", code="NoSuchChunk")
+    fenced = fences.placement_error(kv, cmd, now_ms)
+    if fenced is not None:
+        return fenced
     shards = {s.shard_index: s for s in rec.chunk.shards}
     for mv in cmd.moves:
         cur = shards.get(mv.shard_index)

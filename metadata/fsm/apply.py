@@ -51,6 +51,7 @@ from metadata.fsm.commands import (
     DeleteObjects,
     DeleteUser,
     FenceChunks,
+    FenceShards,
     Noop,
     PutAccessKey,
     PutBucketAcl,
@@ -389,6 +390,8 @@ def apply_command(kv: OrderedKV, command: object, now_ms: int, config: ApplyConf
             return admin.clear_bad_shards(kv, command)
         case FenceChunks():
             return fences.fence_chunks(kv, command, now_ms)
+        case FenceShards():
+            return fences.fence_shards(kv, command, now_ms)
         case SetErasureProfile():
             return admin.set_erasure_profile(kv, command)
         case Noop():

@@ -68,6 +68,7 @@ TAGS: dict[type[Any], int] = {
     r.MetaRecord: 19,
     r.BadShardRecord: 20,
     r.ScrubProgressRecord: 21,
+    r.ShardFence: 38,  # GC shard fence (#7)
     r.ChunkFence: 39,  # GC fence (#7): the last record tag, away from appended ones
     # commands 40..79
     c.CreateBucket: 40,
@@ -102,6 +103,7 @@ TAGS: dict[type[Any], int] = {
     c.PutObjectTagging: 69,
     c.ReportBadShards: 70,
     c.ClearBadShards: 71,
+    c.FenceShards: 78,  # GC shard fence (#7)
     c.FenceChunks: 79,  # GC fence (#7)
     # results 80..119
     res.BucketCreated: 80,
@@ -126,6 +128,7 @@ TAGS: dict[type[Any], int] = {
     res.ObjectTagged: 99,
     res.BadShardsReported: 100,
     res.BadShardsCleared: 101,
+    res.ShardsFenced: 118,  # GC shard fence (#7)
     res.ChunksFenced: 119,  # GC fence (#7)
     # query answers 120..159 (they cross the wire from the metadata service, never the log)
     res.ObjectInfo: 120,

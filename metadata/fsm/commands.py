@@ -58,6 +58,7 @@ __all__ = [
     "DeleteObjects",
     "DeleteUser",
     "FenceChunks",
+    "FenceShards",
     "Noop",
     "ObjectIdentifier",
     "PutAccessKey",
@@ -373,10 +374,16 @@ class ShardMove:
 @dataclass(frozen=True, slots=True)
 class UpdatePlacement:
     """Repair: commit new homes for shards of one chunk; the old copies are queued for
-    deletion. Fails with PreconditionFailed if any ``from_server`` is no longer current."""
+    deletion. Fails with PreconditionFailed if any ``from_server`` is no longer current.
+
+    ``started_ms``: catalog time (``Catalog.now_ms``) read before the rebuild began. A move
+    onto a copy GC fenced at or after that time fails (``ShardFenced``: GC may have deleted
+    the rebuilt file), as does a repair planned longer ago than a fence lives (see
+    ``fences.py``). 0 (entries from before the field) skips both checks."""
 
     chunk_id: str
     moves: tuple[ShardMove, ...]
+    started_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,6 +416,15 @@ class FenceChunks:
 
     chunk_ids: tuple[str, ...]
     server_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FenceShards:
+    """GC, before deleting copies of referenced chunks that seem not to be placed on their
+    server: fence every copy the catalog does not place there (a later ``UpdatePlacement``
+    of a repair planned before the fence cannot place it); answers ``ShardsFenced``."""
+
+    shards: tuple[ShardRef, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -451,6 +467,7 @@ Command = (
     | ReportBadShards
     | ClearBadShards
     | FenceChunks
+    | FenceShards
     | SetErasureProfile
     | Noop
 )

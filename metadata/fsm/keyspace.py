@@ -21,6 +21,8 @@ bucket are contiguous, and object keys sort in UTF-8 binary order, as S3 lists t
     b"h" + u64 server_id                           -> ScrubProgressRecord
     b"f" + chunk_id                                -> ChunkFence (GC fence, see fences.py)
     b"F" + u64 fenced_ms + chunk_id                -> b"" (fence expiry order)
+    b"g" + chunk_id + \\0 + u16 shard + u64 server_id -> ShardFence (GC shard fence)
+    b"G" + u64 fenced_ms + chunk_id + \\0 + u16 shard + u64 server_id -> b"" (expiry order)
     b"x" + client_id                               -> SessionRecord
     b"X" + u64 last_active_ms + client_id          -> b"" (session expiry order)
     b"e"                                           -> ErasureProfile
@@ -48,6 +50,8 @@ __all__ = [
     "SCRUB",
     "SESSION",
     "SESSION_BY_TIME",
+    "SHARD_FENCE",
+    "SHARD_FENCE_BY_TIME",
     "UPLOAD",
     "USER",
     "USER_KEYS",
@@ -81,6 +85,8 @@ BAD_SHARD = b"r"
 SCRUB = b"h"
 FENCE = b"f"
 FENCE_BY_TIME = b"F"
+SHARD_FENCE = b"g"
+SHARD_FENCE_BY_TIME = b"G"
 SESSION = b"x"
 SESSION_BY_TIME = b"X"
 PROFILE = b"e"

@@ -43,6 +43,7 @@ __all__ = [
     "ScrubProgressRecord",
     "SessionRecord",
     "ShardDelete",
+    "ShardFence",
     "ShardPlacement",
     "ShardRef",
     "UploadRecord",
@@ -311,3 +312,13 @@ class ChunkFence:
     chunk_id: str
     fenced_ms: int
     server_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ShardFence:
+    """GC fenced ``shard``, a copy of a referenced chunk that the catalog does not place on
+    its server, at ``fenced_ms``, before deleting the file: a repair planned at or before
+    that time can no longer place the shard there (see ``fences.py``)."""
+
+    shard: ShardRef
+    fenced_ms: int

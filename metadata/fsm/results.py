@@ -59,6 +59,7 @@ __all__ = [
     "RepairStatus",
     "Result",
     "ShardDeletesAcked",
+    "ShardsFenced",
     "UploadAborted",
     "UploadCreated",
     "UploadSummary",
@@ -215,6 +216,17 @@ class ChunksFenced:
 
 
 @dataclass(frozen=True, slots=True)
+class ShardsFenced:
+    """``fenced``: copies GC may now delete (no repair planned before can place them);
+    ``placed``: copies the catalog places on their server (keep); ``purged``: expired
+    fences dropped by this command."""
+
+    fenced: tuple[ShardRef, ...]
+    placed: tuple[ShardRef, ...]
+    purged: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ErasureProfileSet:
     profile: ErasureProfile
 
@@ -245,6 +257,7 @@ CommandResult = (
     | BadShardsReported
     | BadShardsCleared
     | ChunksFenced
+    | ShardsFenced
     | ErasureProfileSet
     | NoopApplied
 )

@@ -10,7 +10,9 @@ rebuilds (``planner.plan_chunk``) for the queued chunks, fewest good shards firs
 ``repair_concurrency`` in flight (a finished rebuild starts the next one at once) and
 ``repair_mb_s`` on average. A rebuild asks the target
 chunkserver (``RepairShardRequest``, ``chunkserver.repair``) and then proposes
-``UpdatePlacement``; the FSM's precondition turns a duplicate or raced repair into a no-op.
+``UpdatePlacement`` stamped with the catalog time read before the rebuild; the FSM's
+preconditions turn a duplicate or raced repair, or one whose target copy GC fenced since
+(``fences.py``), into a no-op.
 
 Nothing here is the source of truth: the queue is re-derived from the catalog by every new
 leader, and the loop stops (cancelling its rebuilds) as soon as leadership or the term
@@ -305,6 +307,9 @@ class MaintenanceDriver:
 
     async def _rebuild(self, task: RepairTask) -> None:
         c = task.chunk
+        # read before the target writes anything: a copy GC fences from now on cannot be
+        # placed by this repair (fences.py), so GC may delete it whatever this repair does
+        started_ms = max(1, self._catalog.now_ms)
         try:
             req = RepairShardRequest(
                 uuid.UUID(c.chunk_id).bytes,
@@ -330,7 +335,7 @@ class MaintenanceDriver:
             move = ShardMove(
                 task.shard_index, task.from_server, task.to_server, f"{reply.checksum:x}"
             )
-            result = await self._propose(UpdatePlacement(c.chunk_id, (move,)))
+            result = await self._propose(UpdatePlacement(c.chunk_id, (move,), started_ms))
             if isinstance(result, PreconditionFailed):
                 self.repairs_noop += 1
                 log.info("repair superseded", chunk_id=c.chunk_id, shard=task.shard_index)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import os
 import random
 import uuid
@@ -166,6 +169,54 @@ async def test_delete_inventory_and_space(harness: Harness) -> None:
     listed = {(i.chunk_id, i.shard_index): i.size_bytes async for i in store.inventory()}
     assert listed == written
     assert (await store.space()).used_bytes == base + sum(written.values())
+
+
+async def test_delete_with_expect_removes_only_the_file_it_names(harness: Harness) -> None:
+    store = harness.store
+    h = header(2 * STRIPE)
+    await store.write(h, stream(pieces_for(h, seed=1)))
+    listed = [i async for i in store.inventory()]
+    first = await store.stat(h.chunk_id, 0)
+    assert first is not None and listed == [first]
+    await store.write(h, stream(pieces_for(h, seed=2)))  # a rewrite of the same size
+    second = await store.stat(h.chunk_id, 0)
+    assert second is not None and second.file_id != first.file_id
+    assert await store.delete(h.chunk_id, 0, expect=first) is False
+    assert await read_all(store, h.chunk_id, 0) == b"".join(pieces_for(h, seed=2))
+    assert await store.delete(h.chunk_id, 0, expect=second) is True
+    assert await store.stat(h.chunk_id, 0) is None
+    assert await store.delete(h.chunk_id, 0, expect=second) is False
+    assert (await store.space()).used_bytes == 0
+
+
+async def test_disk_compare_and_delete_is_atomic_with_a_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rewrite that commits while a compare-and-delete is between its check and its
+    unlink must survive: the rename waits for the unlink (the store's lock), so the unlink
+    removes the old file, never the new one."""
+    store = DiskShardStore(tmp_path / "disk", reserve_bytes=0)
+    await store.start()
+    h = header(2 * STRIPE)
+    await store.write(h, stream(pieces_for(h, seed=1)))
+    old = await store.stat(h.chunk_id, 0)
+    assert old is not None
+    loop = asyncio.get_running_loop()
+    real_unlink = os.unlink
+    rewrite: list[concurrent.futures.Future[object]] = []
+
+    def unlink_after_a_racing_rewrite(path: str | os.PathLike[str]) -> None:
+        if not rewrite and str(path) == str(store.shard_path(h.chunk_id, 0)):
+            coro = store.write(h, stream(pieces_for(h, seed=2)))
+            rewrite.append(asyncio.run_coroutine_threadsafe(coro, loop))
+            with contextlib.suppress(concurrent.futures.TimeoutError):
+                rewrite[0].result(timeout=0.3)  # done here only if the rename did not wait
+        real_unlink(path)
+
+    monkeypatch.setattr("chunkserver.store.disk.os.unlink", unlink_after_a_racing_rewrite)
+    assert await store.delete(h.chunk_id, 0, expect=old) is True
+    await asyncio.wrap_future(rewrite[0])
+    assert await read_all(store, h.chunk_id, 0) == b"".join(pieces_for(h, seed=2))
 
 
 async def test_overwrite_replaces(harness: Harness) -> None:

@@ -19,10 +19,19 @@ from hypothesis import strategies as st
 from blobstore.client.catalog import LocalCatalog
 from blobstore.clock import SimClock
 from blobstore.config import ChunkserverConfig, load_config
-from blobstore.errors import ChunkFenced, ConfigError, InvalidArgument, NoSuchKey, Unavailable
+from blobstore.errors import (
+    ChunkFenced,
+    ConfigError,
+    InvalidArgument,
+    NoSuchKey,
+    PreconditionFailed,
+    Unavailable,
+)
 from blobstore.rpc import codec
+from blobstore.types import Address
 from chunkserver.gc import GarbageCollector, GcConfig, GcStats, GetGcStatsResponse
 from chunkserver.shardfile import ShardHeader, piece_length
+from chunkserver.store.base import ShardInfo
 from chunkserver.store.memory import MemoryShardStore
 from gateway.errors import resolve
 from metadata.api import (
@@ -34,6 +43,7 @@ from metadata.api import (
     ShardsOnServerQuery,
     run_query,
 )
+from metadata.fsm import keyspace as ks
 from metadata.fsm.commands import (
     AbortMultipartUpload,
     CommitObject,
@@ -44,10 +54,21 @@ from metadata.fsm.commands import (
     CreateMultipartUpload,
     DeleteObject,
     FenceChunks,
+    FenceShards,
+    RegisterChunkserver,
+    ShardMove,
+    UpdatePlacement,
 )
 from metadata.fsm.multipart import ApplyConfig
 from metadata.fsm.records import Chunk, ShardPlacement, ShardRef
-from metadata.fsm.results import ChunksFenced, DeleteQueuePage, ObjectInfo, PlacedShardsPage
+from metadata.fsm.results import (
+    ChunksFenced,
+    DeleteQueuePage,
+    ObjectInfo,
+    PlacedShardsPage,
+    PlacementUpdated,
+    ShardsFenced,
+)
 from metadata.fsm.state import Catalog
 
 ME = 7
@@ -182,11 +203,13 @@ class FlakyStore(MemoryShardStore):
 
     failures = 1
 
-    async def delete(self, chunk_id: uuid.UUID, shard_index: int) -> bool:
+    async def delete(
+        self, chunk_id: uuid.UUID, shard_index: int, *, expect: ShardInfo | None = None
+    ) -> bool:
         if self.failures > 0:
             self.failures -= 1
             raise OSError("disk said no")
-        return await super().delete(chunk_id, shard_index)
+        return await super().delete(chunk_id, shard_index, expect=expect)
 
 
 async def test_failed_unlink_is_not_acked_and_is_retried() -> None:
@@ -300,7 +323,7 @@ class FenceFails(LocalCatalog):
     error: Exception = Unavailable("leader lost")
 
     async def execute(self, command: object, *, timeout_s: float = 10.0) -> object:
-        if isinstance(command, FenceChunks):
+        if isinstance(command, FenceChunks | FenceShards):
             raise self.error
         return await super().execute(command, timeout_s=timeout_s)  # type: ignore[arg-type]
 
@@ -313,12 +336,102 @@ async def test_no_fence_no_delete(error: Exception) -> None:
     cat = w.catalog
     assert isinstance(cat, FenceFails)
     cat.error = error
-    orphan = uuid.uuid4()
+    orphan, live = uuid.uuid4(), uuid.uuid4()
     await w.write_shard(orphan, 0)
+    await w.write_shard(live, 1)  # a copy of a referenced chunk the catalog places elsewhere
+    await w.commit("live", live)
     w.clock.advance(GRACE + 1)
     with pytest.raises(type(error)):
         await w.gc.collect_orphans()
-    assert await w.files() == {(orphan, 0)}
+    assert await w.files() == {(orphan, 0), (live, 1)}
+
+
+# -- repair races (shard fences) ----------------------------------------------------------
+FROM = 9  # the server a repaired shard moves away from
+
+
+async def repaired_world(catalog_cls: type = LocalCatalog) -> tuple[World, uuid.UUID]:
+    """A referenced chunk whose shard 0 lives on FROM (being repaired onto ME)."""
+    w = await world(catalog_cls=catalog_cls)
+    for sid in (ME, OTHER, FROM):
+        await w.catalog.execute(RegisterChunkserver(sid, Address("127.0.0.1", sid), "", 1, 1))
+    cid = uuid.uuid4()
+    placements = (ShardPlacement(FROM, 0), ShardPlacement(OTHER, 1))
+    c = Chunk(str(cid), "zfec", 2, 1, 64, 100, placements)
+    await w.catalog.execute(CommitObject(BUCKET, "k", "v1", "root", 100, ETAG, chunks=(c,)))
+    return w, cid
+
+
+def repair_move(cid: uuid.UUID, started_ms: int) -> UpdatePlacement:
+    return UpdatePlacement(str(cid), (ShardMove(0, FROM, ME, ""),), started_ms)
+
+
+def placed_on(w: World, cid: uuid.UUID) -> int:
+    rec = w.catalog.catalog.get_chunk(str(cid))
+    assert rec is not None
+    return rec.chunk.shards[0].server_id
+
+
+class ShardFenceless(LocalCatalog):
+    """A broken catalog for the negative control: answers every FenceShards copy "fenced"
+    without recording anything, so a slow repair still places its deleted copy."""
+
+    async def execute(self, command: object, *, timeout_s: float = 10.0) -> object:
+        if isinstance(command, FenceShards):
+            return ShardsFenced(command.shards, ())
+        return await super().execute(command, timeout_s=timeout_s)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("catalog_cls", [LocalCatalog, ShardFenceless])
+async def test_a_repair_slower_than_the_grace_cannot_place_a_copy_gc_deleted(
+    catalog_cls: type,
+) -> None:
+    """Repair plans (reads the catalog time), rebuilds shard 0 here, then stalls past the
+    grace period: GC deletes the unplaced copy and the repair's commit must fail. The
+    fenceless control shows the race is real: its commit places a deleted file."""
+    w, cid = await repaired_world(catalog_cls)
+    started = w.catalog.catalog.now_ms
+    w.clock.advance(1)
+    await w.write_shard(cid, 0)  # the rebuilt copy
+    w.clock.advance(GRACE + 1)
+    assert await w.gc.collect_orphans() == 1
+    assert await w.files() == set()
+    if catalog_cls is ShardFenceless:
+        await w.catalog.execute(repair_move(cid, started))
+        assert placed_on(w, cid) == ME and (cid, 0) not in await w.files()  # lost copy
+        return
+    with pytest.raises(PreconditionFailed) as refused:
+        await w.catalog.execute(repair_move(cid, started))
+    assert refused.value.details["code"] == "ShardFenced"
+    assert placed_on(w, cid) == FROM
+    assert w.gc.stats().orphans_removed == 1
+
+
+async def test_a_repair_planned_after_the_fence_keeps_its_copy_and_places_it() -> None:
+    """The repair starts once GC fenced the stray copy, rewrites it and commits before GC's
+    unlink: the commit succeeds and the compare-and-delete keeps the new file."""
+    w, cid = await repaired_world(RacingCatalog)
+    cat = w.catalog
+    assert isinstance(cat, RacingCatalog)
+    await w.write_shard(cid, 0)  # an old stray copy (an earlier repair that lost)
+    w.clock.advance(GRACE + 1)
+    answers: list[object] = []
+
+    async def repair_after_the_shard_fence() -> None:
+        if answers or cat.catalog.count(ks.SHARD_FENCE) == 0:
+            return  # not yet fenced (this hook also runs after queries and FenceChunks)
+        w.clock.advance(1)
+        started = cat.catalog.now_ms + 1  # read after the fence applied
+        w.clock.advance(1)
+        await w.write_shard(cid, 0)
+        answers.append(await cat.execute(repair_move(cid, started)))
+
+    cat.hook = repair_after_the_shard_fence
+    assert await w.gc.collect_orphans() == 0
+    assert len(answers) == 1 and isinstance(answers[0], PlacementUpdated)
+    assert placed_on(w, cid) == ME
+    assert await w.files() == {(cid, 0)}
+    assert w.gc.stats().orphans_kept_on_recheck == 1
 
 
 def test_chunk_fenced_is_a_retryable_503_and_crosses_the_wire() -> None:
@@ -387,7 +500,7 @@ class RacingCatalog(LocalCatalog):
 
     async def execute(self, command: object, *, timeout_s: float = 10.0) -> object:
         answer = await super().execute(command, timeout_s=timeout_s)  # type: ignore[arg-type]
-        if isinstance(command, FenceChunks) and self.hook is not None:
+        if isinstance(command, FenceChunks | FenceShards) and self.hook is not None:
             await self.hook()  # type: ignore[misc]
         return answer
 

@@ -151,6 +151,8 @@ async def test_silent_server_goes_down_and_its_shards_are_rebuilt() -> None:
         assert all(s.server_id != 1 for s in req.sources)
     moves = [c for c in node.proposed if isinstance(c, UpdatePlacement)]
     assert all(m.moves[0].checksum == f"{m.moves[0].shard_index + 1:x}" for m in moves)
+    # each carries the catalog time read before its rebuild (GC shard fences, fences.py)
+    assert all(0 < m.started_ms <= cat.now_ms for m in moves)
     for cid in ids:
         rec = cat.get_chunk(cid)
         assert rec is not None and len({s.server_id for s in rec.chunk.shards}) == K + M
