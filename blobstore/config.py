@@ -145,13 +145,16 @@ class ChunkserverConfig:
     meta: AddressList = ()
     zone: str = ""
     reserve_bytes: int = 256 * 1024 * 1024
+    # newest written shard bytes whose pages the page cache keeps; older ones are dropped
+    # as new writes arrive, which then reuse those pages (chunkserver/store/disk.py)
+    write_cache_bytes: int = 1024 * 1024 * 1024
     scrub_mb_s: float = 8.0
     heartbeat_s: float = 1.0
     # garbage collection (chunkserver/gc.py): the delete queue is drained every
     # gc_queue_interval_s; shard files no committed object references are removed once
     # older than gc_grace_s, after fencing their chunk ids in the catalog (a write slower
-    # than that fails to commit instead of losing data; gc.py); the grace period only
-    # bounds how long stray shards linger, and still guards repair's stray copies
+    # than that fails to commit instead of losing data; gc.py), and repair's unplaced
+    # copies after fencing each copy; the grace period only bounds how long strays linger
     gc_enabled: bool = True
     gc_grace_s: float = 3600.0
     gc_orphan_interval_s: float = 300.0
@@ -170,6 +173,8 @@ class ChunkserverConfig:
             )
         if self.reserve_bytes < 0:
             raise ConfigError("reserve_bytes must not be negative")
+        if self.write_cache_bytes < 0:
+            raise ConfigError("write_cache_bytes must not be negative")
         if self.scrub_mb_s < 0:
             raise ConfigError("scrub_mb_s must not be negative")
         if self.gc_grace_s < 0:

@@ -442,7 +442,7 @@ async def serve(config: ChunkserverConfig, *, link_factory: LinkFactory | None =
     if common.tls_cert is not None and common.tls_ca is None:
         raise errors.ConfigError("tls_ca: required with tls_cert (mutual TLS between roles)")
     ssl_context, client_ssl = internal_contexts(common.tls_cert, common.tls_key, common.tls_ca)
-    store = DiskShardStore(data, config.reserve_bytes)
+    store = DiskShardStore(data, config.reserve_bytes, write_cache_bytes=config.write_cache_bytes)
     transport: RpcClient | None = None
     if link_factory is not None:
         link: MetadataLink = link_factory(config)

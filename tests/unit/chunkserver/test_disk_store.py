@@ -16,8 +16,14 @@ from pathlib import Path
 import pytest
 
 from blobstore.errors import CorruptShard, InsufficientSpace, NoSuchShard
-from chunkserver.shardfile import ShardHeader, piece_length
-from chunkserver.store.disk import TEMP_SUFFIX, DiskShardStore, parse_shard_name, shard_name
+from chunkserver.shardfile import ShardHeader, file_length, piece_length
+from chunkserver.store.disk import (
+    TEMP_SUFFIX,
+    DiskShardStore,
+    _WrittenLately,
+    parse_shard_name,
+    shard_name,
+)
 from tests.unit.chunkserver.pagecache import (
     cached,
     drop,
@@ -350,6 +356,37 @@ async def test_a_write_without_cache_leaves_the_page_cache(tmp_path: Path) -> No
     assert cached(store.shard_path(kept.chunk_id, 0))
     assert not cached(store.shard_path(dropped.chunk_id, 1))
     assert await read_all(store, dropped.chunk_id, 1) == b"".join(pieces(dropped))
+
+
+async def test_only_the_newest_written_bytes_stay_in_the_page_cache(tmp_path: Path) -> None:
+    """With a budget of ~2.5 files, each write past it drops the oldest files' pages (and
+    only those); a deleted file stops counting; the data stays readable."""
+    require_droppable(tmp_path)
+    one = hdr(1 << 20)
+    store = DiskShardStore(tmp_path / "store", 0, write_cache_bytes=5 * file_length(one) // 2)
+    await store.start()
+    written = [hdr(1 << 20, shard=i) for i in range(4)]
+    paths = [store.shard_path(h.chunk_id, h.shard_index) for h in written]
+    for h in written[:2]:
+        await store.write(h, stream(pieces(h)))
+    assert all(cached(p) for p in paths[:2])
+    await store.write(written[2], stream(pieces(written[2])))  # 3 files > 2.5: drop the first
+    assert [cached(p) for p in paths[:3]] == [False, True, True]
+    await store.delete(written[1].chunk_id, 1)  # no longer counts: the next write fits
+    await store.write(written[3], stream(pieces(written[3])))
+    assert [cached(p) for p in (paths[2], paths[3])] == [True, True]
+    assert await read_all(store, written[0].chunk_id, 0) == b"".join(pieces(written[0]))
+
+
+def test_written_lately_keeps_the_newest_bytes_within_the_budget() -> None:
+    w = _WrittenLately(100)
+    a, b, c = ((uuid.uuid4(), 0) for _ in range(3))
+    assert w.admit(a, 60) == [] and w.admit(b, 30) == []
+    assert w.admit(a, 60) == []  # a rewrite moves to the newest place, counted once
+    assert w.admit(c, 50) == [b, a] and w.bytes == 50  # oldest first, the new file stays
+    assert w.admit(a, 500) == [c] and w.bytes == 500  # bigger than the budget: kept alone
+    w.forget(a)
+    assert w.bytes == 0 and _WrittenLately(0).admit(a, 1) == []
 
 
 @pytest.mark.parametrize("batch_bytes", [1 << 20, 256 << 10])  # reads: 4 MiB, 1 MiB batches

@@ -94,6 +94,10 @@ def test_role_configs() -> None:
     )
     assert cs.meta == (Address("127.0.0.1", 1), Address("127.0.0.1", 2))
     assert cs.zone == "a"
+    env = {"BLOBSTORE_META": "h:1", "BLOBSTORE_WRITE_CACHE_BYTES": "0"}
+    assert load_config(ChunkserverConfig, env=env).write_cache_bytes == 0
+    with pytest.raises(ConfigError, match="write_cache_bytes"):
+        load_config(ChunkserverConfig, env={**env, "BLOBSTORE_WRITE_CACHE_BYTES": "-1"})
     gw = load_config(GatewayConfig, env={}, overrides={"meta": "[::1]:7000", "workers": "4"})
     assert gw.meta == (Address("::1", 7000),)
     assert str(gw.meta[0]) == "[::1]:7000"
