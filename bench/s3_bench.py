@@ -489,8 +489,11 @@ async def seaweed_target(weed: str, tmp: Path) -> AsyncIterator[Target]:
         )
     )
     master, volume, filer, s3, mg, vg, fg, sg = _free_ports(8)
+    logs = tmp / "seaweedfs-logs"  # weed's own logs and sockets default to /tmp itself
+    logs.mkdir()
     argv = [
-        weed, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        weed, f"-logdir={logs}", "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        f"-filer.localSocket={logs}/filer.sock", f"-s3.localSocket={logs}/s3.sock",
         f"-master.port={master}", f"-master.port.grpc={mg}",
         f"-volume.port={volume}", f"-volume.port.grpc={vg}",
         f"-filer.port={filer}", f"-filer.port.grpc={fg}",
@@ -506,6 +509,8 @@ async def seaweed_target(weed: str, tmp: Path) -> AsyncIterator[Target]:
     finally:
         _terminate(proc)
         log.close()
+        # the one socket no flag moves out of /tmp
+        Path(f"/tmp/seaweedfs-s3-grpc-{sg}.sock").unlink(missing_ok=True)
 
 
 # -- blobstore cluster ------------------------------------------------------------------------
