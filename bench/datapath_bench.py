@@ -76,6 +76,7 @@ from blobstore.datapath import (
 )
 from blobstore.rawbuf import tune_allocator
 from blobstore.rpc import RpcClient
+from blobstore.supervisor import env_dying_with_me
 from blobstore.testing.ports import free_ports
 from blobstore.types import Address
 
@@ -246,7 +247,7 @@ class Cluster:
             ]
             with open(root / f"chunk-{i}.log", "ab") as log:
                 # no metrics port (listen+1000): it could take another server's port
-                env = {**os.environ, "BLOBSTORE_HTTP_LISTEN": "off"}
+                env = env_dying_with_me({**os.environ, "BLOBSTORE_HTTP_LISTEN": "off"})
                 self.procs[i] = subprocess.Popen(
                     argv, stdout=log, stderr=subprocess.STDOUT, env=env
                 )

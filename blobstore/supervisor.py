@@ -15,18 +15,28 @@ import ctypes
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from blobstore.log import get_logger
 
-__all__ = ["RoleSpec", "Supervisor", "die_with_parent", "tcp_ready"]
+__all__ = [
+    "DIE_WITH_PARENT_ENV",
+    "RoleSpec",
+    "Supervisor",
+    "die_with_parent",
+    "die_with_parent_from_env",
+    "env_dying_with_me",
+    "tcp_ready",
+]
 
 log = get_logger(__name__)
 
 ReadyCheck = Callable[[], Awaitable[bool]]
 _PR_SET_PDEATHSIG = 1
+# names the pid a ``blobstore`` process must die with (``die_with_parent_from_env``)
+DIE_WITH_PARENT_ENV = "BLOBSTORE_DIE_WITH_PARENT"
 
 
 def die_with_parent(sig: int = signal.SIGKILL, parent_pid: int | None = None) -> None:
@@ -39,6 +49,28 @@ def die_with_parent(sig: int = signal.SIGKILL, parent_pid: int | None = None) ->
             libc.prctl(_PR_SET_PDEATHSIG, sig)
     if parent_pid is not None and os.getppid() != parent_pid:
         os._exit(1)
+
+
+def die_with_parent_from_env() -> None:
+    """Die with the parent ``DIE_WITH_PARENT_ENV`` names, if it is set (and drop it from
+    the environment, so this process's own children do not inherit it).
+
+    For harnesses that start roles with ``subprocess.Popen``: set in the child after
+    ``exec``, this needs no ``preexec_fn`` (unsafe in a parent with threads). The kernel
+    ties the signal to the thread that started the child, so start it from a thread that
+    lives as long as the child should (a test's main thread)."""
+    value = os.environ.pop(DIE_WITH_PARENT_ENV, "")
+    if value.isdigit():
+        die_with_parent(signal.SIGKILL, int(value))
+
+
+def env_dying_with_me(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default: this process's environment) plus ``DIE_WITH_PARENT_ENV`` naming
+    this process: a ``blobstore`` child started with it is killed if this process dies
+    (a test run killed with SIGKILL leaves no cluster behind holding its ports)."""
+    out = dict(os.environ if env is None else env)
+    out[DIE_WITH_PARENT_ENV] = str(os.getpid())
+    return out
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec

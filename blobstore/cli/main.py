@@ -16,6 +16,7 @@ from blobstore import __version__
 from blobstore.cli import admin, roles, s3, server
 from blobstore.errors import BlobstoreError, ConfigError
 from blobstore.rawbuf import tune_allocator
+from blobstore.supervisor import die_with_parent_from_env
 
 __all__ = ["build_parser", "main"]
 
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    die_with_parent_from_env()  # a harness asked for it (blobstore.supervisor)
     parser = build_parser()
     args = parser.parse_args(argv)
     tune_allocator()  # every command moves bulk buffers (roles, cp, ...)

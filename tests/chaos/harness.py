@@ -38,6 +38,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from blobstore.client.catalog import RemoteCatalog
 from blobstore.rpc import RpcClient
+from blobstore.supervisor import env_dying_with_me
 from blobstore.testing.netproxy import LinkProxy
 from blobstore.testing.ports import free_ports
 from blobstore.types import Address
@@ -140,7 +141,7 @@ class ChaosCluster:
         return self.root / f"chunk-{i}"
 
     def _env(self, extra: Mapping[str, str]) -> dict[str, str]:
-        return {**os.environ, "BLOBSTORE_HTTP_LISTEN": "off", **extra}
+        return env_dying_with_me({**os.environ, "BLOBSTORE_HTTP_LISTEN": "off", **extra})
 
     # -- chunkservers ---------------------------------------------------------------------
     def start_chunk(self, i: int) -> None:

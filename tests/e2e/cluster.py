@@ -36,6 +36,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from blobstore.obs.runtime import HTTP_PORT_OFFSET
+from blobstore.supervisor import env_dying_with_me
 from blobstore.testing.ports import free_run
 
 __all__ = ["Cluster", "ClusterPorts", "ClusterStartError", "running_cluster"]
@@ -171,7 +172,7 @@ def _start_once(
     if tls is not None:
         argv += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
         ca_bundle = str(tls[0])
-    env = dict(os.environ)
+    env = env_dying_with_me()
     env["BLOBSTORE_ROOT_ACCESS_KEY"] = ACCESS_KEY
     env["BLOBSTORE_ROOT_SECRET_KEY"] = SECRET_KEY
     out = data_dir / "server.out"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from blobstore.datapath import ServerHealth, StaticPlacement, Target
+from blobstore.supervisor import env_dying_with_me
 from blobstore.testing.ports import free_ports
 from blobstore.types import Address
 from chunkserver.store.disk import TEMP_SUFFIX
@@ -93,7 +94,7 @@ class ChunkCluster:
         log = open(self.root / f"chunk-{i}.log", "ab")  # noqa: SIM115 - owned by the child
         # no metrics port (listen+1000) unless asked: with random ports it could take the
         # port another chunkserver is about to listen on, and pass for it in ``start``
-        env = {"BLOBSTORE_HTTP_LISTEN": "off", **os.environ}
+        env = env_dying_with_me({"BLOBSTORE_HTTP_LISTEN": "off", **os.environ})
         self.procs[i] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from blobstore.client.catalog import RemoteCatalog
 from blobstore.errors import BlobstoreError
 from blobstore.rpc import RpcClient
+from blobstore.supervisor import env_dying_with_me
 from blobstore.testing.netproxy import LinkProxy
 from blobstore.testing.ports import free_ports
 from blobstore.types import Address
@@ -85,12 +86,12 @@ class MetaCluster:
             stderr=subprocess.STDOUT,
             # no metrics port (listen+1000) unless asked: with random ports it could take
             # the port another process of the test is about to listen on
-            env={
+            env=env_dying_with_me({
                 "BLOBSTORE_HTTP_LISTEN": "off",
                 **os.environ,
                 "BLOBSTORE_TICK_MS": str(self.tick_ms),
                 **self.extra_env,
-            },
+            }),
         )  # fmt: skip
         log.close()
 

@@ -24,6 +24,7 @@ import pytest
 
 from blobstore.errors import ChunkFenced, NoSuchKey
 from blobstore.rpc import RpcClient
+from blobstore.supervisor import env_dying_with_me
 from blobstore.testing.ports import free_port
 from blobstore.types import Address
 from chunkserver.gc import GcStats, GetGcStatsRequest, GetGcStatsResponse
@@ -47,13 +48,15 @@ async def _pieces(header: ShardHeader) -> AsyncIterator[bytes]:
 
 
 def _spawn_chunkserver(root: Path, addr: Address, meta: MetaCluster) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "BLOBSTORE_HTTP_LISTEN": "off",
-        "BLOBSTORE_GC_GRACE_S": "4",
-        "BLOBSTORE_GC_ORPHAN_INTERVAL_S": "0.3",
-        "BLOBSTORE_GC_QUEUE_INTERVAL_S": "0.2",
-    }
+    env = env_dying_with_me(
+        {
+            **os.environ,
+            "BLOBSTORE_HTTP_LISTEN": "off",
+            "BLOBSTORE_GC_GRACE_S": "4",
+            "BLOBSTORE_GC_ORPHAN_INTERVAL_S": "0.3",
+            "BLOBSTORE_GC_QUEUE_INTERVAL_S": "0.2",
+        }
+    )
     with open(root / "chunk.log", "ab") as log:
         return subprocess.Popen(
             [

@@ -28,6 +28,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from blobstore.supervisor import env_dying_with_me
 from blobstore.testing.ports import free_run
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -122,8 +123,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     data = tmp_path_factory.mktemp("health")
     s3, meta, chunk = _pick_ports()
     out = data / "server.out"
-    env = {**os.environ, "BLOBSTORE_ROOT_ACCESS_KEY": ACCESS_KEY,
-           "BLOBSTORE_ROOT_SECRET_KEY": SECRET_KEY}  # fmt: skip
+    env = env_dying_with_me({**os.environ, "BLOBSTORE_ROOT_ACCESS_KEY": ACCESS_KEY,
+                             "BLOBSTORE_ROOT_SECRET_KEY": SECRET_KEY})  # fmt: skip
     with out.open("wb") as sink:
         proc = subprocess.Popen(
             [sys.executable, "-m", "blobstore", "server", "--data", str(data / "d"),

@@ -14,6 +14,7 @@ import pytest
 
 from blobstore.client.catalog import RemoteCatalog
 from blobstore.rpc import RpcClient
+from blobstore.supervisor import env_dying_with_me
 from metadata.api import HeadObjectQuery
 from metadata.fsm.commands import CommitObject, CreateBucket
 from metadata.fsm.results import ObjectInfo
@@ -39,7 +40,7 @@ def _start_joiner(
         [sys.executable, "-m", "blobstore", "metadata", "--id", "4", "--join",
          "--listen", f"127.0.0.1:{port}", "--peers", peers, "--data", str(data),
          "--secret-file", str(cluster.secret_file)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env_dying_with_me(),
     )  # fmt: skip
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from blobstore.supervisor import env_dying_with_me
 from metadata.api import ListChunkserversQuery, ReadMode
 from metadata.fsm.records import ChunkserverRecord
 from tests.integration.metacluster import MetaCluster, free_ports
@@ -34,7 +35,7 @@ def _chunkserver(meta: MetaCluster, data: Path, port: int) -> subprocess.Popen[b
         [sys.executable, "-m", "blobstore", "chunkserver", "--listen", f"127.0.0.1:{port}",
          "--meta", meta_addrs, "--data", str(data), "--secret-file", str(meta.secret_file),
          "--zone", "z1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env_dying_with_me(),
     )  # fmt: skip
 
 

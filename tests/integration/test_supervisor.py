@@ -118,10 +118,32 @@ time.sleep(120)
 """
 
 
-async def test_a_child_dies_with_its_kill_9ed_parent() -> None:
-    """What keeps gateway worker processes from outliving a kill -9 of `blobstore gateway`."""
+PARENT_BY_ENV = """
+import subprocess, sys, time
+from blobstore.supervisor import env_dying_with_me
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1]], env=env_dying_with_me())
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+ORPHAN_BY_ENV = """
+import os, time
+from blobstore.supervisor import DIE_WITH_PARENT_ENV, die_with_parent_from_env
+die_with_parent_from_env()  # what `blobstore` (cli.main) does first
+assert DIE_WITH_PARENT_ENV not in os.environ  # its own children do not inherit it
+print("armed", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize(
+    ("parent", "orphan"), [(PARENT, ORPHAN), (PARENT_BY_ENV, ORPHAN_BY_ENV)], ids=["arg", "env"]
+)
+async def test_a_child_dies_with_its_kill_9ed_parent(parent: str, orphan: str) -> None:
+    """What keeps gateway worker processes from outliving a kill -9 of `blobstore gateway`
+    ("arg"), and test clusters from outliving a kill -9 of pytest ("env")."""
     reaper = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", REAPER, PARENT, ORPHAN,
+        sys.executable, "-c", REAPER, parent, orphan,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert reaper.stdout is not None and reaper.stdin is not None

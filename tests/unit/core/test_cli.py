@@ -29,3 +29,24 @@ def test_bad_peers_is_one_line_not_a_traceback() -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: peers (flag): peer 'garbage' is not ID=HOST:PORT"
     assert "Traceback" not in proc.stderr
+
+
+def test_a_child_of_a_harness_dies_with_it_and_passes_nothing_on() -> None:
+    """`blobstore` honours BLOBSTORE_DIE_WITH_PARENT before anything else: a value naming
+    another process than its parent means that parent is gone, so it exits at once (no
+    orphan); the variable is not handed on to its own children."""
+    from blobstore.supervisor import DIE_WITH_PARENT_ENV, env_dying_with_me
+
+    gone = env_dying_with_me()
+    gone[DIE_WITH_PARENT_ENV] = "1"  # init, not our parent: as if the parent had died
+    proc = subprocess.run(
+        [sys.executable, "-m", "blobstore", "--version"], env=gone, capture_output=True, timeout=60
+    )
+    assert (proc.returncode, proc.stdout) == (1, b"")
+    proc = subprocess.run(
+        [sys.executable, "-m", "blobstore", "--version"],
+        env=env_dying_with_me(),
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and proc.stdout.startswith(b"blobstore ")
