@@ -13,8 +13,9 @@ Two jobs run in one background loop (``GarbageCollector.run``):
 * **Orphan reconciliation** (``collect_orphans``): shards that no catalog record names
   (abandoned or failed uploads, a gateway killed between prepare and commit, a late
   straggler a commit did not wait for, a rebuilt shard whose placement never committed).
-  The collector walks the store's inventory, keeps files older than ``grace_s`` (by
-  mtime), asks the catalog in batches which of those shards it places on this server
+  The collector walks the store's inventory a page at a time (``inventory_page``, in
+  chunk id order: memory does not grow with the store), keeps files older than
+  ``grace_s`` (by mtime), asks the catalog in batches which of those shards it places on this server
   (``ShardsOnServerQuery``, a linearizable read) and, for the rest, *fences* their chunk
   ids (``FenceChunks``, a Raft command, see ``metadata/fsm/fences.py``) before deleting:
   the files of chunks answered *fenced* are removed (no commit can ever name those ids
@@ -26,8 +27,9 @@ Two jobs run in one background loop (``GarbageCollector.run``):
 * **Missing shards** (``find_missing``, same interval as orphans, and once at start so a
   returning server is reconciled): the reverse check. The collector pages the shards the
   catalog places on this server (``PlacedShardsQuery``, a bounded scan per page) and
-  reports every one the store does not hold (re-checked with ``stat`` first) as "missing"
-  through ``report``, which becomes ``ReportBadShards`` and so a repair. A scrub cannot
+  reports every one the store does not hold (``ShardStore.absent``, one batched check per
+  page; a placement commits only after its file is durable) as "missing" through
+  ``report``, which becomes ``ReportBadShards`` and so a repair. A scrub cannot
   find these: a deleted or lost file is not in the inventory it walks.
 
 Safety argument (never delete a shard that a committed object references):
@@ -88,7 +90,7 @@ from blobstore.config import ChunkserverConfig
 from blobstore.log import get_logger
 from blobstore.rpc import CallContext
 from blobstore.rpc.codec import register
-from chunkserver.store.base import ShardInfo, ShardStore
+from chunkserver.store.base import InventoryCursor, ShardInfo, ShardStore
 from metadata.api import DeleteQueueQuery, PlacedShardsQuery, ShardsOnServerQuery
 from metadata.fsm.commands import AckShardDeletes, FenceChunks, FenceShards
 from metadata.fsm.fences import MAX_FENCE_IDS
@@ -121,6 +123,7 @@ class GcConfig:
     orphan_interval_s: float = 300.0  # between orphan reconciliation rounds
     queue_interval_s: float = 5.0  # between delete-queue polls
     batch: int = 500  # shards per catalog query / delete-queue page
+    inventory_page: int = 5000  # shards listed at a time by orphan rounds (bounded memory)
     max_backoff_s: float = 60.0
     max_orphan_fraction: float = 0.5  # breaker: refuse a round above this share...
     breaker_min_shards: int = 64  # ...of at least this many old shards
@@ -129,8 +132,10 @@ class GcConfig:
     def __post_init__(self) -> None:
         if self.grace_s < 0 or self.orphan_interval_s <= 0 or self.queue_interval_s <= 0:
             raise ValueError("GC intervals must be positive and the grace period >= 0")
-        if self.batch < 1 or not 0 < self.max_orphan_fraction <= 1:
-            raise ValueError("GC batch must be >= 1 and 0 < max_orphan_fraction <= 1")
+        if self.batch < 1 or self.inventory_page < 1 or not 0 < self.max_orphan_fraction <= 1:
+            raise ValueError(
+                "GC batch and inventory page must be >= 1 and 0 < max_orphan_fraction <= 1"
+            )
 
     @classmethod
     def from_config(cls, config: ChunkserverConfig) -> GcConfig:
@@ -415,48 +420,88 @@ class GarbageCollector:
         sid = self._server_id()
         if sid == 0 or self._report is None:
             return 0
-        held = {(i.chunk_id, i.shard_index) async for i in self.store.inventory()}
-        candidates: list[tuple[uuid.UUID, int]] = []
+        found = 0
         after: str | None = None
-        while True:
+        while True:  # a page of placements at a time: memory stays bounded
             page = await self.catalog.query(
                 PlacedShardsQuery(sid, after, self.config.batch * 20), timeout_s=self._timeout_s
             )
             assert isinstance(page, PlacedShardsPage)
+            placed: list[tuple[uuid.UUID, int]] = []
             for ref in page.shards:
                 cid = _parse(ref.chunk_id)
-                if cid is not None and ref.server_id == sid and (cid, ref.shard_index) not in held:
-                    candidates.append((cid, ref.shard_index))
+                if cid is not None and ref.server_id == sid:
+                    placed.append((cid, ref.shard_index))
+            # a placement commits only once its file is durable, so absent now means lost
+            missing = await self.store.absent(placed) if placed else []
+            if missing:
+                log.warning("shards missing from the store", server_id=sid, shards=len(missing))
+                await self._report(missing)
+                self._count(missing_reported=len(missing))
+                found += len(missing)
             if page.next_after is None:
                 break
             after = page.next_after
-        # written since the inventory walk (a repair, a new object)? then it is not missing
-        missing = [c for c in candidates if await self.store.stat(*c) is None]
-        if missing:
-            log.warning("shards missing from the store", server_id=sid, shards=len(missing))
-            await self._report(missing)
-            self._count(missing_reported=len(missing))
-        return len(missing)
+        return found
 
     async def collect_orphans(self) -> int:
-        """One reconciliation round; returns the number of shard files removed."""
+        """One reconciliation round; returns the number of shard files removed.
+
+        The inventory is walked in pages (``inventory_page`` shards, in chunk id order), so
+        memory stays bounded whatever the store holds: each page is classified against the
+        catalog and its orphans removed before the next page is listed. The breaker judges
+        the counts of the round so far before any removal (orphans wait until at least
+        ``breaker_min_shards`` old shards were seen): a lost server id makes the first pages
+        look orphaned, and nothing is removed."""
         sid = self._server_id()
         if sid == 0:
             return 0
-        found = await self.scan()
-        old = found.unreferenced_old
-        considered = len(old) + len(found.referenced)
+        cfg = self.config
+        grace = cfg.grace_s
+        removed = listed = considered = unreferenced = 0
+        pending: list[ShardInfo] = []  # orphans found, held until the breaker has judged
+        after: InventoryCursor | None = None
+        while True:
+            page = await self.store.inventory_page(after, cfg.inventory_page)
+            now = self._clock.time()
+            listed += len(page.shards)
+            old = [i for i in page.shards if now - i.mtime >= grace]
+            placed = await self._placed(sid, old)
+            orphans = [i for i in old if (i.chunk_id, i.shard_index) not in placed]
+            considered += len(old)
+            unreferenced += len(orphans)
+            pending += orphans
+            self._count(orphans_found=len(orphans))
+            done = not page.is_truncated or not page.shards
+            if considered >= cfg.breaker_min_shards or done:
+                if considered >= cfg.breaker_min_shards and (
+                    unreferenced > cfg.max_orphan_fraction * considered
+                ):
+                    self._count(breaker_trips=1, orphan_rounds=1)
+                    log.error(
+                        "orphan GC refused: too many shards look unreferenced (server id lost?)",
+                        server_id=sid,
+                        unreferenced=unreferenced,
+                        old_shards=considered,
+                    )
+                    return removed
+                removed += await self._remove_orphans(sid, pending)
+                pending = []
+            if done:
+                break
+            last = page.shards[-1]
+            after = (last.chunk_id, last.shard_index)
         self._stats = replace(
             self._stats,
-            orphans_found=self._stats.orphans_found + len(old),
-            last_inventory_shards=found.inventory,
+            orphan_rounds=self._stats.orphan_rounds + 1,
+            last_orphan_round_time=self._clock.time(),
+            last_inventory_shards=listed,
         )
+        return removed
+
+    async def _remove_orphans(self, sid: int, old: Sequence[ShardInfo]) -> int:
+        """Fence, then remove, the unreferenced shards ``old``; how many files went."""
         cfg = self.config
-        if considered >= cfg.breaker_min_shards and len(old) > cfg.max_orphan_fraction * considered:
-            self._count(breaker_trips=1, orphan_rounds=1)
-            log.error("orphan GC refused: too many shards look unreferenced (server id lost?)",
-                      server_id=sid, unreferenced=len(old), old_shards=considered)  # fmt: skip
-            return 0
         removed = 0
         for lo in range(0, len(old), cfg.batch):
             batch = old[lo : lo + cfg.batch]
@@ -477,9 +522,4 @@ class GarbageCollector:
                         continue  # gone already
                 # placed here meanwhile (a commit, a repair), or rewritten since the scan
                 self._count(orphans_kept_on_recheck=1)
-        self._stats = replace(
-            self._stats,
-            orphan_rounds=self._stats.orphan_rounds + 1,
-            last_orphan_round_time=self._clock.time(),
-        )
         return removed

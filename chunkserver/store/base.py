@@ -28,7 +28,7 @@ Must not import network or gateway code.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -135,6 +135,11 @@ class ShardStore(Protocol):
         is still that very file (same ``file_id``, size and mtime), checked atomically with
         this store's writes: a rewrite since (a repair) is kept and answers False.
         """
+        ...
+
+    async def absent(self, keys: Sequence[tuple[uuid.UUID, int]]) -> list[tuple[uuid.UUID, int]]:
+        """The (chunk id, shard index) of ``keys`` this store does not hold, in order (one
+        batched check: a disk store stats them in a single worker-thread hop)."""
         ...
 
     def inventory(self) -> AsyncIterator[ShardInfo]:

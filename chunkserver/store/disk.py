@@ -676,6 +676,18 @@ class DiskShardStore:
         self._used -= size
         return True
 
+    async def absent(self, keys: Sequence[_Key]) -> list[_Key]:
+        def check() -> list[_Key]:
+            gone: list[_Key] = []
+            for key in keys:
+                try:
+                    os.stat(self._shard_path(*key))
+                except FileNotFoundError:
+                    gone.append(key)
+            return gone
+
+        return await asyncio.to_thread(check)
+
     async def inventory(self) -> AsyncIterator[ShardInfo]:
         try:
             tops = await asyncio.to_thread(_list_dirs, self._shards)

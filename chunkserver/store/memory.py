@@ -13,7 +13,7 @@ import bisect
 import itertools
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Sequence
 from typing import NamedTuple
 
 from blobstore.errors import InsufficientSpace, NoSuchShard
@@ -132,6 +132,9 @@ class MemoryShardStore:
         del self._order[at]
         self._used -= len(entry[0])
         return True
+
+    async def absent(self, keys: Sequence[_Key]) -> list[_Key]:
+        return [k for k in keys if k not in self._files]
 
     async def inventory(self) -> AsyncIterator[ShardInfo]:
         for key, entry in list(self._files.items()):

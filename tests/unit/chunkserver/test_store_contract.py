@@ -171,6 +171,19 @@ async def test_delete_inventory_and_space(harness: Harness) -> None:
     assert (await store.space()).used_bytes == base + sum(written.values())
 
 
+async def test_absent_names_the_shards_not_held_in_order(harness: Harness) -> None:
+    store = harness.store
+    held = [header(STRIPE, shard=i) for i in range(3)]
+    for h in held:
+        await store.write(h, stream(pieces_for(h)))
+    other = uuid.uuid4()
+    keys = [(other, 1), (held[0].chunk_id, 0), (other, 0), (held[2].chunk_id, 2)]
+    assert await store.absent(keys) == [(other, 1), (other, 0)]
+    await store.delete(held[2].chunk_id, 2)
+    assert await store.absent(keys) == [(other, 1), (other, 0), (held[2].chunk_id, 2)]
+    assert await store.absent([]) == []
+
+
 async def test_delete_with_expect_removes_only_the_file_it_names(harness: Harness) -> None:
     store = harness.store
     h = header(2 * STRIPE)

@@ -31,7 +31,7 @@ from blobstore.rpc import codec
 from blobstore.types import Address
 from chunkserver.gc import GarbageCollector, GcConfig, GcStats, GetGcStatsResponse
 from chunkserver.shardfile import ShardHeader, piece_length
-from chunkserver.store.base import ShardInfo
+from chunkserver.store.base import InventoryCursor, InventoryPage, ShardInfo
 from chunkserver.store.memory import MemoryShardStore
 from gateway.errors import resolve
 from metadata.api import (
@@ -108,7 +108,8 @@ class World:
         return tuple(e.shard for e in page.entries)
 
     async def files(self) -> set[tuple[uuid.UUID, int]]:
-        return {(i.chunk_id, i.shard_index) async for i in self.store.inventory()}
+        page = await self.store.inventory_page(None, 1 << 30)
+        return {(i.chunk_id, i.shard_index) for i in page.shards}
 
 
 def chunk(cid: uuid.UUID, name: str | None = None) -> Chunk:
@@ -482,6 +483,62 @@ async def test_breaker_refuses_a_round_where_most_shards_look_orphaned() -> None
     assert w.gc.stats().breaker_trips == 1
 
 
+class PagedOnly(MemoryShardStore):
+    """Refuses whole-store listings while ``strict``: GC must page (bounded memory)."""
+
+    pages: list[int]
+    strict = False
+
+    async def inventory_page(self, after: InventoryCursor | None, limit: int) -> InventoryPage:
+        self.pages.append(limit)
+        return await super().inventory_page(after, limit)
+
+    def inventory(self) -> AsyncIterator[ShardInfo]:
+        if self.strict:
+            raise AssertionError("a whole-inventory listing")
+        return super().inventory()
+
+
+async def paged_world(config: GcConfig) -> World:
+    w = await world(config)
+    store = PagedOnly(clock=w.clock.time)
+    store.pages = []
+    store.strict = True
+    w.store = store
+    w.gc = GarbageCollector(store, w.catalog, lambda: ME, config, clock=w.clock)
+    return w
+
+
+async def test_orphan_rounds_walk_the_store_a_page_at_a_time() -> None:
+    w = await paged_world(GcConfig(grace_s=GRACE, inventory_page=3, batch=2))
+    orphans = [uuid.uuid4() for _ in range(5)]
+    live = [uuid.uuid4() for _ in range(6)]
+    for cid in orphans + live:
+        await w.write_shard(cid, 0)
+    for n, cid in enumerate(live):
+        await w.commit(f"k{n}", cid)
+    w.clock.advance(GRACE + 1)
+    assert await w.gc.collect_orphans() == 5
+    assert await w.files() == {(cid, 0) for cid in live}
+    store = w.store
+    assert isinstance(store, PagedOnly)
+    assert store.pages[:4] == [3, 3, 3, 3]  # 11 shards, three per page, a short last page
+    s = w.gc.stats()
+    assert (s.last_inventory_shards, s.orphans_found, s.orphan_rounds) == (11, 5, 1)
+
+
+async def test_the_breaker_judges_before_a_page_smaller_than_its_minimum_is_removed() -> None:
+    w = await paged_world(
+        GcConfig(grace_s=GRACE, inventory_page=4, breaker_min_shards=8, max_orphan_fraction=0.5)
+    )
+    for _ in range(10):
+        await w.write_shard(uuid.uuid4(), 0)  # server.id lost: nothing matches
+    w.clock.advance(GRACE + 1)
+    assert await w.gc.collect_orphans() == 0
+    assert len(await w.files()) == 10  # not even the first page's four
+    assert w.gc.stats().breaker_trips == 1
+
+
 # -- the race: GC against uploads -----------------------------------------------------------
 class RacingCatalog(LocalCatalog):
     """Runs ``hook`` right after answering each GC placement query and each fence: commits
@@ -702,3 +759,22 @@ async def test_find_missing_reports_placed_shards_the_store_lost() -> None:
     await w.write_shard(lost, 0)  # repaired in place: nothing missing any more
     assert await w.gc.find_missing() == 0
     assert reported == [(lost, 0)]
+
+
+async def test_find_missing_never_lists_the_whole_store() -> None:
+    reported: list[tuple[uuid.UUID, int]] = []
+
+    async def report(shards: Sequence[tuple[uuid.UUID, int]]) -> None:
+        reported.extend(shards)
+
+    w = await paged_world(GcConfig(grace_s=GRACE, batch=1))  # 20 placements per catalog page
+    w.gc = GarbageCollector(w.store, w.catalog, lambda: ME, GcConfig(grace_s=GRACE, batch=1),
+                            clock=w.clock, report=report)  # fmt: skip
+    ids = [uuid.uuid4() for _ in range(30)]
+    for n, cid in enumerate(ids):
+        await w.write_shard(cid, 0)
+        await w.commit(f"m{n}", cid)
+    for cid in ids[::7]:
+        await w.store.delete(cid, 0)
+    assert await w.gc.find_missing() == 5
+    assert sorted(reported) == sorted((cid, 0) for cid in ids[::7])
