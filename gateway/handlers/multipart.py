@@ -25,7 +25,8 @@ is stored on the object (``ObjectRecord.checksums``; HEAD/GET in checksum mode,
 GetObjectAttributes and the Complete response return it with its type), and so are the
 listed parts' own checksums (``ObjectRecord.part_checksums``: GET/HEAD ``?partNumber=N``
 in checksum mode, GetObjectAttributes ObjectParts). ListParts shows each part's checksum.
-Not enforced (S3 does): that a COMPOSITE Complete body lists every part's checksum.
+As S3 does, a Complete body for an upload created with a COMPOSITE algorithm must list
+every part's checksum in it (InvalidRequest, naming the first part without one).
 """
 
 from __future__ import annotations
@@ -285,6 +286,23 @@ def _effective_checksum(upload: UploadRecord, o: op.CompleteMultipartUpload) -> 
     return algorithm, kind
 
 
+def _require_part_checksums(
+    upload: UploadRecord, kind: str, requested: tuple[xml.CompletedPart, ...]
+) -> None:
+    """S3's rule: an upload created with a COMPOSITE checksum algorithm is completed only by
+    a body that lists each part's checksum in that algorithm (FULL_OBJECT ones need not)."""
+    algorithm = upload.checksum_algorithm
+    if not algorithm or kind != COMPOSITE:
+        return
+    for part in requested:
+        if not any(c.algorithm == algorithm for c in part.checksums):
+            raise InvalidRequest(
+                f"The upload was created using a {algorithm.lower()} checksum. The complete "
+                "request must include the checksum for each part. It was missing for part "
+                f"{part.part_number} in the request."
+            )
+
+
 def _check_object_checksum(want: op.ChecksumHeader, got: op.ChecksumHeader | None) -> None:
     """BadDigest unless the Complete request's expected object checksum is ``got``."""
     if got is None:
@@ -328,6 +346,7 @@ async def complete_multipart_upload(
     requested = xml.parse_complete_multipart_upload(await _read_complete_body(ctx))
     upload = await _upload(sv, ctx, rec, o.key, o.upload_id)
     algorithm, kind = _effective_checksum(upload, o)
+    _require_part_checksums(upload, kind, requested)
     checksum: op.ChecksumHeader | None = None
     if algorithm or any(p.checksums for p in requested):
         parts = await _all_parts(sv, ctx, rec, o.key, o.upload_id)

@@ -112,7 +112,11 @@ def test_xml_element_names_match_the_sdk_model(verifier: Any) -> None:
         s3.list_parts(Bucket=b, Key="mp", UploadId=uid)
         parts = [
             {"PartNumber": 1, "ETag": p1["ETag"], "ChecksumCRC32": p1["ChecksumCRC32"]},
-            {"PartNumber": 2, "ETag": p2["CopyPartResult"]["ETag"]},
+            {
+                "PartNumber": 2,
+                "ETag": p2["CopyPartResult"]["ETag"],
+                "ChecksumCRC32": p2["CopyPartResult"]["ChecksumCRC32"],  # S3 requires each
+            },
         ]
         s3.complete_multipart_upload(
             Bucket=b, Key="mp", UploadId=uid, MultipartUpload={"Parts": parts}

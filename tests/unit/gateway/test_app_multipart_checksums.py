@@ -93,9 +93,15 @@ def _complete_xml(responses: list[httpx.Response], algorithm: str | None = None)
 
 
 async def _complete(
-    gw: Gateway, key: str, uid: str, responses: list[httpx.Response], **headers: str
+    gw: Gateway,
+    key: str,
+    uid: str,
+    responses: list[httpx.Response],
+    *,
+    parts_in: str | None = None,  # list each part's checksum in this algorithm
+    **headers: str,
 ) -> httpx.Response:
-    body = _complete_xml(responses)
+    body = _complete_xml(responses, parts_in)
     return await gw.request("POST", f"/bkt/{key}", f"uploadId={uid}", body=body, headers=headers)
 
 
@@ -216,15 +222,42 @@ async def test_complete_checks_the_composite_header(gw: Gateway) -> None:
     responses = await _put_parts(gw, "c", uid)
     digests = b"".join(hashlib.sha256(p).digest() for p in PARTS)
     composite = base64.b64encode(hashlib.sha256(digests).digest()).decode()
-    bad = await _complete(gw, "c", uid, responses, **{"x-amz-checksum-sha256": composite + "-2"})
+    bad = await _complete(
+        gw, "c", uid, responses, parts_in="SHA256", **{"x-amz-checksum-sha256": composite + "-2"}
+    )
     assert bad.status_code == 400 and _code(bad) == "BadDigest"
     await _assert_not_committed(gw, "c", uid)
-    malformed = await _complete(gw, "c", uid, responses, **{"x-amz-checksum-sha256": "abc-3"})
+    malformed = await _complete(
+        gw, "c", uid, responses, parts_in="SHA256", **{"x-amz-checksum-sha256": "abc-3"}
+    )
     assert malformed.status_code == 400 and _code(malformed) == "InvalidRequest"
-    good = await _complete(gw, "c", uid, responses, **{"x-amz-checksum-sha256": composite + "-3"})
+    good = await _complete(
+        gw, "c", uid, responses, parts_in="SHA256", **{"x-amz-checksum-sha256": composite + "-3"}
+    )
     assert good.status_code == 200, good.text
     assert _texts(good, "ChecksumSHA256") == [composite + "-3"]
     assert _texts(good, "ChecksumType") == ["COMPOSITE"]
+
+
+async def test_a_composite_complete_must_list_every_part_checksum(gw: Gateway) -> None:
+    """As S3: InvalidRequest naming the first part without one, and nothing committed; an
+    upload created without an algorithm, or a FULL_OBJECT one, needs none listed."""
+    uid = await _upload(gw, "cc", "CRC32")
+    responses = await _put_parts(gw, "cc", uid)
+    body = _complete_xml(responses, "CRC32").replace(
+        f"<ChecksumCRC32>{responses[1].headers['x-amz-checksum-crc32']}</ChecksumCRC32>".encode(),
+        b"",
+    )
+    missing = await gw.request("POST", "/bkt/cc", f"uploadId={uid}", body=body)
+    assert missing.status_code == 400 and _code(missing) == "InvalidRequest"
+    assert "crc32 checksum" in missing.text and "missing for part 2" in missing.text
+    await _assert_not_committed(gw, "cc", uid)
+    done = await _complete(gw, "cc", uid, responses, parts_in="CRC32")
+    assert done.status_code == 200, done.text
+    for key, algorithm, kind in (("fo2", "CRC32", "FULL_OBJECT"), ("none", None, None)):
+        uid = await _upload(gw, key, algorithm, kind)
+        done = await _complete(gw, key, uid, await _put_parts(gw, key, uid))
+        assert done.status_code == 200, done.text
 
 
 async def test_complete_header_on_an_upload_without_algorithm(gw: Gateway) -> None:
@@ -260,7 +293,7 @@ async def test_complete_header_on_an_upload_without_algorithm(gw: Gateway) -> No
 async def test_complete_content_md5_still_covers_the_body(gw: Gateway) -> None:
     uid = await _upload(gw, "m", "CRC32")
     responses = await _put_parts(gw, "m", uid)
-    body = _complete_xml(responses)
+    body = _complete_xml(responses, "CRC32")
     wrong_md5 = base64.b64encode(hashlib.md5(body + b" ").digest()).decode()
     bad = await gw.request(
         "POST", "/bkt/m", f"uploadId={uid}", body=body, headers={"content-md5": wrong_md5}

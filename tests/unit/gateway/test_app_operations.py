@@ -421,8 +421,12 @@ async def test_multipart_composite_checksum_is_stored_and_returned(gw: Gateway) 
     assert _texts(listed, "ChecksumAlgorithm") == ["CRC32"]
     assert _texts(listed, "ChecksumType") == ["COMPOSITE"]
     assert _texts(listed, "ChecksumCRC32") == [r.headers["x-amz-checksum-crc32"]]
+    listed_crc = f"<ChecksumCRC32>{r.headers['x-amz-checksum-crc32']}</ChecksumCRC32>"
     done = await gw.request(
-        "POST", "/bkt/cc", f"uploadId={uid}", body=_complete_body([(1, r.headers["etag"])])
+        "POST",
+        "/bkt/cc",
+        f"uploadId={uid}",
+        body=_complete_body([(1, r.headers["etag"])], listed_crc),
     )
     assert done.status_code == 200, done.text
     # S3's COMPOSITE value: b64(crc32(crc(part1) || ...)) + "-N"
