@@ -82,7 +82,7 @@ import random
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from blobstore.client.catalog import CatalogClient
 from blobstore.clock import Clock, SystemClock
@@ -113,6 +113,8 @@ log = get_logger(__name__)
 
 
 ReportMissing = Callable[[Sequence[tuple[uuid.UUID, int]]], Awaitable[None]]
+K = TypeVar("K")  # what GC fences: a chunk id, or a (chunk id, shard index) copy
+W = TypeVar("W")  # how a fence command names it: an id text, or a ShardRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,46 +362,47 @@ class GarbageCollector:
         """Fence the chunk ids of ``shards`` in the catalog; the ids answered fenced (in
         every textual form), whose files may now be deleted. (The unused form of a live
         chunk's id gets a harmless fence: no writer names a chunk in both forms.)"""
-        fenced: set[uuid.UUID] = set()
         ids = list(dict.fromkeys(i.chunk_id for i in shards))
-        step = max(1, min(self.config.batch, MAX_FENCE_IDS) // 2)  # two forms per id
-        for lo in range(0, len(ids), step):
-            part = ids[lo : lo + step]
-            names = tuple(n for cid in part for n in _forms(cid))
-            answer = await self.catalog.execute(FenceChunks(names, sid), timeout_s=self._timeout_s)
-            if not isinstance(answer, ChunksFenced):
-                raise TypeError(f"FenceChunks answered {type(answer).__name__}")
-            done = set(answer.fenced)
-            now_fenced = [cid for cid in part if all(n in done for n in _forms(cid))]
-            fenced.update(now_fenced)
-            self._count(
-                chunks_fenced=len(now_fenced), chunks_found_live=len(part) - len(now_fenced)
-            )
-        return fenced
+        fenced = await self._fenced(ids, _forms, lambda names: FenceChunks(names, sid))
+        self._count(chunks_fenced=len(fenced), chunks_found_live=len(ids) - len(fenced))
+        return set(fenced)
 
     async def _fence_shards(
         self, sid: int, shards: Sequence[ShardInfo]
     ) -> set[tuple[uuid.UUID, int]]:
         """Fence the copies ``shards`` (of referenced chunks) in the catalog; the (chunk,
         index) answered fenced in every textual form, whose files may now be deleted."""
-        cleared: set[tuple[uuid.UUID, int]] = set()
+
+        def refs(key: tuple[uuid.UUID, int]) -> tuple[ShardRef, ...]:
+            return tuple(ShardRef(n, sid, key[1]) for n in _forms(key[0]))
+
         keys = list(dict.fromkeys((i.chunk_id, i.shard_index) for i in shards))
-        step = max(1, min(self.config.batch, MAX_FENCE_IDS) // 2)  # two forms per id
+        return set(await self._fenced(keys, refs, FenceShards))
+
+    async def _fenced(
+        self,
+        keys: Sequence[K],
+        forms: Callable[[K], tuple[W, ...]],
+        command: Callable[[tuple[W, ...]], FenceChunks | FenceShards],
+    ) -> list[K]:
+        """Propose ``command`` over every form of ``keys`` (batched under the catalog's
+        limit); the keys answered fenced in every form."""
+        fenced: list[K] = []
+        step = max(1, min(self.config.batch, MAX_FENCE_IDS) // 2)  # two forms per key
         for lo in range(0, len(keys), step):
             part = keys[lo : lo + step]
-            refs = tuple(ShardRef(n, sid, idx) for cid, idx in part for n in _forms(cid))
-            answer = await self.catalog.execute(FenceShards(refs), timeout_s=self._timeout_s)
-            if not isinstance(answer, ShardsFenced):
-                raise TypeError(f"FenceShards answered {type(answer).__name__}")
-            done = set(answer.fenced)
-            for cid, idx in part:
-                if all(ShardRef(n, sid, idx) in done for n in _forms(cid)):
-                    cleared.add((cid, idx))
-        return cleared
+            cmd = command(tuple(w for key in part for w in forms(key)))
+            answer = await self.catalog.execute(cmd, timeout_s=self._timeout_s)
+            if not isinstance(answer, ChunksFenced | ShardsFenced):
+                raise TypeError(f"{type(cmd).__name__} answered {type(answer).__name__}")
+            done: set[object] = set(answer.fenced)
+            fenced += [key for key in part if all(w in done for w in forms(key))]
+        return fenced
 
     async def scan(self, *, include_young: bool = False) -> OrphanScan:
         """Classify the inventory. Young shards are only looked up when ``include_young``
-        (then ``referenced`` covers them too)."""
+        (then ``referenced`` covers them too). A diagnostic (the chaos tests' final check):
+        it holds the whole inventory, unlike ``collect_orphans``."""
         sid = self._server_id()
         now = self._clock.time()
         inventory = [i async for i in self.store.inventory()]
@@ -478,6 +481,7 @@ class GarbageCollector:
                     unreferenced > cfg.max_orphan_fraction * considered
                 ):
                     self._count(breaker_trips=1, orphan_rounds=1)
+                    self._stats = replace(self._stats, last_inventory_shards=listed)
                     log.error(
                         "orphan GC refused: too many shards look unreferenced (server id lost?)",
                         server_id=sid,

@@ -5,8 +5,9 @@ target pulls k good shards from the listed peers (``blobstore.datapath.rebuilt_p
 data shards first, any failure replaced by another source, decoded on the loop or in a
 worker thread by piece size), streams the rebuilt pieces straight into its own
 ``ShardStore`` (temp -> fsync -> rename) and answers with the new shard's checksum. The
-leader then commits the new placement; until that commit the file is just an unreferenced
-shard (GC grace applies).
+leader then commits the new placement; until that commit the file is an unplaced copy,
+which GC may fence and remove once it is older than the grace period (the commit then
+fails and the repair runs again: ``metadata/fsm/fences.py``).
 
 Invariants: coding is deterministic, so when the catalog recorded a checksum for that
 shard index (``expected_checksum`` != 0) the rebuilt shard must match it; otherwise it is

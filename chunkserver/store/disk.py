@@ -86,7 +86,7 @@ from chunkserver.shardfile import (
     unreadable,
 )
 from chunkserver.store.base import InventoryCursor, InventoryPage, ShardInfo, SpaceInfo
-from chunkserver.store.pagecache import drop, drop_read
+from chunkserver.store.pagecache import drop, drop_path, drop_read
 
 __all__ = ["WRITE_CACHE_BYTES", "DiskShardStore", "StatVfs", "parse_shard_name", "shard_name"]
 
@@ -297,7 +297,7 @@ class _TempShard:
         for d in self.new_dirs:  # a new directory's own entry lives in its parent
             _fsync_dir(d.parent)
         for path in stale:
-            _drop_path(path)
+            drop_path(path)
         return receipt, replaced
 
     def discard(self) -> None:
@@ -716,20 +716,6 @@ class DiskShardStore:
             used_bytes=self._used,
             reserve_bytes=self._reserve,
         )
-
-
-def _drop_path(path: str) -> None:
-    """Drop a shard file's pages from the page cache (best effort: gone is fine)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        drop(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _info(chunk_id: uuid.UUID, shard_index: int, st: os.stat_result) -> ShardInfo:

@@ -5,20 +5,21 @@ are in memory: nothing is read, so the answer does not change the cache. (A prob
 with ``RWF_NOWAIT`` would: on a miss it starts the readahead of the very pages it
 found missing.) Linux only; elsewhere, and for empty ranges, the answer is ``None``.
 
-``drop(fd)`` and ``drop_read(fd, ...)`` push a file's (clean) pages out of the cache:
-whole, or the part a batched read has just read, widened to whole folios.
+``drop(fd)`` (or ``drop_path``) and ``drop_read(fd, ...)`` push a file's (clean) pages out
+of the cache: whole, or the part a batched read has just read, widened to whole folios.
 
 Must not import network or gateway code.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import mmap
 import os
 
-__all__ = ["FOLIO_MAX", "drop", "drop_read", "resident"]
+__all__ = ["FOLIO_MAX", "drop", "drop_path", "drop_read", "resident"]
 
 _PAGE = mmap.PAGESIZE
 FOLIO_MAX = 2 * 1024 * 1024  # page-cache folios are at most this big (PMD size)
@@ -71,6 +72,16 @@ def resident(fd: int, offset: int = 0, length: int = _PAGE) -> bool | None:
 def drop(fd: int) -> None:
     """Drop the whole file's clean pages from the page cache (dirty ones stay)."""
     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def drop_path(path: str) -> None:
+    """``drop`` by file name, best effort: a file gone or unreadable is left alone."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            drop(fd)
+        finally:
+            os.close(fd)
 
 
 def drop_read(fd: int, offset: int, length: int, file_bytes: int) -> None:

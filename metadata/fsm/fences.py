@@ -129,12 +129,15 @@ def get_fence(kv: KVReader, chunk_id: str) -> ChunkFence | None:
     return cast(ChunkFence | None, kv.get(_fence_key(chunk_id)))
 
 
+def _bad_id(cid: object) -> bool:
+    return not isinstance(cid, str) or not cid or "\0" in cid or len(cid) > 128
+
+
 def _ids_error(ids: object) -> str | None:
     if not isinstance(ids, tuple) or not 1 <= len(ids) <= MAX_FENCE_IDS:
         return f"FenceChunks needs 1..{MAX_FENCE_IDS} chunk ids"
-    for cid in ids:
-        if not isinstance(cid, str) or not cid or "\0" in cid or len(cid) > 128:
-            return "chunk id must be 1..128 characters without NUL"
+    if any(_bad_id(cid) for cid in ids):
+        return "chunk id must be 1..128 characters without NUL"
     return None
 
 
@@ -220,7 +223,7 @@ def _refs_error(refs: object) -> str | None:
     if not isinstance(refs, tuple) or not 1 <= len(refs) <= MAX_FENCE_IDS:
         return f"FenceShards needs 1..{MAX_FENCE_IDS} shard references"
     for r in refs:
-        if type(r) is not ShardRef or _ids_error((r.chunk_id,)) is not None:
+        if type(r) is not ShardRef or _bad_id(r.chunk_id):
             return "malformed shard reference"
         if not isinstance(r.shard_index, int) or not 0 <= r.shard_index < 1 << 16:
             return "shard index out of range"
