@@ -158,6 +158,9 @@ class ChunkserverConfig:
     gc_enabled: bool = True
     gc_grace_s: float = 3600.0
     gc_orphan_interval_s: float = 300.0
+    # between full orphan rounds and missing-shard checks (the rounds in between look up
+    # only shards written lately: O(new shards) catalog reads instead of O(shards held))
+    gc_full_sweep_interval_s: float = 3600.0
     gc_queue_interval_s: float = 5.0
     gc_max_backoff_s: float = 60.0
     common: CommonConfig = field(default_factory=CommonConfig)
@@ -179,7 +182,15 @@ class ChunkserverConfig:
             raise ConfigError("scrub_mb_s must not be negative")
         if self.gc_grace_s < 0:
             raise ConfigError("gc_grace_s must not be negative")
-        if min(self.gc_orphan_interval_s, self.gc_queue_interval_s, self.gc_max_backoff_s) <= 0:
+        if (
+            min(
+                self.gc_orphan_interval_s,
+                self.gc_full_sweep_interval_s,
+                self.gc_queue_interval_s,
+                self.gc_max_backoff_s,
+            )
+            <= 0
+        ):
             raise ConfigError("gc_*_interval_s and gc_max_backoff_s must be positive")
 
 

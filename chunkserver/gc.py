@@ -15,8 +15,8 @@ Two jobs run in one background loop (``GarbageCollector.run``):
   straggler a commit did not wait for, a rebuilt shard whose placement never committed).
   The collector walks the store's inventory a page at a time (``inventory_page``, in
   chunk id order: memory does not grow with the store), keeps files older than
-  ``grace_s`` (by mtime), asks the catalog in batches which of those shards it places on this server
-  (``ShardsOnServerQuery``, a linearizable read) and, for the rest, *fences* their chunk
+  ``grace_s`` (by mtime), asks the catalog in batches which of those shards it places on
+  this server (``ShardsOnServerQuery``, a linearizable read) and, for the rest, *fences* their chunk
   ids (``FenceChunks``, a Raft command, see ``metadata/fsm/fences.py``) before deleting:
   the files of chunks answered *fenced* are removed (no commit can ever name those ids
   again); chunks answered *live* are referenced by some version or part, so only their
@@ -24,7 +24,19 @@ Two jobs run in one background loop (``GarbageCollector.run``):
   repair moved away, a rebuild whose placement never committed) are removed, after
   ``FenceShards`` fenced each such copy (no repair planned before can place it here).
 
-* **Missing shards** (``find_missing``, same interval as orphans, and once at start so a
+  Rounds are *incremental* between full sweeps: every shard is born as a new file, and
+  a shard the catalog stops naming after a round found it placed is queued for deletion
+  by the catalog (above), so a round only needs to ask about files written since the last
+  clean round. A clean round that started at ``t`` looked up every file that was visible
+  then and older than ``grace_s``; the next ones skip files with an ``mtime`` before
+  ``t - grace_s - max(grace_s, RENAME_SLACK_S)``, the slack covering a file renamed into
+  place (so listed) long after its last byte was written (its mtime). A full round
+  (at start, then every ``full_sweep_interval_s``) asks about every old shard, a safety
+  net for anything else (a restored backup with old mtimes, a clock stepped back, a lost
+  queue entry). Catalog lookups per round are then O(shards written lately), not
+  O(shards held); the local inventory walk stays O(shards). Skipping a lookup never
+  removes anything, so this changes how soon a stray goes, not what is safe.
+* **Missing shards** (``find_missing``, with every full round, so also once at start and a
   returning server is reconciled): the reverse check. The collector pages the shards the
   catalog places on this server (``PlacedShardsQuery``, a bounded scan per page) and
   reports every one the store does not hold (``ShardStore.absent``, one batched check per
@@ -112,6 +124,8 @@ __all__ = [
 log = get_logger(__name__)
 
 
+RENAME_SLACK_S = 60.0  # least slack for a write's rename after its mtime (incremental rounds)
+
 ReportMissing = Callable[[Sequence[tuple[uuid.UUID, int]]], Awaitable[None]]
 K = TypeVar("K")  # what GC fences: a chunk id, or a (chunk id, shard index) copy
 W = TypeVar("W")  # how a fence command names it: an id text, or a ShardRef
@@ -123,6 +137,9 @@ class GcConfig:
 
     grace_s: float = 3600.0  # an unreferenced shard younger than this is kept
     orphan_interval_s: float = 300.0  # between orphan reconciliation rounds
+    # between full rounds (every old shard looked up, and the missing-shard check); the
+    # rounds in between only look up shards written since the last clean round
+    full_sweep_interval_s: float = 3600.0
     queue_interval_s: float = 5.0  # between delete-queue polls
     batch: int = 500  # shards per catalog query / delete-queue page
     inventory_page: int = 5000  # shards listed at a time by orphan rounds (bounded memory)
@@ -132,7 +149,10 @@ class GcConfig:
     enabled: bool = True
 
     def __post_init__(self) -> None:
-        if self.grace_s < 0 or self.orphan_interval_s <= 0 or self.queue_interval_s <= 0:
+        if (
+            self.grace_s < 0
+            or min(self.orphan_interval_s, self.queue_interval_s, self.full_sweep_interval_s) <= 0
+        ):
             raise ValueError("GC intervals must be positive and the grace period >= 0")
         if self.batch < 1 or self.inventory_page < 1 or not 0 < self.max_orphan_fraction <= 1:
             raise ValueError(
@@ -145,6 +165,7 @@ class GcConfig:
         return cls(
             grace_s=config.gc_grace_s,
             orphan_interval_s=config.gc_orphan_interval_s,
+            full_sweep_interval_s=config.gc_full_sweep_interval_s,
             queue_interval_s=config.gc_queue_interval_s,
             max_backoff_s=config.gc_max_backoff_s,
             enabled=config.gc_enabled,
@@ -171,6 +192,8 @@ class GcStats:
     last_inventory_shards: int = 0
     chunks_fenced: int = 0  # chunk ids the catalog fenced for this server's orphan GC
     chunks_found_live: int = 0  # fence answered "referenced": a commit won the race
+    orphan_full_rounds: int = 0  # rounds that looked up every old shard (the rest: new ones)
+    last_orphan_round_lookups: int = 0  # old shards the last completed round looked up
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +257,9 @@ class GarbageCollector:
         self._timeout_s = query_timeout_s
         self._stats = GcStats()
         self._task: asyncio.Task[None] | None = None
+        # files with an mtime at or before this were classified by a clean round (None:
+        # no clean round yet, the next one is full); see "incremental" above
+        self._classified_until: float | None = None
 
     @classmethod
     def for_server(
@@ -276,15 +302,19 @@ class GarbageCollector:
         cfg = self.config
         while self._server_id() == 0:  # not registered yet
             await self._clock.sleep(min(cfg.queue_interval_s, 0.5))
-        next_orphans = self._clock.monotonic()
+        next_orphans = next_full = self._clock.monotonic()
         backoff = 0.0
         while True:
             try:
                 await self.drain_queue()
                 if self._clock.monotonic() >= next_orphans:
-                    await self.find_missing()
-                    await self.collect_orphans()
+                    full = self._clock.monotonic() >= next_full
+                    if full:
+                        await self.find_missing()
+                    await self.collect_orphans(full=full)
                     next_orphans = self._clock.monotonic() + cfg.orphan_interval_s
+                    if full:
+                        next_full = self._clock.monotonic() + cfg.full_sweep_interval_s
                 backoff = 0.0
                 delay = cfg.queue_interval_s
             except asyncio.CancelledError:
@@ -447,7 +477,7 @@ class GarbageCollector:
             after = page.next_after
         return found
 
-    async def collect_orphans(self) -> int:
+    async def collect_orphans(self, *, full: bool = True) -> int:
         """One reconciliation round; returns the number of shard files removed.
 
         The inventory is walked in pages (``inventory_page`` shards, in chunk id order), so
@@ -455,12 +485,18 @@ class GarbageCollector:
         catalog and its orphans removed before the next page is listed. The breaker judges
         the counts of the round so far before any removal (orphans wait until at least
         ``breaker_min_shards`` old shards were seen): a lost server id makes the first pages
-        look orphaned, and nothing is removed."""
+        look orphaned, and nothing is removed.
+
+        ``full=False``: look up only the files written since the last clean round (all of
+        them when there was none); see "incremental" in the module docstring. A round that
+        ends without a breaker trip or an error is clean."""
         sid = self._server_id()
         if sid == 0:
             return 0
         cfg = self.config
         grace = cfg.grace_s
+        started = self._clock.time()
+        since = None if full else self._classified_until
         removed = listed = considered = unreferenced = 0
         pending: list[ShardInfo] = []  # orphans found, held until the breaker has judged
         after: InventoryCursor | None = None
@@ -468,7 +504,11 @@ class GarbageCollector:
             page = await self.store.inventory_page(after, cfg.inventory_page)
             now = self._clock.time()
             listed += len(page.shards)
-            old = [i for i in page.shards if now - i.mtime >= grace]
+            old = [
+                i
+                for i in page.shards
+                if now - i.mtime >= grace and (since is None or i.mtime > since)
+            ]
             placed = await self._placed(sid, old)
             orphans = [i for i in old if (i.chunk_id, i.shard_index) not in placed]
             considered += len(old)
@@ -498,9 +538,14 @@ class GarbageCollector:
         self._stats = replace(
             self._stats,
             orphan_rounds=self._stats.orphan_rounds + 1,
+            orphan_full_rounds=self._stats.orphan_full_rounds + (since is None),
             last_orphan_round_time=self._clock.time(),
             last_inventory_shards=listed,
+            last_orphan_round_lookups=considered,
         )
+        mark = started - grace - max(grace, RENAME_SLACK_S)
+        if self._classified_until is None or mark > self._classified_until:
+            self._classified_until = mark
         return removed
 
     async def _remove_orphans(self, sid: int, old: Sequence[ShardInfo]) -> int:

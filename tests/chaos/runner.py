@@ -284,6 +284,7 @@ async def run_chaos(root: Path, spec: ChaosSpec) -> dict[str, object]:
         gc_env={
             "BLOBSTORE_GC_GRACE_S": str(spec.gc_grace_s),
             "BLOBSTORE_GC_ORPHAN_INTERVAL_S": "1",
+            "BLOBSTORE_GC_FULL_SWEEP_INTERVAL_S": "3",  # incremental rounds in between
             "BLOBSTORE_GC_QUEUE_INTERVAL_S": "0.5",
             "BLOBSTORE_GC_MAX_BACKOFF_S": "2",
         },

@@ -29,7 +29,13 @@ from blobstore.errors import (
 )
 from blobstore.rpc import codec
 from blobstore.types import Address
-from chunkserver.gc import GarbageCollector, GcConfig, GcStats, GetGcStatsResponse
+from chunkserver.gc import (
+    RENAME_SLACK_S,
+    GarbageCollector,
+    GcConfig,
+    GcStats,
+    GetGcStatsResponse,
+)
 from chunkserver.shardfile import ShardHeader, piece_length
 from chunkserver.store.base import InventoryCursor, InventoryPage, ShardInfo
 from chunkserver.store.memory import MemoryShardStore
@@ -46,6 +52,7 @@ from metadata.api import (
 from metadata.fsm import keyspace as ks
 from metadata.fsm.commands import (
     AbortMultipartUpload,
+    AckShardDeletes,
     CommitObject,
     CommitPart,
     CompletedPart,
@@ -156,14 +163,18 @@ def test_config_from_the_chunkserver_config() -> None:
         "BLOBSTORE_GC_GRACE_S": "2.5",
         "BLOBSTORE_GC_QUEUE_INTERVAL_S": "0.5",
         "BLOBSTORE_GC_ENABLED": "false",
+        "BLOBSTORE_GC_FULL_SWEEP_INTERVAL_S": "600",
         "BLOBSTORE_META": "127.0.0.1:7001",
     }
     cfg = GcConfig.from_config(load_config(ChunkserverConfig, env=env))
     assert (cfg.grace_s, cfg.queue_interval_s, cfg.enabled) == (2.5, 0.5, False)
+    assert cfg.full_sweep_interval_s == 600
     defaults = load_config(ChunkserverConfig, env={"BLOBSTORE_META": "127.0.0.1:7001"})
     assert GcConfig.from_config(defaults) == GcConfig()
     with pytest.raises(ConfigError):
         load_config(ChunkserverConfig, env={**env, "BLOBSTORE_GC_QUEUE_INTERVAL_S": "0"})
+    with pytest.raises(ConfigError):
+        load_config(ChunkserverConfig, env={**env, "BLOBSTORE_GC_FULL_SWEEP_INTERVAL_S": "0"})
     with pytest.raises(ValueError):
         GcConfig(batch=0)
 
@@ -620,7 +631,7 @@ async def race(
             await w.write_shard(cid, 0)
             pending.append((w.clock.now, f"k{next(serial) % 7}", cid))
         elif action < 0.55:
-            await w.gc.collect_orphans()
+            await w.gc.collect_orphans(full=rng.random() < 0.3)
         elif action < 0.65:
             await w.gc.drain_queue()
         else:
@@ -632,7 +643,8 @@ async def race(
     cat.hook = None
     w.clock.advance(GRACE * 2)
     await w.gc.drain_queue()
-    await w.gc.collect_orphans()
+    # incremental: every orphan an upload leaves is a file written since a clean round
+    await w.gc.collect_orphans(full=False)
     files = await w.files()
     live = {}
     for key in committed:
@@ -778,3 +790,100 @@ async def test_find_missing_never_lists_the_whole_store() -> None:
         await w.store.delete(cid, 0)
     assert await w.gc.find_missing() == 5
     assert sorted(reported) == sorted((cid, 0) for cid in ids[::7])
+
+
+# -- incremental rounds ---------------------------------------------------------------------
+async def test_incremental_rounds_look_up_only_shards_written_since_a_clean_round() -> None:
+    w = await world()
+    live = [uuid.uuid4() for _ in range(5)]
+    for n, cid in enumerate(live):
+        await w.write_shard(cid, 0)
+        await w.commit(f"k{n}", cid)
+    w.clock.advance(GRACE + 1)
+    assert await w.gc.collect_orphans(full=False) == 0  # no clean round yet: full
+    assert w.gc.stats().last_orphan_round_lookups == 5
+    # the slack: files up to grace + max(grace, RENAME_SLACK_S) before a clean round's start
+    # are looked up again (a rename may come long after a file's last write)
+    w.clock.advance(GRACE + max(GRACE, RENAME_SLACK_S))
+    assert await w.gc.collect_orphans(full=False) == 0
+    assert w.gc.stats().last_orphan_round_lookups == 5
+    w.clock.advance(1)
+    assert await w.gc.collect_orphans(full=False) == 0
+    assert w.gc.stats().last_orphan_round_lookups == 0  # nothing new: no catalog lookups
+    orphan = uuid.uuid4()
+    await w.write_shard(orphan, 0)  # an abandoned upload
+    w.clock.advance(GRACE + 1)
+    assert await w.gc.collect_orphans(full=False) == 1
+    assert w.gc.stats().last_orphan_round_lookups == 1
+    assert await w.files() == {(cid, 0) for cid in live}
+    s = w.gc.stats()
+    assert (s.orphan_rounds, s.orphan_full_rounds) == (4, 1)
+
+
+async def test_a_full_round_finds_the_strays_incremental_rounds_skip() -> None:
+    """A stray older than the last clean round (here: an object deleted and its queued
+    shard delete acked without the unlink, as a lost queue entry would leave it) is only
+    looked up again by a full round."""
+    w = await world()
+    keep, stray = uuid.uuid4(), uuid.uuid4()
+    for key, cid in (("keep", keep), ("stray", stray)):
+        await w.write_shard(cid, 0)
+        await w.commit(key, cid)
+    w.clock.advance(GRACE + max(GRACE, RENAME_SLACK_S) + 1)
+    assert await w.gc.collect_orphans() == 0
+    w.clock.advance(GRACE + max(GRACE, RENAME_SLACK_S) + 1)
+    await w.catalog.execute(DeleteObject(BUCKET, "stray"))
+    await w.catalog.execute(AckShardDeletes(w.queued(ME)))  # the queue entry is lost
+    assert await w.gc.collect_orphans(full=False) == 0
+    assert (stray, 0) in await w.files()
+    assert await w.gc.collect_orphans(full=True) == 1
+    assert await w.files() == {(keep, 0)}
+
+
+async def test_a_round_the_breaker_refused_is_not_clean() -> None:
+    """A breaker trip does not move the mark: the next incremental round looks at the
+    shards the refused round saw, however old they are by then."""
+    w = await world(GcConfig(grace_s=GRACE, breaker_min_shards=4, max_orphan_fraction=0.5))
+    assert await w.gc.collect_orphans() == 0  # a clean (empty) round sets the mark
+    strays = [uuid.uuid4() for _ in range(4)]
+    for cid in strays:
+        await w.write_shard(cid, 0)
+    slack = GRACE + max(GRACE, RENAME_SLACK_S)
+    w.clock.advance(2 * slack)  # had the next round counted, its mark would pass them
+    assert await w.gc.collect_orphans(full=False) == 0  # refused: all four look orphaned
+    assert w.gc.stats().breaker_trips == 1
+    for n in range(8):
+        cid = uuid.uuid4()
+        await w.write_shard(cid, 0)
+        await w.commit(f"k{n}", cid)
+    w.clock.advance(GRACE + 1)
+    assert await w.gc.collect_orphans(full=False) == 4  # 4 of 12: below the breaker
+    assert w.gc.stats().last_orphan_round_lookups == 12
+    assert w.gc.stats().orphan_full_rounds == 1
+
+
+async def test_the_run_loop_sweeps_fully_and_checks_missing_shards_on_its_interval() -> None:
+    reported: list[tuple[uuid.UUID, int]] = []
+
+    async def report(shards: Sequence[tuple[uuid.UUID, int]]) -> None:
+        reported.extend(shards)
+
+    w = await world()
+    cfg = GcConfig(grace_s=GRACE, orphan_interval_s=10, full_sweep_interval_s=100)
+    w.gc = GarbageCollector(w.store, w.catalog, lambda: ME, cfg, clock=w.clock, report=report)
+    lost = uuid.uuid4()
+    await w.write_shard(lost, 0)
+    await w.commit("k", lost)
+    await w.store.delete(lost, 0)
+    w.gc.start()
+    try:
+        for _ in range(250):  # 250 s of virtual time
+            w.clock.advance(1.0)
+            for _ in range(20):  # let the loop's coroutines run at this virtual instant
+                await asyncio.sleep(0)
+    finally:
+        await w.gc.stop()
+    s = w.gc.stats()
+    assert s.orphan_full_rounds == 3  # at start, then every 100 s
+    assert 20 <= s.orphan_rounds <= 26
+    assert reported == [(lost, 0)] * 3  # missing shards are checked with full rounds
