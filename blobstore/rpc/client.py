@@ -28,7 +28,7 @@ from blobstore import errors
 from blobstore.clock import Clock, SystemClock
 from blobstore.log import current_trace_id, get_logger
 from blobstore.rpc import codec
-from blobstore.rpc.frames import FLAG_HAS_BODY, MAX_FRAME_PAYLOAD, FrameType
+from blobstore.rpc.frames import FLAG_HAS_BODY, MAX_FRAME_PAYLOAD, FrameType, Payload
 from blobstore.rpc.link import InStream, Link, OutCredit, send_body
 from blobstore.rpc.messages import (
     PROTOCOL_VERSION,
@@ -112,7 +112,7 @@ class _ClientLink(Link):
         self._next_id = sid + 1 if sid < 0xFFFFFFFF else 1
         return sid
 
-    def on_frame(self, ftype: int, flags: int, sid: int, payload: bytes | bytearray) -> None:
+    def on_frame(self, ftype: int, flags: int, sid: int, payload: Payload) -> None:
         if ftype == _RESPONSE:
             entry = self.pending.pop(sid, None)
             if entry is None or entry[0].done():
@@ -138,7 +138,7 @@ class _ClientLink(Link):
         else:
             raise errors.ProtocolError(f"unexpected frame type {ftype} from server")
 
-    def _on_auth(self, payload: bytes | bytearray) -> None:
+    def _on_auth(self, payload: Payload) -> None:
         msg = codec.decode(payload)
         if self.ready.done():
             raise errors.ProtocolError("handshake frame after the handshake")

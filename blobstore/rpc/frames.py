@@ -19,9 +19,18 @@ A header with an unknown type, non-zero reserved bits, unknown flags, or a lengt
 the cap is malformed: ``FrameDecoder`` raises ``ProtocolError`` and the link must close.
 
 ``FrameDecoder`` is written for ``asyncio.BufferedProtocol``: ``get_buffer()`` hands out
-space in a reusable scratch buffer for small frames, and for a large payload a buffer of
-exactly its size, so the kernel writes bulk bytes straight into the payload that is handed
-to the consumer (no extra copy). Small payloads are copied out of the scratch buffer.
+space in a scratch buffer for small frames, and for a large payload a buffer of exactly
+its size, so the kernel writes bulk bytes straight into the payload that is handed to the
+consumer (no extra copy). Small payloads are copied out of the scratch buffer.
+
+A large DATA payload often lands in the scratch buffer anyway: a recv at a frame boundary
+cannot know what comes next, so the RESPONSE of a shard read and most of its one 256 KiB
+DATA frame arrive together. Such a payload (at least half the scratch buffer) is not
+copied out: the consumer gets a view of it and the decoder takes a new scratch buffer
+(moving only the bytes after the frame). Before, 97% of the bytes of 1 MiB object reads
+(four 256 KiB shard reads) were received into scratch and then copied; the reader's CPU
+per read fell by ~12% without that copy (6 interleaved pairs of runs). A view pins the
+whole scratch buffer (320 KiB) while its consumer holds it: at most twice its payload.
 
 Must not import: asyncio, sockets, service packages.
 """
@@ -42,6 +51,7 @@ __all__ = [
     "Frame",
     "FrameDecoder",
     "FrameType",
+    "Payload",
     "pack_header",
 ]
 
@@ -65,8 +75,11 @@ class FrameType(IntEnum):
 
 _MAX_TYPE = max(FrameType)
 
-# (type, flags, stream_id, payload)
-Frame = tuple[int, int, int, bytes | bytearray]
+# (type, flags, stream_id, payload); a memoryview only for a DATA payload handed over
+# from the scratch buffer (see above)
+Payload = bytes | bytearray | memoryview
+Frame = tuple[int, int, int, Payload]
+_DATA = int(FrameType.DATA)
 
 
 def pack_header(ftype: int, flags: int, stream_id: int, length: int) -> bytes:
@@ -81,7 +94,7 @@ class FrameDecoder:
         self,
         max_payload: int = MAX_FRAME_PAYLOAD,
         *,
-        scratch_size: int = 256 * 1024,
+        scratch_size: int = 320 * 1024,
         big_threshold: int = 64 * 1024,
     ) -> None:
         if big_threshold + HEADER_SIZE > scratch_size:
@@ -92,6 +105,10 @@ class FrameDecoder:
         self._start = 0
         self._end = 0
         self._big_threshold = big_threshold
+        # DATA payloads this big are handed over in the scratch buffer (a view pins the
+        # whole buffer: at most twice the payload's size); 256 KiB pieces fit
+        self._handoff_min = max(big_threshold, scratch_size // 2)
+        self._filling = False  # a handed-over-to-be DATA frame is being received in scratch
         self._big: bytearray | None = None
         self._big_pos = 0
         self._big_head: tuple[int, int, int] = (0, 0, 0)
@@ -114,7 +131,9 @@ class FrameDecoder:
                 # bulk streams are back-to-back big frames: read just the next header so
                 # its payload can go straight into its own buffer (no copy out of scratch)
                 return self._view[:HEADER_SIZE]
-        elif len(self._scratch) - self._end < HEADER_SIZE + self._big_threshold:
+        elif (
+            not self._filling and len(self._scratch) - self._end < HEADER_SIZE + self._big_threshold
+        ):
             n = self._end - self._start
             self._scratch[:n] = self._view[self._start : self._end]
             self._start, self._end = 0, n
@@ -137,6 +156,17 @@ class FrameDecoder:
         self._parse(frames)
         return frames
 
+    def _new_scratch(self) -> memoryview:
+        """Leave the scratch buffer to the payload just handed over; continue in a new one
+        holding the bytes received after it."""
+        rest = self._view[self._start : self._end]
+        self._scratch = uninitialized(len(self._scratch))
+        self._view = memoryview(self._scratch)
+        n = len(rest)
+        self._view[:n] = rest
+        self._start, self._end = 0, n
+        return self._view
+
     def feed(self, data: bytes) -> list[Frame]:
         """Convenience for tests and non-buffered protocols: copy ``data`` in and parse."""
         frames: list[Frame] = []
@@ -151,6 +181,7 @@ class FrameDecoder:
 
     def _parse(self, frames: list[Frame]) -> None:
         view = self._view
+        self._filling = False
         while self._end - self._start >= HEADER_SIZE:
             start = self._start
             length, ftype, flags, reserved, sid = HEADER.unpack_from(view, start)
@@ -165,11 +196,20 @@ class FrameDecoder:
                     f"flags={flags} reserved={reserved}"
                 )
             have = self._end - start - HEADER_SIZE
+            handoff = ftype == _DATA and length >= self._handoff_min
             if have >= length:
                 body = start + HEADER_SIZE
+                if handoff:
+                    frames.append((ftype, flags, sid, view[body : body + length]))
+                    self._start = body + length
+                    view = self._new_scratch()
+                    continue
                 frames.append((ftype, flags, sid, bytes(view[body : body + length])))
                 self._start = body + length
                 continue
+            if handoff and start + HEADER_SIZE + length <= len(self._scratch):
+                self._filling = True  # the rest fits: keep receiving into scratch
+                return
             if length >= self._big_threshold:
                 big = uninitialized(length)  # delivered only once recv filled it all
                 big[:have] = view[start + HEADER_SIZE : self._end]

@@ -26,7 +26,7 @@ from typing import Any, cast
 from blobstore import errors
 from blobstore.log import get_logger
 from blobstore.rpc import codec
-from blobstore.rpc.frames import HEADER, FrameDecoder, FrameType
+from blobstore.rpc.frames import HEADER, FrameDecoder, FrameType, Payload
 
 __all__ = ["DATA_FRAME_SIZE", "STREAM_WINDOW", "InStream", "Link", "OutCredit", "send_body"]
 
@@ -69,7 +69,7 @@ class Link(asyncio.BufferedProtocol):
     def on_open(self) -> None:
         """The transport is up (before any frame)."""
 
-    def on_frame(self, ftype: int, flags: int, sid: int, payload: bytes | bytearray) -> None:
+    def on_frame(self, ftype: int, flags: int, sid: int, payload: Payload) -> None:
         """One complete frame; raise ProtocolError to drop the link."""
 
     def on_lost(self, exc: BaseException) -> None:
@@ -166,9 +166,7 @@ class Link(asyncio.BufferedProtocol):
         t = self.transport
         return self._wbuf_bytes + (t.get_write_buffer_size() if t is not None else 0)
 
-    def write_frame(
-        self, ftype: int, flags: int, sid: int, payload: bytes | bytearray | memoryview = b""
-    ) -> None:
+    def write_frame(self, ftype: int, flags: int, sid: int, payload: Payload = b"") -> None:
         """Queue one frame (raise Unavailable if the link is gone)."""
         transport = self.transport
         if transport is None or self.lost is not None:
@@ -219,7 +217,7 @@ class Link(asyncio.BufferedProtocol):
         if self.is_open:
             self.write_frame(_WINDOW, 0, sid, n.to_bytes(4, "big"))
 
-    def handle_stream_frame(self, ftype: int, sid: int, payload: bytes | bytearray) -> None:
+    def handle_stream_frame(self, ftype: int, sid: int, payload: Payload) -> None:
         """DATA / END / WINDOW for either direction."""
         if ftype == _DATA:
             st = self.in_streams.get(sid)
@@ -238,7 +236,7 @@ class Link(asyncio.BufferedProtocol):
                 credit.grant(int.from_bytes(payload, "big"))
 
 
-def _decode_error(payload: bytes | bytearray) -> BaseException:
+def _decode_error(payload: Payload) -> BaseException:
     obj = codec.decode(payload)
     if isinstance(obj, errors.BlobstoreError):
         return obj
@@ -266,14 +264,14 @@ class InStream:
         self._sid = sid
         self._window = link.window
         self._deadline = deadline
-        self._chunks: collections.deque[bytes | bytearray] = collections.deque()
+        self._chunks: collections.deque[Payload] = collections.deque()
         self._buffered = 0
         self._unacked = 0
         self._done = False
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
 
-    def feed(self, payload: bytes | bytearray) -> None:
+    def feed(self, payload: Payload) -> None:
         if self._done:
             return
         self._buffered += len(payload)

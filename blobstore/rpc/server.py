@@ -31,7 +31,7 @@ from typing import Any
 from blobstore import errors
 from blobstore.log import get_logger, trace_context
 from blobstore.rpc import codec
-from blobstore.rpc.frames import FLAG_HAS_BODY, MAX_FRAME_PAYLOAD, FrameType
+from blobstore.rpc.frames import FLAG_HAS_BODY, MAX_FRAME_PAYLOAD, FrameType, Payload
 from blobstore.rpc.link import InStream, Link, OutCredit, send_body
 from blobstore.rpc.messages import (
     PROTOCOL_VERSION,
@@ -193,7 +193,7 @@ class _ServerLink(Link):
         self.lost = errors.AuthenticationFailed(reason, peer=self.peer)
         self.close()
 
-    def _on_handshake(self, ftype: int, payload: bytes | bytearray) -> None:
+    def _on_handshake(self, ftype: int, payload: Payload) -> None:
         if ftype != _AUTH:
             self._refuse(f"frame type {ftype} before the handshake")
             return
@@ -218,7 +218,7 @@ class _ServerLink(Link):
         mac = server_mac(self.server._secret, self._nonce, msg.client_nonce)
         self.write_frame(_AUTH, 0, 0, codec.encode(AuthConfirm(mac)))
 
-    def on_frame(self, ftype: int, flags: int, sid: int, payload: bytes | bytearray) -> None:
+    def on_frame(self, ftype: int, flags: int, sid: int, payload: Payload) -> None:
         if not self.authenticated:
             self._on_handshake(ftype, payload)
         elif ftype == _REQUEST:
@@ -240,7 +240,7 @@ class _ServerLink(Link):
         else:
             raise errors.ProtocolError(f"unexpected frame type {ftype} from client")
 
-    def _on_request(self, flags: int, sid: int, payload: bytes | bytearray) -> None:
+    def _on_request(self, flags: int, sid: int, payload: Payload) -> None:
         try:
             header = codec.decode(payload)
             if not isinstance(header, CallHeader):
@@ -360,7 +360,7 @@ class _ServerLink(Link):
         finally:
             self.out_streams.pop(sid, None)
 
-    def _on_message(self, payload: bytes | bytearray) -> None:
+    def _on_message(self, payload: Payload) -> None:
         try:
             msg = codec.decode(payload)
         except errors.ProtocolError as exc:

@@ -22,9 +22,9 @@ def _frame(ftype: int, sid: int, payload: bytes, flags: int = 0) -> bytes:
         st.tuples(
             st.sampled_from(list(FrameType)),
             st.integers(0, 2**32 - 1),
-            st.tuples(st.sampled_from([0, 1, 100, 33_000, 140_000]), st.integers(0, 2**32)).map(
-                lambda size_seed: random.Random(size_seed[1]).randbytes(size_seed[0])
-            ),
+            st.tuples(
+                st.sampled_from([0, 1, 100, 33_000, 70_000, 140_000]), st.integers(0, 2**32)
+            ).map(lambda size_seed: random.Random(size_seed[1]).randbytes(size_seed[0])),
         ),
         max_size=6,
     ),
@@ -43,6 +43,33 @@ def test_any_split_gives_the_same_frames(
         pos = end
     assert [(t, s, bytes(p)) for t, _, s, p in got] == [(int(t), s, p) for t, s, p in frames]
     assert dec.buffered == 0
+
+
+def test_a_big_data_payload_received_in_scratch_is_handed_over_not_copied() -> None:
+    """A DATA payload of at least half the scratch buffer that arrived whole in it is
+    delivered as a view of it; the decoder moves on to a new scratch buffer, so the view
+    stays intact whatever is received next."""
+    dec = FrameDecoder(scratch_size=128 * 1024, big_threshold=32 * 1024)
+    first, second = random.randbytes(70_000), random.randbytes(70_000)
+    small = _frame(FrameType.RESPONSE, 3, b"r" * 40)
+    stream = small + _frame(FrameType.DATA, 3, first) + _frame(FrameType.DATA, 3, second)
+    buf = dec.get_buffer()
+    n = min(len(buf), len(stream))
+    buf[:n] = stream[:n]  # one recv: the RESPONSE, all of the first DATA, part of the next
+    got = dec.buffer_updated(n)
+    assert [(t, len(p)) for t, _, _, p in got] == [
+        (FrameType.RESPONSE, 40),
+        (FrameType.DATA, 70_000),
+    ]
+    handed = got[1][3]
+    assert isinstance(handed, memoryview) and isinstance(got[0][3], bytes)  # small: copied
+    rest = dec.feed(stream[n:])
+    assert [bytes(p) for _, _, _, p in rest] == [second]
+    assert bytes(handed) == first  # not overwritten by what came after
+    # a big non-DATA payload (a large reply) is still copied out
+    dec = FrameDecoder(scratch_size=128 * 1024, big_threshold=32 * 1024)
+    (reply,) = dec.feed(_frame(FrameType.RESPONSE, 5, first))
+    assert isinstance(reply[3], bytes | bytearray) and bytes(reply[3]) == first
 
 
 def test_truncated_frame_stays_buffered() -> None:
