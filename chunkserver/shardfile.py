@@ -647,7 +647,8 @@ class ShardReader:
         checksums, and ``got`` is how many file bytes the read returned. Every piece is
         verified before anything is returned: ``CorruptShard`` on a mismatch,
         ``TruncatedShard`` if the file ended early. The result is one contiguous view of
-        ``data`` (no copy).
+        ``data`` (no copy): the part of ``[data_start, data_end)`` that this batch's pieces
+        hold (a range spans several batches; each yields only its own part).
         """
         h = self._header
         pos = 0
@@ -666,8 +667,10 @@ class ShardReader:
             if piece_checksum(memoryview(data)[pos : pos + plen]) != want:
                 raise self._corrupt(stripe, "piece checksum mismatch")
             pos += plen
-        p0 = batch.first_stripe * h.piece_bytes
-        return memoryview(data)[batch.data_start - p0 : batch.data_end - p0]
+        p0 = batch.first_stripe * h.piece_bytes  # shard-data offset of data[0]
+        lo = max(batch.data_start, p0) - p0
+        hi = min(batch.data_end, p0 + pos) - p0
+        return memoryview(data)[lo:hi]
 
     def iter_range(
         self, offset: int = 0, length: int | None = None, *, batch_bytes: int = DEFAULT_BATCH_BYTES
