@@ -516,10 +516,9 @@ class GarbageCollector:
             pending += orphans
             self._count(orphans_found=len(orphans))
             done = not page.is_truncated or not page.shards
-            if considered >= cfg.breaker_min_shards or done:
-                if considered >= cfg.breaker_min_shards and (
-                    unreferenced > cfg.max_orphan_fraction * considered
-                ):
+            judged = considered >= cfg.breaker_min_shards  # enough old shards to judge by
+            if judged or done:
+                if judged and unreferenced > cfg.max_orphan_fraction * considered:
                     self._count(breaker_trips=1, orphan_rounds=1)
                     self._stats = replace(self._stats, last_inventory_shards=listed)
                     log.error(
@@ -538,7 +537,7 @@ class GarbageCollector:
         self._stats = replace(
             self._stats,
             orphan_rounds=self._stats.orphan_rounds + 1,
-            orphan_full_rounds=self._stats.orphan_full_rounds + (since is None),
+            orphan_full_rounds=self._stats.orphan_full_rounds + int(since is None),
             last_orphan_round_time=self._clock.time(),
             last_inventory_shards=listed,
             last_orphan_round_lookups=considered,

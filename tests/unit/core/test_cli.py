@@ -31,10 +31,11 @@ def test_bad_peers_is_one_line_not_a_traceback() -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_a_child_of_a_harness_dies_with_it_and_passes_nothing_on() -> None:
+def test_a_child_of_a_gone_harness_exits_at_once() -> None:
     """`blobstore` honours BLOBSTORE_DIE_WITH_PARENT before anything else: a value naming
     another process than its parent means that parent is gone, so it exits at once (no
-    orphan); the variable is not handed on to its own children."""
+    orphan). (That the variable is not handed on to its own children is checked in
+    tests/integration/test_supervisor.py.)"""
     from blobstore.supervisor import DIE_WITH_PARENT_ENV, env_dying_with_me
 
     gone = env_dying_with_me()
