@@ -140,7 +140,7 @@ class Rig:
             return None
         for rec in await self.all_chunks():
             placed = {p.server_id for p in rec.chunk.shards}
-            if len(rec.chunk.shards) != K + M or placed & gone:
+            if len(rec.chunk.shards) != rec.chunk.k + rec.chunk.m or placed & gone:
                 return None
         return s
 
@@ -197,14 +197,18 @@ async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
 
 
 async def _load(rig: Rig, rng: random.Random, count: int, max_bytes: int) -> None:
+    await rig.put("one-stripe", rng.randbytes(20_000))  # coded with k = 1 (1 + M shards)
     for i in range(count):
         size = rng.randrange(5_000, max_bytes)
         await rig.put(f"obj-{i}", rng.randbytes(size))
 
 
 async def _kill_one_and_repair(rig: Rig, rng: random.Random, timeout_s: float) -> int:
+    """kill -9 a server holding a shard of a k = 1 chunk and one of a k = K chunk."""
     recs = await rig.all_chunks()
-    victim = rng.choice(recs).chunk.shards[0].server_id
+    single = {s.server_id for r in recs if r.chunk.k == 1 for s in r.chunk.shards}
+    wide = {s.server_id for r in recs if r.chunk.k == K for s in r.chunk.shards}
+    victim = rng.choice(sorted(single & wide))
     rig.chunks.kill(await rig.index_of(victim))
 
     async def down() -> bool | None:

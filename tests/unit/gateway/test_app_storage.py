@@ -3,15 +3,19 @@ pure placement policy (metadata.placement)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
+import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from blobstore.codec.ec import coder_names
 from blobstore.types import Address
 from gateway.app import create_app
 from gateway.context import BodyCounter
@@ -22,7 +26,7 @@ from metadata.fsm.commands import RegisterChunkserver, SetChunkserverState, SetE
 from metadata.fsm.records import ChunkserverRecord, ErasureProfile, ObjectRecord
 from metadata.fsm.results import ObjectInfo
 from metadata.placement import choose_servers
-from tests.unit.datapath.conftest import start_cluster
+from tests.unit.datapath.conftest import Cluster, start_cluster
 from tests.unit.gateway.test_app_support import Gateway, encode_key, make_gateway
 
 
@@ -144,8 +148,15 @@ async def test_memory_store_write_failure_leaves_nothing() -> None:
 
 
 # -- cluster store over real in-process chunkservers ----------------------------------------
-@pytest.fixture
-async def cluster_gateway() -> AsyncIterator[tuple[Gateway, ClusterObjectStore]]:
+STRIPE = 8 * 1024
+
+
+@contextlib.asynccontextmanager
+async def _cluster_gateway(
+    coder: str = "zfec", **options: Any
+) -> AsyncIterator[tuple[Gateway, ClusterObjectStore, Cluster]]:
+    """The app over a ClusterObjectStore on 7 in-process chunkservers (7 is down); 4+2
+    coding with 8 KiB stripes and 64 KiB chunks."""
     base = await make_gateway()
     cluster = await start_cluster(count=7)
     catalog = base.catalog
@@ -154,19 +165,25 @@ async def cluster_gateway() -> AsyncIterator[tuple[Gateway, ClusterObjectStore]]
             RegisterChunkserver(t.server_id, t.addr, f"z{t.server_id % 3}", 1 << 30, 1 << 29)
         )
     await catalog.execute(SetChunkserverState(7, "down"))
-    await catalog.execute(SetErasureProfile(ErasureProfile("zfec", 4, 2, 8 * 1024, 64 * 1024)))
-    store = ClusterObjectStore(catalog, cluster.client, inline_threshold_bytes=1024)
+    await catalog.execute(SetErasureProfile(ErasureProfile(coder, 4, 2, STRIPE, 64 * 1024)))
+    store = ClusterObjectStore(catalog, cluster.client, inline_threshold_bytes=1024, **options)
     app = create_app(catalog, store, auth_ttl_s=0.0)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app))
     gw = Gateway(app, catalog, base.store, client)
     try:
-        yield gw, store
+        yield gw, store, cluster
     finally:
         await client.aclose()
         await base.client.aclose()
         await cluster.client.close()
         for s in cluster.servers:
             await s.stop()
+
+
+@pytest.fixture
+async def cluster_gateway() -> AsyncIterator[tuple[Gateway, ClusterObjectStore]]:
+    async with _cluster_gateway() as (gw, store, _cluster):
+        yield gw, store
 
 
 async def test_cluster_store_through_the_app(
@@ -205,6 +222,63 @@ async def test_cluster_store_through_the_app(
     done = await gw.request("POST", "/bkt/mp", f"uploadId={upload_id}", body=body)
     assert done.status_code == 200, done.text
     assert (await gw.get("bkt", "mp")).content == b"small part"
+
+
+async def _chunks(gw: Gateway, key: str) -> list[tuple[int, int, list[int]]]:
+    """(k, m, server ids of its shards) of each chunk of ``key``."""
+    info = await gw.catalog.query(HeadObjectQuery("bkt", key))
+    assert isinstance(info, ObjectInfo)
+    return [(c.k, c.m, [s.server_id for s in c.shards]) for c in info.chunks]
+
+
+async def _unsized(data: bytes, piece: int) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), piece):
+        yield data[i : i + piece]
+
+
+@pytest.mark.parametrize("coder", coder_names())
+async def test_a_body_of_one_stripe_is_coded_with_k_1_and_survives_m_losses(coder: str) -> None:
+    async with _cluster_gateway(coder) as (gw, store, cluster):
+        assert (await gw.request("PUT", "/bkt")).status_code == 200
+        rng = random.Random(coder)
+        sizes = {"above-inline": 1025, "one-stripe": STRIPE, "stripe+1": STRIPE + 1}
+        bodies = {key: rng.randbytes(n) for key, n in sizes.items()}
+        for key, data in bodies.items():
+            assert (await gw.put("bkt", key, data)).status_code == 200
+        for key in ("above-inline", "one-stripe"):
+            [(k, m, servers)] = await _chunks(gw, key)
+            assert (k, m, len(set(servers))) == (1, 2, 3)
+        [(k, m, servers)] = await _chunks(gw, "stripe+1")
+        assert (k, m, len(set(servers))) == (4, 2, 6)
+
+        # lose the shards on every server but one (m = 2 losses): each read decodes from
+        # whichever shard is left, parity ones included
+        stores = {t.server_id: st for t, st in zip(cluster.targets, cluster.stores, strict=True)}
+        for keep in range(3):
+            key, data = f"lossy-{keep}", rng.randbytes(STRIPE - keep)
+            assert (await gw.put("bkt", key, data)).status_code == 200
+            info = await gw.catalog.query(HeadObjectQuery("bkt", key))
+            assert isinstance(info, ObjectInfo)
+            [chunk] = info.chunks
+            for s in chunk.shards:
+                if s.shard_index != keep:
+                    cid = uuid.UUID(chunk.chunk_id)
+                    assert await stores[s.server_id].delete(cid, s.shard_index)
+            got = await gw.get("bkt", key)
+            assert got.status_code == 200 and got.content == data, keep
+
+        # the choice is made on the bytes that arrive: no size needs to be known
+        for size, k in ((STRIPE - 5, 1), (STRIPE + 1, 4)):
+            stored = await store.write(_unsized(rng.randbytes(size), 1000), None)
+            assert [(c.k, len(c.shards)) for c in stored.chunks] == [(k, k + 2)], size
+
+
+async def test_replication_of_single_stripe_bodies_can_be_turned_off() -> None:
+    async with _cluster_gateway(replicate_single_stripe=False) as (gw, _store, _cluster):
+        assert (await gw.request("PUT", "/bkt")).status_code == 200
+        assert (await gw.put("bkt", "obj", b"x" * 2000)).status_code == 200
+        [(k, m, servers)] = await _chunks(gw, "obj")
+        assert (k, m, len(set(servers))) == (4, 2, 6)
 
 
 class _CheckedSource:
