@@ -132,11 +132,12 @@ def _inline(head: Sequence[BodyPiece], md5: bool) -> StoredData:
     return StoredData(len(data), digest, inline=data)
 
 
-async def _chain(
-    head: Sequence[BodyPiece], rest: AsyncIterator[BodyPiece]
-) -> AsyncIterator[BodyPiece]:
-    for piece in head:
-        yield piece
+async def _chain(head: list[BodyPiece], rest: AsyncIterator[BodyPiece]) -> AsyncIterator[BodyPiece]:
+    """``head`` then ``rest``; ``head`` is emptied as it goes (a peeked stripe is not held
+    for the rest of a long upload)."""
+    head.reverse()
+    while head:
+        yield head.pop()
     async for piece in rest:
         yield piece
 
