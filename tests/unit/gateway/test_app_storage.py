@@ -250,6 +250,8 @@ async def test_a_body_of_one_stripe_is_coded_with_k_1_and_survives_m_losses(code
             assert (k, m, len(set(servers))) == (1, 2, 3)
         [(k, m, servers)] = await _chunks(gw, "stripe+1")
         assert (k, m, len(set(servers))) == (4, 2, 6)
+        for key, data in bodies.items():
+            assert (await gw.get("bkt", key)).content == data, key
 
         # lose the shards on every server but one (m = 2 losses): each read decodes from
         # whichever shard is left, parity ones included
