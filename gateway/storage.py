@@ -107,14 +107,13 @@ class ObjectStore(Protocol):
 
 
 async def _peek(
-    body: AsyncIterable[BodyPiece], limit: int
+    body: AsyncIterable[BodyPiece], limit: int, head: list[BodyPiece] | None = None
 ) -> tuple[int | None, list[BodyPiece], AsyncIterator[BodyPiece]]:
-    """Read up to ``limit + 1`` bytes: (the body's size if it ended by then, head, rest).
-
-    ``limit < 0`` reads nothing ahead."""
+    """Read until ``limit + 1`` bytes are in ``head`` (pieces already read, appended to):
+    (the body's size if it ended by then, head, rest). ``limit < 0`` reads nothing."""
     it = aiter(body)
-    head: list[BodyPiece] = []
-    have = 0
+    head = [] if head is None else head
+    have = sum(len(p) for p in head)
     while have <= limit:
         try:
             piece = await anext(it)
@@ -294,14 +293,15 @@ class ClusterObjectStore:
         md5: bool = True,
     ) -> StoredData:
         threshold = self.inline_threshold_bytes if allow_inline else -1
-        _servers, profile = await self._refresh()
-        single = profile.stripe_size_bytes if self.replicate_single_stripe else -1
-        size, head, rest = await _peek(body, max(threshold, single))
-        if size is not None and size <= threshold:
+        size, head, rest = await _peek(body, threshold)
+        if size is not None:
             return _inline(head, md5)
+        _servers, profile = await self._refresh()
         # a body that fits in one stripe is coded with k = 1: as many losses survived as
         # with k + m, and a read is one shard read instead of k
-        k = 1 if size is not None and size <= single else profile.k
+        if self.replicate_single_stripe and profile.stripe_size_bytes > threshold:
+            size, head, rest = await _peek(rest, profile.stripe_size_bytes, head)
+        k = 1 if size is not None else profile.k
         layout = Layout(profile.chunk_size_bytes, profile.stripe_size_bytes, k, profile.m)
         store = self
 
