@@ -200,7 +200,7 @@ def test_console_in_a_browser(
     pg.click("#create-bucket button[type=submit]")
     pg.click('#buckets a:text-is("console-e2e")')
     pg.wait_for_url("**/_console/b/console-e2e")
-    data = random.Random(8).randbytes(700_000)  # erasure-coded on the chunkservers
+    data = random.Random(8).randbytes(1_500_000)  # two stripes: 4+2 on all six chunkservers
     src = tmp_path / "upload.bin"
     src.write_bytes(data)
     pg.set_input_files("#upload-file", str(src))
