@@ -26,7 +26,7 @@ from metadata.fsm.commands import RegisterChunkserver, SetChunkserverState, SetE
 from metadata.fsm.records import ChunkserverRecord, ErasureProfile, ObjectRecord
 from metadata.fsm.results import ObjectInfo
 from metadata.placement import choose_servers
-from tests.unit.datapath.conftest import Cluster, start_cluster
+from tests.unit.datapath.conftest import Cluster, start_cluster, stream
 from tests.unit.gateway.test_app_support import Gateway, encode_key, make_gateway
 
 
@@ -231,11 +231,6 @@ async def _chunks(gw: Gateway, key: str) -> list[tuple[int, int, list[int]]]:
     return [(c.k, c.m, [s.server_id for s in c.shards]) for c in info.chunks]
 
 
-async def _unsized(data: bytes, piece: int) -> AsyncIterator[bytes]:
-    for i in range(0, len(data), piece):
-        yield data[i : i + piece]
-
-
 @pytest.mark.parametrize("coder", coder_names())
 async def test_a_body_of_one_stripe_is_coded_with_k_1_and_survives_m_losses(coder: str) -> None:
     async with _cluster_gateway(coder) as (gw, store, cluster):
@@ -271,7 +266,7 @@ async def test_a_body_of_one_stripe_is_coded_with_k_1_and_survives_m_losses(code
 
         # the choice is made on the bytes that arrive: no size needs to be known
         for size, k in ((STRIPE - 5, 1), (STRIPE + 1, 4)):
-            stored = await store.write(_unsized(rng.randbytes(size), 1000), None)
+            stored = await store.write(stream(rng.randbytes(size), 1000), None)
             assert [(c.k, len(c.shards)) for c in stored.chunks] == [(k, k + 2)], size
 
 
