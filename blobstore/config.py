@@ -182,15 +182,13 @@ class ChunkserverConfig:
             raise ConfigError("scrub_mb_s must not be negative")
         if self.gc_grace_s < 0:
             raise ConfigError("gc_grace_s must not be negative")
-        if (
-            min(
-                self.gc_orphan_interval_s,
-                self.gc_full_sweep_interval_s,
-                self.gc_queue_interval_s,
-                self.gc_max_backoff_s,
-            )
-            <= 0
-        ):
+        gc_periods = (
+            self.gc_orphan_interval_s,
+            self.gc_full_sweep_interval_s,
+            self.gc_queue_interval_s,
+            self.gc_max_backoff_s,
+        )
+        if min(gc_periods) <= 0:
             raise ConfigError("gc_*_interval_s and gc_max_backoff_s must be positive")
 
 

@@ -16,13 +16,14 @@ Two jobs run in one background loop (``GarbageCollector.run``):
   The collector walks the store's inventory a page at a time (``inventory_page``, in
   chunk id order: memory does not grow with the store), keeps files older than
   ``grace_s`` (by mtime), asks the catalog in batches which of those shards it places on
-  this server (``ShardsOnServerQuery``, a linearizable read) and, for the rest, *fences* their chunk
-  ids (``FenceChunks``, a Raft command, see ``metadata/fsm/fences.py``) before deleting:
-  the files of chunks answered *fenced* are removed (no commit can ever name those ids
-  again); chunks answered *live* are referenced by some version or part, so only their
-  shards the catalog does not place here (a straggler a commit did not wait for, a copy
-  repair moved away, a rebuild whose placement never committed) are removed, after
-  ``FenceShards`` fenced each such copy (no repair planned before can place it here).
+  this server (``ShardsOnServerQuery``, a linearizable read) and, for the rest, *fences*
+  their chunk ids (``FenceChunks``, a Raft command, see ``metadata/fsm/fences.py``) before
+  deleting: the files of chunks answered *fenced* are removed (no commit can ever name
+  those ids again); chunks answered *live* are referenced by some version or part, so
+  only their shards the catalog does not place here (a straggler a commit did not wait
+  for, a copy repair moved away, a rebuild whose placement never committed) are removed,
+  after ``FenceShards`` fenced each such copy (no repair planned before can place it
+  here).
 
   Rounds are *incremental* between full sweeps: every shard is born as a new file, and
   a shard the catalog stops naming after a round found it placed is queued for deletion
