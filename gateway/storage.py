@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
@@ -308,7 +309,7 @@ class ClusterObjectStore:
         class _Placement:
             async def allocate(self, chunk_index: int) -> list[Target]:
                 current, _ = await store._refresh()
-                chosen = choose_servers(current, layout.n)
+                chosen = choose_servers(current, layout.n, key=os.urandom(16))
                 if chosen is None:
                     raise Unavailable(f"fewer than {layout.n} chunkservers are up with room")
                 return [Target(s.server_id, s.addr) for s in chosen]

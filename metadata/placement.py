@@ -3,39 +3,49 @@
 Rule: only servers in state ``up`` with free space are candidates. The ``n`` chosen are
 distinct servers; when the candidates span several zones, zones are used round-robin so
 that shards spread over as many zones as possible (no zone gets a second shard before
-every zone that still has candidates got one). Within a zone, and overall, servers with
-the most free bytes go first; ties break on the server id, so the choice is deterministic.
+every zone that still has candidates got one).
+
+Which servers, among the candidates, is decided by weighted rendezvous hashing of the
+caller's ``key`` (random per new chunk): every candidate gets the score
+``free_bytes / -ln(u)``, ``u`` uniform in (0, 1) from a hash of (key, server id), and
+the highest scores go first. A server is thus picked first with probability proportional
+to its free space, so fuller disks fill more slowly and equal disks share the load evenly
+chunk by chunk (ranking by free space alone sent every chunk to the same few servers
+until the next heartbeat moved the figures: with 1+m shards per small chunk, three of
+six servers took all the writes). Zones are visited in the order of their best score.
 Returns None when fewer than ``n`` candidates exist.
 
-Pure: stdlib and the catalog's record types; no I/O, time or randomness.
+Pure: stdlib and the catalog's record types; no I/O, time or randomness (the same key
+and servers give the same choice).
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 from collections.abc import Iterable
 
 from metadata.fsm.records import ChunkserverRecord
 
 __all__ = ["choose_servers"]
 
+_SCALE = float(1 << 64)
+
 
 def choose_servers(
-    servers: Iterable[ChunkserverRecord], n: int, *, min_free_bytes: int = 1
+    servers: Iterable[ChunkserverRecord], n: int, *, key: bytes, min_free_bytes: int = 1
 ) -> list[ChunkserverRecord] | None:
-    """``n`` distinct up servers with room, spread over zones, most free space first."""
+    """``n`` distinct up servers with room for the chunk named ``key``, spread over zones."""
     if n <= 0:
         return []
-    candidates = sorted(
-        (s for s in servers if s.state == "up" and s.free_bytes >= min_free_bytes),
-        key=lambda s: (-s.free_bytes, s.server_id),
-    )
+    candidates = [s for s in servers if s.state == "up" and s.free_bytes >= min_free_bytes]
     if len(candidates) < n:
         return None
+    ranked = sorted(candidates, key=lambda s: (-_score(key, s), s.server_id))
     by_zone: dict[str, list[ChunkserverRecord]] = {}
-    for s in candidates:
+    for s in ranked:  # zones in the order of their best server
         by_zone.setdefault(s.zone, []).append(s)
-    # zones ordered by their best server, so the emptiest disks lead every round
-    zones = sorted(by_zone.values(), key=lambda group: (-group[0].free_bytes, group[0].server_id))
+    zones = list(by_zone.values())
     chosen: list[ChunkserverRecord] = []
     depth = 0
     while len(chosen) < n:
@@ -44,3 +54,11 @@ def choose_servers(
                 chosen.append(group[depth])
         depth += 1
     return chosen
+
+
+def _score(key: bytes, server: ChunkserverRecord) -> float:
+    digest = hashlib.blake2b(
+        server.server_id.to_bytes(8, "big", signed=True), digest_size=8, key=key[:64]
+    ).digest()
+    u = (int.from_bytes(digest, "big") + 0.5) / _SCALE  # in (0, 1)
+    return server.free_bytes / -math.log(u)

@@ -44,7 +44,11 @@ def _server(sid: int, zone: str = "", free: int = 100, state: str = "up") -> Chu
     )
 
 
-def test_placement_prefers_free_space_and_skips_unusable() -> None:
+def _key(i: int) -> bytes:
+    return hashlib.sha256(i.to_bytes(4, "big")).digest()[:16]
+
+
+def test_placement_skips_unusable_servers() -> None:
     servers = [
         _server(1, free=10),
         _server(2, free=500),
@@ -53,18 +57,46 @@ def test_placement_prefers_free_space_and_skips_unusable() -> None:
         _server(5, free=200),
         _server(6, free=50, state="draining"),
     ]
-    chosen = choose_servers(servers, 2)
-    assert chosen is not None and [s.server_id for s in chosen] == [2, 5]
-    assert choose_servers(servers, 4) is None
+    for i in range(200):
+        chosen = choose_servers(servers, 3, key=_key(i))
+        assert chosen is not None and {s.server_id for s in chosen} == {1, 2, 5}
+    assert choose_servers(servers, 4, key=_key(0)) is None
+
+
+def test_placement_spreads_chunks_evenly_over_equal_servers() -> None:
+    # the regression: ranking by free space alone gave every chunk the same three servers
+    servers = [_server(i, free=1_000_000 - i) for i in range(1, 7)]
+    counts = {s.server_id: 0 for s in servers}
+    firsts = {s.server_id: 0 for s in servers}
+    for i in range(3000):
+        chosen = choose_servers(servers, 3, key=_key(i))
+        assert chosen is not None
+        firsts[chosen[0].server_id] += 1
+        for s in chosen:
+            counts[s.server_id] += 1
+    assert all(1350 <= c <= 1650 for c in counts.values()), counts  # 1500 each expected
+    assert all(400 <= c <= 600 for c in firsts.values()), firsts  # 500 each expected
+    assert choose_servers(servers, 3, key=b"k") == choose_servers(servers, 3, key=b"k")
+
+
+def test_placement_favours_free_space_in_proportion() -> None:
+    servers = [_server(1, free=100), _server(2, free=300)]
+    firsts = sum(
+        1
+        for i in range(2000)
+        if choose_servers(servers, 1, key=_key(i))[0].server_id == 2  # type: ignore[index]
+    )
+    assert 1400 <= firsts <= 1600  # 3/4 of 2000 expected
 
 
 def test_placement_spreads_over_zones() -> None:
     servers = [_server(i, zone=f"z{i % 3}", free=100 + i) for i in range(1, 10)]
-    chosen = choose_servers(servers, 6)
-    assert chosen is not None
-    zones = [s.zone for s in chosen]
-    assert sorted(zones) == ["z0", "z0", "z1", "z1", "z2", "z2"]
-    assert len({s.server_id for s in chosen}) == 6
+    for i in range(50):
+        chosen = choose_servers(servers, 6, key=_key(i))
+        assert chosen is not None
+        zones = [s.zone for s in chosen]
+        assert sorted(zones) == ["z0", "z0", "z1", "z1", "z2", "z2"]
+        assert len({s.server_id for s in chosen}) == 6
 
 
 @settings(deadline=None, max_examples=60)
@@ -78,11 +110,12 @@ def test_placement_spreads_over_zones() -> None:
         max_size=12,
     ),
     st.integers(1, 8),
+    st.binary(max_size=16),
 )
-def test_placement_properties(spec: list[tuple[str, int, str]], n: int) -> None:
+def test_placement_properties(spec: list[tuple[str, int, str]], n: int, key: bytes) -> None:
     servers = [_server(i + 1, z, f, s) for i, (z, f, s) in enumerate(spec)]
     usable = [s for s in servers if s.state == "up" and s.free_bytes > 0]
-    chosen = choose_servers(servers, n)
+    chosen = choose_servers(servers, n, key=key)
     if len(usable) < n:
         assert chosen is None
         return
