@@ -29,13 +29,13 @@ from metadata.fsm.records import ChunkserverRecord
 
 __all__ = ["choose_servers"]
 
-_SCALE = float(1 << 64)
+_SCALE = float(1 << 52)
 
 
 def choose_servers(
     servers: Iterable[ChunkserverRecord], n: int, *, key: bytes, min_free_bytes: int = 1
 ) -> list[ChunkserverRecord] | None:
-    """``n`` distinct up servers with room for the chunk named ``key``, spread over zones."""
+    """``n`` distinct up servers with room, spread over zones; ``key``: random per chunk."""
     if n <= 0:
         return []
     candidates = [s for s in servers if s.state == "up" and s.free_bytes >= min_free_bytes]
@@ -60,5 +60,10 @@ def _score(key: bytes, server: ChunkserverRecord) -> float:
     digest = hashlib.blake2b(
         server.server_id.to_bytes(8, "big", signed=True), digest_size=8, key=key[:64]
     ).digest()
-    u = (int.from_bytes(digest, "big") + 0.5) / _SCALE  # in (0, 1)
-    return server.free_bytes / -math.log(u)
+    return server.free_bytes / -math.log(_open_unit(int.from_bytes(digest, "big")))
+
+
+def _open_unit(h: int) -> float:
+    """A 64-bit hash as a float strictly inside (0, 1): its top 52 bits plus a half are
+    exact in a float, so neither 0 nor 1 (where -ln u is infinite or zero) comes out."""
+    return ((h >> 12) + 0.5) / _SCALE

@@ -25,7 +25,7 @@ from metadata.api import HeadObjectQuery
 from metadata.fsm.commands import RegisterChunkserver, SetChunkserverState, SetErasureProfile
 from metadata.fsm.records import ChunkserverRecord, ErasureProfile, ObjectRecord
 from metadata.fsm.results import ObjectInfo
-from metadata.placement import choose_servers
+from metadata.placement import _open_unit, choose_servers
 from tests.unit.datapath.conftest import Cluster, start_cluster, stream
 from tests.unit.gateway.test_app_support import Gateway, encode_key, make_gateway
 
@@ -87,6 +87,11 @@ def test_placement_favours_free_space_in_proportion() -> None:
         if choose_servers(servers, 1, key=_key(i))[0].server_id == 2  # type: ignore[index]
     )
     assert 1400 <= firsts <= 1600  # 3/4 of 2000 expected
+
+
+def test_placement_hash_never_maps_to_0_or_1() -> None:
+    for h in (0, 1, (1 << 63), (1 << 64) - 1):
+        assert 0.0 < _open_unit(h) < 1.0
 
 
 def test_placement_spreads_over_zones() -> None:
