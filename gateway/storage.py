@@ -16,7 +16,7 @@ Implementations:
   A body that fits in one stripe is coded with k = 1: m + 1 shards, each as big as the body
   (copies, or a multiple in GF(2^8) for some coders), so the same losses are survived and a
   GET is one shard read instead of k, at up to twice the raw bytes of k + m coding for
-  those objects (1 MiB GETs: ~1.5x the ops/s in the s3 bench).
+  those objects (measured effect: NOTES.md, session 10).
 
 Invariants: ``write`` consumes ``body`` to its end (so a verifying body runs its final
 checks) or raises; nothing it stored becomes visible until the caller commits it to the
