@@ -6,7 +6,8 @@ StatShard, 2009-2010 ListInventory, 2011-2012 GetSpace. Tags are never reused.
 Chunk ids travel as the 16 raw UUID bytes (the codec has no UUID type). Bulk bytes never
 travel inside these messages: a ``WriteShardRequest`` is followed by a streamed request
 body (the shard's piece data, any slicing) and a ``ReadShardRequest`` is answered with a
-``ReadShardResponse`` header plus a streamed body of verified piece-data bytes. Errors are
+``ReadShardResponse`` header plus a streamed body of verified piece-data bytes (with the
+stored piece checksums, when asked). Errors are
 the domain errors of ``blobstore.errors`` (``NoSuchShard``, ``CorruptShard``,
 ``InsufficientSpace``, ``InvalidArgument``), carried by the RPC layer as themselves.
 
@@ -95,7 +96,8 @@ class ReadShardRequest:
     """Verified piece-data bytes ``[offset, offset + length)`` of one shard.
 
     ``cache=False``: the caller reads these bytes once (a repair); they leave the
-    chunkserver's page cache again once read.
+    chunkserver's page cache again once read. ``checksums``: the caller checks pieces
+    again on arrival (end to end); see ``ReadShardResponse``.
     """
 
     chunk_id: bytes
@@ -103,13 +105,21 @@ class ReadShardRequest:
     offset: int
     length: int
     cache: bool = True
+    checksums: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class ReadShardResponse:
-    """Header of a ReadShard reply; exactly ``length`` body bytes follow unless it fails."""
+    """Header of a ReadShard reply; the ``length`` asked-for bytes follow unless it fails.
+
+    ``checksums`` (granted when asked): every piece the range covers whole is followed in
+    the body by its stored checksum, 8 bytes (u64 little-endian xxh3-64), as in the shard
+    file; the partial pieces at the range's ends carry none. A chunkserver that predates
+    the field answers without it, which decodes as False: a plain body.
+    """
 
     length: int
+    checksums: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -351,7 +351,9 @@ class Chunkserver:
         cid = _chunk_id(req.chunk_id)
         if req.offset < 0 or req.length < 0:
             raise errors.InvalidArgument(f"bad range {req.offset}+{req.length}")
-        blocks = self.store.read(cid, req.shard_index, req.offset, req.length, cache=req.cache)
+        blocks = self.store.read(
+            cid, req.shard_index, req.offset, req.length, cache=req.cache, checksums=req.checksums
+        )
         try:
             first = await anext(blocks, None)  # NoSuchShard / CorruptShard surface here
         except errors.CorruptShard as exc:
@@ -365,7 +367,8 @@ class Chunkserver:
         except BaseException:
             await blocks.aclose()
             raise
-        return StreamResponse(ReadShardResponse(req.length), self._body(cid, req, first, blocks))
+        header = ReadShardResponse(req.length, req.checksums)
+        return StreamResponse(header, self._body(cid, req, first, blocks))
 
     async def _body(
         self,

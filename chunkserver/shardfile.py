@@ -672,18 +672,51 @@ class ShardReader:
         hi = min(batch.data_end, p0 + pos) - p0
         return memoryview(data)[lo:hi]
 
+    def checksummed_views(self, batch: ReadBatch, buf: Buffer) -> list[memoryview]:
+        """A checksummed read (``ReadShardRequest.checksums``) of ``batch``, as sent.
+
+        ``buf`` holds the batch's file bytes (pieces with their checksums, as stored).
+        Every piece is verified first, as by ``verified_views``; the result is the bytes to
+        send, as views of ``buf`` (no copy): each piece the range covers whole followed by
+        its stored 8-byte checksum, so the receiver can check it again, and only the
+        requested bytes of the range's partial end pieces. Whole pieces are sent as the
+        file holds them, so a run of them is one view.
+        """
+        h = self._header
+        pb = h.piece_bytes
+        spans: list[list[int]] = []
+        for stripe in range(batch.first_stripe, batch.last_stripe + 1):
+            piece = self._verified(buf, batch.file_offset, stripe)
+            at = piece_file_offset(h, stripe) - batch.file_offset
+            p0 = stripe * pb
+            lo = max(batch.data_start, p0) - p0
+            hi = min(batch.data_end, p0 + len(piece)) - p0
+            a, b = (at, at + hi + CHECKSUM_BYTES) if hi - lo == len(piece) else (at + lo, at + hi)
+            if spans and spans[-1][1] == a:
+                spans[-1][1] = b
+            else:
+                spans.append([a, b])
+        view = memoryview(buf)
+        return [view[a:b] for a, b in spans]
+
     def iter_range(
-        self, offset: int = 0, length: int | None = None, *, batch_bytes: int = DEFAULT_BATCH_BYTES
+        self,
+        offset: int = 0,
+        length: int | None = None,
+        *,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+        checksums: bool = False,
     ) -> Iterator[bytes]:
         """Verified shard-data bytes ``[offset, offset + length)``, one block per batch.
 
         Reads whole pieces (about ``batch_bytes`` of file per read call) and checks each
         piece's checksum before yielding any of its bytes; raises ``CorruptShard`` at the
         first bad piece (bytes of earlier good pieces have already been yielded).
+        ``checksums``: each block is in the form ``checksummed_views`` describes.
         """
+        views = self.checksummed_views if checksums else self.verified_views
         for batch in self.plan(offset, length, batch_bytes=batch_bytes):
-            buf = self._read_at(batch.file_offset, batch.file_bytes)
-            parts = self.verified_views(batch, buf)
+            parts = views(batch, self._read_at(batch.file_offset, batch.file_bytes))
             yield bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
 
     def read_range(self, offset: int = 0, length: int | None = None) -> bytes:

@@ -54,6 +54,7 @@ __all__ = [
     "padding_bytes",
     "piece_length",
     "piece_offset",
+    "piece_segments",
     "shard_data_length",
     "split_stripe",
     "stripe_count",
@@ -175,6 +176,25 @@ def shard_data_length(layout: Layout, chunk_len: int) -> int:
     if count == 0:
         return 0
     return (count - 1) * layout.piece_bytes + piece_length(layout, chunk_len, count - 1)
+
+
+def piece_segments(
+    layout: Layout, chunk_len: int, offset: int, length: int
+) -> Iterator[tuple[int, bool]]:
+    """The pieces that shard-data bytes ``[offset, offset + length)`` touch, in order: how
+    many of the range's bytes each holds, and whether the range covers it whole."""
+    if offset < 0 or length < 0 or offset + length > shard_data_length(layout, chunk_len):
+        where = f"the shard data of a {chunk_len}-byte chunk"
+        raise ValueError(f"range {offset}+{length} outside {where}")
+    end = offset + length
+    pos = offset
+    while pos < end:
+        stripe = pos // layout.piece_bytes
+        p0 = piece_offset(layout, stripe)
+        p1 = p0 + piece_length(layout, chunk_len, stripe)
+        stop = min(end, p1)
+        yield stop - pos, pos == p0 and stop == p1
+        pos = stop
 
 
 # -- single positions -------------------------------------------------------------------

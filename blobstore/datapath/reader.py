@@ -14,6 +14,11 @@ data), all in parallel. A stripe is yielded only once all its slices arrived, so
 partial stripe is ever emitted (a failure mid-run re-reads from the first stripe not
 yet yielded).
 
+End to end: the calls ask for piece checksums (``ReadOptions.checksums``), and every
+piece a call covers whole is checked again on arrival (``piececheck``) before any of its
+bytes is used: a piece changed after its chunkserver's own check (its memory, a bug, the
+network) fails that shard as ``CORRUPT``, and the read goes on around it.
+
 Degraded path: when a slice fails (``CorruptShard``, ``NoSuchShard``, connection loss,
 deadline), that shard is given up on and the rest of the run is re-read as whole pieces
 from k other shards (data shards first, then parity), decoded in a worker thread (on the
@@ -46,19 +51,20 @@ import contextlib
 import functools
 import itertools
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from blobstore import errors
 from blobstore.codec.ec import Buffer, ErasureCoder, get_coder
-from blobstore.codec.ranges import StripeSpan, chunk_spans, stripe_spans
+from blobstore.codec.ranges import StripeSpan, chunk_spans, piece_segments, stripe_spans
+from blobstore.datapath.piececheck import PieceCheck, PieceMismatch
 from blobstore.datapath.refs import BadShard, BadShardReason, ChunkRef, ServerDirectory
 from blobstore.datapath.stripes import coded
 from blobstore.log import get_logger
 from blobstore.rpc.transport import Transport
 from blobstore.types import Address
-from chunkserver.messages import ReadShardRequest
+from chunkserver.messages import ReadShardRequest, ReadShardResponse
 
 __all__ = [
     "ChunkReader",
@@ -86,6 +92,8 @@ class ReadOptions:
     # leave up to a whole chunk to the slower hedged path after one slow piece
     run_stripes: int = 32
     cache: bool = True  # False: bytes read once (repair); see ReadShardRequest.cache
+    # whole pieces checked again on arrival, end to end (see blobstore.datapath.piececheck)
+    checksums: bool = True
 
 
 def _ignore(_: BadShard) -> None:
@@ -139,9 +147,14 @@ def _classify(exc: BaseException) -> BadShardReason:
 
 
 class _Stream:
-    """Exact-length reads from one ranged ReadShard call (opened in the background)."""
+    """Exact-length reads from one ranged ReadShard call (opened in the background).
 
-    __slots__ = ("_body", "_buf", "_open", "index")
+    When the chunkserver grants ``checksums`` (the request asks unless
+    ``ReadOptions.checksums`` is off), whole pieces are checked again as they arrive
+    (``PieceCheck``) and none of a piece's bytes is handed on before its check.
+    """
+
+    __slots__ = ("_body", "_check", "_open", "_ready", "_segments", "index")
 
     def __init__(
         self,
@@ -150,33 +163,49 @@ class _Stream:
         addr: Address,
         req: ReadShardRequest,
         timeout_s: float,
+        segments: Iterable[tuple[int, bool]],
     ) -> None:
         self.index = index
         self._open = asyncio.ensure_future(transport.call_stream(addr, req, timeout_s=timeout_s))
         self._body: AsyncIterator[memoryview] | None = None
-        self._buf = memoryview(b"")
+        self._segments = segments  # the range piece by piece (read only if checks are on)
+        self._check: PieceCheck | None = None
+        self._ready: collections.deque[memoryview] = collections.deque()
 
     async def take(self, n: int) -> list[memoryview]:
         """Exactly the next ``n`` bytes, as views (raises ``_Failed``)."""
         parts: list[memoryview] = []
+        ready = self._ready
         try:
             body: AsyncIterator[memoryview]
             if self._body is None:
-                _, body = await asyncio.shield(self._open)
+                header, body = await asyncio.shield(self._open)
                 self._body = body
+                if isinstance(header, ReadShardResponse) and header.checksums:
+                    self._check = PieceCheck(self._segments)
             else:
                 body = self._body
             while n:
-                if not self._buf:
-                    self._buf = await anext(body)
-                    if not self._buf:
-                        continue
-                part = self._buf[:n]
-                self._buf = self._buf[len(part) :]
-                parts.append(part)
-                n -= len(part)
+                if not ready:
+                    got = await anext(body)
+                    if self._check is None:
+                        ready.append(got)
+                    else:
+                        ready.extend(self._check.feed(got))
+                    continue
+                head = ready[0]
+                part = head[:n]
+                if len(part) == len(head):
+                    ready.popleft()
+                else:
+                    ready[0] = head[len(part) :]
+                if part:
+                    parts.append(part)
+                    n -= len(part)
         except StopAsyncIteration:
             raise _Failed(self.index, BadShardReason.CORRUPT, "stream ended early") from None
+        except PieceMismatch as exc:
+            raise _Failed(self.index, BadShardReason.CORRUPT, f"on arrival: {exc}") from None
         except errors.BlobstoreError as exc:
             raise _Failed(self.index, _classify(exc), exc) from None
         except OSError as exc:
@@ -350,8 +379,11 @@ class ChunkReader:
 
     def _open(self, index: int, offset: int, length: int) -> _Stream:
         _, addr = self._where[index]
-        req = ReadShardRequest(self.ref.chunk_id.bytes, index, offset, length, self._opts.cache)
-        return _Stream(index, self._transport, addr, req, self._opts.call_timeout_s)
+        ref, opts = self.ref, self._opts
+        cid = ref.chunk_id.bytes
+        req = ReadShardRequest(cid, index, offset, length, opts.cache, opts.checksums)
+        segments = piece_segments(ref.layout, ref.data_length, offset, length)
+        return _Stream(index, self._transport, addr, req, opts.call_timeout_s, segments)
 
     # -- object bytes -------------------------------------------------------------------
     async def read(

@@ -109,13 +109,15 @@ class ShardStore(Protocol):
         length: int | None = None,
         *,
         cache: bool = True,
+        checksums: bool = False,
     ) -> AsyncGenerator[Buffer, None]:
         """Verified piece-data bytes ``[offset, offset + length)`` (to the end if None).
 
         Blocks are bytes-like (``bytes`` or read-only-by-contract ``memoryview``s), in
         order; callers that keep them must not modify them. ``cache=False`` is a hint that
         the bytes are read once (a repair): the store may drop them from the OS page
-        cache afterwards.
+        cache afterwards. ``checksums``: every piece the range covers whole is followed
+        by its stored 8-byte checksum (``ShardReader.with_checksums``).
 
         A reader that stops early should ``aclose()`` the generator (or use
         ``contextlib.aclosing``) so a disk store releases its file at once.

@@ -586,6 +586,7 @@ class DiskShardStore:
         length: int | None = None,
         *,
         cache: bool = True,
+        checksums: bool = False,
     ) -> AsyncGenerator[Buffer, None]:
         """See ``ShardStore.read``. With ``cache=False`` each batch's pages are dropped
         once read (``pagecache.drop_read``), cached before or not: with the disk's readahead
@@ -602,10 +603,14 @@ class DiskShardStore:
         fd, reader = shard.fd, shard.reader
         try:
             for batch in reader.plan(offset, length, batch_bytes=self._batch):
-                lengths = reader.piece_lengths(batch)
-                data = uninitialized(sum(lengths))  # verify_scattered checks it was filled
-                checksums = bytearray(CHECKSUM_BYTES * len(lengths))
-                iov = _scatter(data, checksums, lengths)
+                if checksums:  # sent as stored: the file's bytes, in one buffer
+                    data = uninitialized(batch.file_bytes)  # checked: filled up to `got`
+                    iov = [memoryview(data)]
+                else:  # pieces back to back in one buffer, their checksums in another
+                    lengths = reader.piece_lengths(batch)
+                    data = uninitialized(sum(lengths))  # verify_scattered checks it was filled
+                    stored = bytearray(CHECKSUM_BYTES * len(lengths))
+                    iov = _scatter(data, stored, lengths)
                 try:
                     got = _read_cached(fd, iov, batch.file_offset)
                     if got < batch.file_bytes:  # not all in the page cache: rest in a thread
@@ -617,7 +622,11 @@ class DiskShardStore:
                     raise lost from exc
                 if not cache:
                     drop_read(fd, batch.file_offset, got, file_length(reader.header))
-                yield reader.verify_scattered(batch, data, checksums, got)
+                if not checksums:
+                    yield reader.verify_scattered(batch, data, stored, got)
+                    continue
+                for part in reader.checksummed_views(batch, memoryview(data)[:got]):
+                    yield part
         finally:
             shard.release()
 

@@ -103,6 +103,7 @@ class MemoryShardStore:
         length: int | None = None,
         *,
         cache: bool = True,
+        checksums: bool = False,
     ) -> AsyncGenerator[bytes, None]:
         entry = self._files.get((chunk_id, shard_index))
         if entry is None:
@@ -113,7 +114,7 @@ class MemoryShardStore:
             )
         reader = ShardReader.from_bytes(entry[0])
         check_identity(reader.header, chunk_id, shard_index)
-        for block in reader.iter_range(offset, length):
+        for block in reader.iter_range(offset, length, checksums=checksums):
             yield block
 
     async def stat(self, chunk_id: uuid.UUID, shard_index: int) -> ShardInfo | None:

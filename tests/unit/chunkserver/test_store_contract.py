@@ -135,6 +135,34 @@ async def test_range_reads(harness: Harness) -> None:
         await read_all(harness.store, h.chunk_id, 0, len(data), 1)
 
 
+def _with_checksums(pieces: list[bytes], start: int, length: int) -> bytes:
+    """The body of a checksummed read, built from the pieces (each whole one + checksum)."""
+    out, pos = bytearray(), 0
+    for p in pieces:
+        lo, hi = max(start, pos), min(start + length, pos + len(p))
+        if lo < hi:
+            out += p[lo - pos : hi - pos]
+            if (lo, hi) == (pos, pos + len(p)):
+                out += piece_checksum(p).to_bytes(8, "little")
+        pos += len(p)
+    return bytes(out)
+
+
+async def test_checksummed_range_reads(harness: Harness) -> None:
+    # a short last piece, and ranges across the disk store's read batches (4 pieces)
+    h = header(25 * STRIPE + 100)
+    pieces = pieces_for(h)
+    size = sum(len(p) for p in pieces)
+    await harness.store.write(h, stream(pieces))
+    rng = random.Random(5)
+    ranges = [(0, size), (0, 0), (1024, 1024), (1023, 1026), (size - 25, 25)]
+    ranges += [(s, rng.randrange(size - s + 1)) for s in rng.sample(range(size), 60)]
+    for start, length in ranges:
+        blocks = harness.store.read(h.chunk_id, 0, start, length, checksums=True)
+        got = b"".join([b async for b in blocks])
+        assert got == _with_checksums(pieces, start, length), (start, length)
+
+
 async def test_missing_shard(harness: Harness) -> None:
     cid = uuid.uuid4()
     with pytest.raises(NoSuchShard):

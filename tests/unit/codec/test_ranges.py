@@ -20,6 +20,7 @@ from blobstore.codec.ranges import (
     padding_bytes,
     piece_length,
     piece_offset,
+    piece_segments,
     shard_data_length,
     split_stripe,
     stripe_count,
@@ -119,6 +120,29 @@ def test_shard_lengths_match_reference(layout: Layout, size: int) -> None:
             for s in range(stripe_count(layout, clen))
         )
         assert total == layout.k * len(chunk_shards[0])
+
+
+@SETTINGS
+@given(layouts(), st.data())
+def test_piece_segments_match_reference(layout: Layout, data: st.DataObject) -> None:
+    clen = data.draw(st.integers(0, layout.chunk_bytes))
+    # the reference: every stripe's piece length, laid end to end in the shard data
+    plens = [
+        -(-min(layout.stripe_bytes, clen - s) // layout.k)
+        for s in range(0, clen, layout.stripe_bytes)
+    ]
+    size = sum(plens)
+    start = data.draw(st.integers(0, size))
+    length = data.draw(st.integers(0, size - start))
+    want, pos = [], 0
+    for plen in plens:
+        overlap = min(start + length, pos + plen) - max(start, pos)
+        if overlap > 0:
+            want.append((overlap, overlap == plen))
+        pos += plen
+    assert list(piece_segments(layout, clen, start, length)) == want
+    with pytest.raises(ValueError):
+        list(piece_segments(layout, clen, start, size - start + 1))
 
 
 @SETTINGS

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -17,7 +19,7 @@ from blobstore.datapath import (
     rebuild_shard,
     write_object,
 )
-from blobstore.rpc import CallContext, RpcClient
+from blobstore.rpc import CallContext, RpcClient, StreamResponse
 from chunkserver.messages import ReadShardRequest
 from chunkserver.shardfile import HEADER_BYTES
 from tests.unit.datapath.conftest import SECRET, SMALL, Cluster, payload, start_cluster, stream
@@ -321,3 +323,68 @@ async def test_a_shard_lost_in_a_run_opened_ahead_is_read_around(cluster: Cluste
         await eventually(lambda: all(s._reads == 0 for s in cluster.servers))
     finally:
         await small.close()
+
+
+def _serve_altered(cluster: Cluster, server_id: int) -> None:
+    """Server ``server_id`` flips a bit in the first block of every read it sends, after
+    its store checked the piece (as a memory fault or a slicing bug would, not the disk)."""
+    server = cluster.servers[server_id - 1]
+    original = server._read
+
+    async def altered(req: ReadShardRequest, ctx: CallContext) -> object:
+        reply = await original(req, ctx)
+        assert isinstance(reply, StreamResponse)
+
+        async def body() -> AsyncIterator[bytes]:
+            first = True
+            async for block in reply.body:
+                if first and len(block):
+                    block = bytes([block[0] ^ 0x10]) + bytes(block[1:])
+                first = False
+                yield block
+
+        return StreamResponse(reply.header, body())
+
+    server.rpc.handle(ReadShardRequest, altered)
+
+
+async def test_bytes_altered_after_the_servers_check_are_caught_on_arrival(
+    cluster: Cluster,
+) -> None:
+    data = payload(SMALL.chunk_bytes + 999, 13)
+    res = await _write(cluster, data)
+    ref = res.chunks[0]
+    victim = ref.shard(2)
+    assert victim is not None
+    _serve_altered(cluster, victim.server_id)
+    assert await _read(cluster, res.chunks) == data
+    # every shard the server sent (it may hold one of the second chunk too) was caught
+    assert {(b.server_id, b.reason) for b in cluster.bad} == {
+        (victim.server_id, BadShardReason.CORRUPT)
+    }
+    assert (ref.chunk_id, 2) in {(b.chunk_id, b.shard_index) for b in cluster.bad}
+    assert all("on arrival" in b.error for b in cluster.bad)
+    # without the end-to-end check the same bytes would have reached the caller
+    cluster.bad.clear()
+    unchecked = await _read(cluster, res.chunks, options=ReadOptions(checksums=False))
+    assert unchecked != data and len(unchecked) == len(data)
+    assert cluster.bad == []
+
+
+async def test_a_server_that_predates_checksums_is_read_plainly(cluster: Cluster) -> None:
+    data = payload(SMALL.chunk_bytes + 4321, 14)
+    res = await _write(cluster, data)
+    for server_id in range(1, 7):
+        server = cluster.servers[server_id - 1]
+        original = server._read
+
+        def plain(original=original):  # type: ignore[no-untyped-def]
+            async def handler(req: ReadShardRequest, ctx: CallContext) -> object:
+                return await original(dataclasses.replace(req, checksums=False), ctx)
+
+            return handler
+
+        server.rpc.handle(ReadShardRequest, plain())
+    assert await _read(cluster, res.chunks) == data
+    assert await _read(cluster, res.chunks, 5000, 40000) == data[5000:45000]
+    assert cluster.bad == []
