@@ -323,9 +323,7 @@ class Target:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return _free_run(1)
 
 
 def _free_ports(n: int) -> list[int]:
@@ -544,10 +542,20 @@ async def blobstore_target(tmp: Path, workers: int | None) -> AsyncIterator[Targ
         log.close()
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def _free_run(n: int) -> int:
+    """``n`` consecutive bindable ports below the ephemeral range (where an outgoing
+    connection, even a server's own dial of a peer not up yet, could take one first)."""
     rng = random.Random()
+    top = max(10000 + n + 1, _ephemeral_low())
     for _ in range(200):
-        base = rng.randrange(20000, 60000 - n)
+        base = rng.randrange(10000, top - n)
         ok = True
         for p in range(base, base + n):
             with socket.socket() as s:
