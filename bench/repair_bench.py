@@ -101,6 +101,7 @@ def _fill(cluster: ChaosCluster, lost_bytes: int, object_mib: int, writers: int)
     """PUT objects until some chunkserver holds ``lost_bytes``; returns object MB/s."""
     stop = threading.Event()
     written = [0]
+    failures: list[BaseException] = []
     lock = threading.Lock()
     body = os.urandom(object_mib * MiB)
 
@@ -113,6 +114,9 @@ def _fill(cluster: ChaosCluster, lost_bytes: int, object_mib: int, writers: int)
                 client.put_object(Bucket=BUCKET, Key=f"fill/{n}/{serial}", Body=body)
                 with lock:
                     written[0] += len(body)
+        except BaseException as exc:
+            failures.append(exc)
+            raise
         finally:
             client.close()
 
@@ -122,7 +126,7 @@ def _fill(cluster: ChaosCluster, lost_bytes: int, object_mib: int, writers: int)
         t.start()
     while max(_shard_bytes(cluster, i) for i in cluster.chunk_ports) < lost_bytes:
         if not any(t.is_alive() for t in threads):
-            raise RuntimeError("every fill writer died")
+            raise RuntimeError(f"every fill writer died; the first: {failures[0]!r}")
         time.sleep(0.5)  # progress poll of the fill loop
     stop.set()
     for t in threads:
@@ -233,9 +237,13 @@ async def _bench(args: argparse.Namespace, root: Path) -> dict[str, float]:
         # Every blocking call runs off the loop: the Raft links' proxies live on it.
         await asyncio.to_thread(_setup, cluster, keys)
         lost_target = int(args.lost_gib * GiB)
-        r["fill_mb_s"] = await asyncio.to_thread(
-            _fill, cluster, lost_target, args.object_mib, args.writers
-        )
+        try:
+            r["fill_mb_s"] = await asyncio.to_thread(
+                _fill, cluster, lost_target, args.object_mib, args.writers
+            )
+        except RuntimeError:
+            print(cluster.logs(40), file=sys.stderr)
+            raise
         stop = threading.Event()
         idle = asyncio.create_task(asyncio.to_thread(_gets, cluster, keys, stop))
         await asyncio.sleep(args.get_s)  # the idle measurement window

@@ -49,7 +49,9 @@ __all__ = ["ACCESS_KEY", "SECRET_KEY", "ChaosCluster"]
 
 ACCESS_KEY = "CHAOSACCESSKEY000001"
 SECRET_KEY = "chaos-secret-key-0123456789abcdef0123"
-PROBE = b"chaos-probe-" * 1024  # above the inline threshold: an erasure-coded write
+# more than one (default, 1 MiB) stripe: coded k + m wide, so a probe that succeeds shows
+# the gateway can place a full-width chunk (one stripe or less is coded 1 + m: 3 servers)
+PROBE = b"chaos-probe-" * 90_000
 
 
 @dataclass
@@ -285,7 +287,7 @@ class ChaosCluster:
             client.close()
 
     async def wait_writable(self, timeout_s: float) -> None:
-        """Until an erasure-coded PUT + GET + DELETE succeeds through the gateway."""
+        """Until a full-width erasure-coded PUT + GET + DELETE succeeds through the gateway."""
         deadline = time.monotonic() + timeout_s
         while not await asyncio.to_thread(self._writable_once):
             for name, proc in self._all_procs():
