@@ -7,9 +7,9 @@ Chunk ids travel as the 16 raw UUID bytes (the codec has no UUID type). Bulk byt
 travel inside these messages: a ``WriteShardRequest`` is followed by a streamed request
 body (the shard's piece data, any slicing) and a ``ReadShardRequest`` is answered with a
 ``ReadShardResponse`` header plus a streamed body of verified piece-data bytes (with the
-stored piece checksums, when asked). Errors are
-the domain errors of ``blobstore.errors`` (``NoSuchShard``, ``CorruptShard``,
-``InsufficientSpace``, ``InvalidArgument``), carried by the RPC layer as themselves.
+stored piece checksums, when asked). Errors are the domain errors of ``blobstore.errors``
+(``NoSuchShard``, ``CorruptShard``, ``InsufficientSpace``, ``InvalidArgument``), carried
+by the RPC layer as themselves.
 
 Must not import: asyncio, sockets, service code (pure values).
 """

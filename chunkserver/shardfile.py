@@ -617,21 +617,30 @@ class ShardReader:
             out.append(ReadBatch(lo, hi, base, span, offset, end))
         return out
 
+    def _requested(self, batch: ReadBatch, buf: Buffer) -> list[tuple[int, memoryview, int, int]]:
+        """Each piece of ``batch`` out of ``buf`` (its file bytes), all verified before any
+        is returned: (the piece's offset in ``buf``, the piece, and the part ``[lo, hi)``
+        of it that the range asked for)."""
+        h = self._header
+        out = []
+        for stripe in range(batch.first_stripe, batch.last_stripe + 1):
+            piece = self._verified(buf, batch.file_offset, stripe)
+            p0 = stripe * h.piece_bytes
+            lo = max(batch.data_start, p0) - p0
+            hi = min(batch.data_end, p0 + len(piece)) - p0
+            out.append((piece_file_offset(h, stripe) - batch.file_offset, piece, lo, hi))
+        return out
+
     def verified_views(self, batch: ReadBatch, buf: Buffer) -> list[memoryview]:
         """The requested bytes of ``batch`` out of ``buf`` (its file bytes), verified.
 
         One view per piece (no copy); raises ``CorruptShard`` (or ``TruncatedShard`` if
         ``buf`` is short) before returning any view, so no unverified byte escapes.
         """
-        pb = self._header.piece_bytes
-        parts: list[memoryview] = []
-        for stripe in range(batch.first_stripe, batch.last_stripe + 1):
-            piece = self._verified(buf, batch.file_offset, stripe)
-            p0 = stripe * pb
-            lo = max(batch.data_start, p0) - p0
-            hi = min(batch.data_end, p0 + len(piece)) - p0
-            parts.append(piece if lo == 0 and hi == len(piece) else piece[lo:hi])
-        return parts
+        return [
+            piece if lo == 0 and hi == len(piece) else piece[lo:hi]
+            for _, piece, lo, hi in self._requested(batch, buf)
+        ]
 
     def piece_lengths(self, batch: ReadBatch) -> list[int]:
         """Lengths of the pieces of ``batch``, in file order."""
@@ -682,15 +691,8 @@ class ShardReader:
         requested bytes of the range's partial end pieces. Whole pieces are sent as the
         file holds them, so a run of them is one view.
         """
-        h = self._header
-        pb = h.piece_bytes
         spans: list[list[int]] = []
-        for stripe in range(batch.first_stripe, batch.last_stripe + 1):
-            piece = self._verified(buf, batch.file_offset, stripe)
-            at = piece_file_offset(h, stripe) - batch.file_offset
-            p0 = stripe * pb
-            lo = max(batch.data_start, p0) - p0
-            hi = min(batch.data_end, p0 + len(piece)) - p0
+        for at, piece, lo, hi in self._requested(batch, buf):
             a, b = (at, at + hi + CHECKSUM_BYTES) if hi - lo == len(piece) else (at + lo, at + hi)
             if spans and spans[-1][1] == a:
                 spans[-1][1] = b

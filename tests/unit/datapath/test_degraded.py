@@ -21,6 +21,7 @@ from blobstore.datapath import (
 )
 from blobstore.rpc import CallContext, RpcClient, StreamResponse
 from chunkserver.messages import ReadShardRequest
+from chunkserver.service import Chunkserver
 from chunkserver.shardfile import HEADER_BYTES
 from tests.unit.datapath.conftest import SECRET, SMALL, Cluster, payload, start_cluster, stream
 
@@ -371,20 +372,21 @@ async def test_bytes_altered_after_the_servers_check_are_caught_on_arrival(
     assert cluster.bad == []
 
 
+def _predating_checksums(server: Chunkserver) -> None:
+    """``server`` decodes ``checksums`` as an older chunkserver does: not at all."""
+    original = server._read
+
+    async def handler(req: ReadShardRequest, ctx: CallContext) -> object:
+        return await original(dataclasses.replace(req, checksums=False), ctx)
+
+    server.rpc.handle(ReadShardRequest, handler)
+
+
 async def test_a_server_that_predates_checksums_is_read_plainly(cluster: Cluster) -> None:
     data = payload(SMALL.chunk_bytes + 4321, 14)
     res = await _write(cluster, data)
-    for server_id in range(1, 7):
-        server = cluster.servers[server_id - 1]
-        original = server._read
-
-        def plain(original=original):  # type: ignore[no-untyped-def]
-            async def handler(req: ReadShardRequest, ctx: CallContext) -> object:
-                return await original(dataclasses.replace(req, checksums=False), ctx)
-
-            return handler
-
-        server.rpc.handle(ReadShardRequest, plain())
+    for server in cluster.servers:
+        _predating_checksums(server)
     assert await _read(cluster, res.chunks) == data
     assert await _read(cluster, res.chunks, 5000, 40000) == data[5000:45000]
     assert cluster.bad == []
