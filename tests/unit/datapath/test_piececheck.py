@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blobstore.codec.ranges import Layout, piece_segments
+from blobstore.codec.ranges import piece_segments
 from blobstore.datapath.piececheck import PieceCheck, PieceMismatch
 from chunkserver.shardfile import ShardHeader, ShardReader, piece_length, write_shard
 
@@ -23,7 +23,6 @@ class Case:
     def __init__(self, stripe: int, k: int, data_length: int, seed: int) -> None:
         rng = random.Random(seed)
         self.header = ShardHeader(uuid.uuid4(), 0, k, 1, "zfec", stripe, data_length)
-        self.layout = Layout(stripe * max(1, -(-data_length // stripe)), stripe, k, 1)
         pieces = [
             rng.randbytes(piece_length(self.header, s)) for s in range(self.header.stripe_count)
         ]
@@ -37,8 +36,11 @@ class Case:
         blocks = self.reader.iter_range(start, length, batch_bytes=50, checksums=True)
         return b"".join(blocks)
 
+    def segments(self, start: int, length: int) -> list[tuple[int, bool]]:
+        return list(piece_segments(self.header.layout, self.header.data_length, start, length))
+
     def check(self, start: int, length: int) -> PieceCheck:
-        return PieceCheck(piece_segments(self.layout, self.header.data_length, start, length))
+        return PieceCheck(self.segments(start, length))
 
 
 @st.composite
@@ -80,7 +82,7 @@ def test_a_flipped_byte_in_a_whole_piece_is_caught_before_its_bytes_pass(
     body = bytearray(case.body(start, length))
     # where each whole piece (bytes + checksum) lies in the body, and its range offset
     spans, pos, out = [], 0, 0
-    for n, whole in piece_segments(case.layout, case.header.data_length, start, length):
+    for n, whole in case.segments(start, length):
         if whole:
             spans.append((pos, pos + n + 8, out))
         pos += n + (8 if whole else 0)
