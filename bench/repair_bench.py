@@ -97,8 +97,11 @@ def _shard_bytes(cluster: ChaosCluster, i: int) -> int:
     return total
 
 
-def _fill(cluster: ChaosCluster, lost_bytes: int, object_mib: int, writers: int) -> float:
-    """PUT objects until some chunkserver holds ``lost_bytes``; returns object MB/s."""
+def _fill(
+    cluster: ChaosCluster, lost_bytes: int, object_mib: int, writers: int, timeout_s: float
+) -> float:
+    """PUT objects until some chunkserver holds ``lost_bytes`` (RuntimeError if that takes
+    longer than ``timeout_s``); returns object MB/s."""
     stop = threading.Event()
     written = [0]
     failures: list[BaseException] = []
@@ -127,6 +130,9 @@ def _fill(cluster: ChaosCluster, lost_bytes: int, object_mib: int, writers: int)
     while max(_shard_bytes(cluster, i) for i in cluster.chunk_ports) < lost_bytes:
         if not any(t.is_alive() for t in threads):
             raise RuntimeError(f"every fill writer died; the first: {failures[0]!r}")
+        if time.perf_counter() - t0 > timeout_s:
+            stop.set()
+            raise RuntimeError(f"the fill did not reach {lost_bytes} bytes in {timeout_s} s")
         time.sleep(0.5)  # progress poll of the fill loop
     stop.set()
     for t in threads:
@@ -239,7 +245,7 @@ async def _bench(args: argparse.Namespace, root: Path) -> dict[str, float]:
         lost_target = int(args.lost_gib * GiB)
         try:
             r["fill_mb_s"] = await asyncio.to_thread(
-                _fill, cluster, lost_target, args.object_mib, args.writers
+                _fill, cluster, lost_target, args.object_mib, args.writers, args.timeout_s
             )
         except RuntimeError:
             print(cluster.logs(40), file=sys.stderr)
