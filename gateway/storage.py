@@ -41,7 +41,7 @@ from blobstore.client.catalog import CatalogClient
 from blobstore.codec.ranges import Layout
 from blobstore.datapath import ChunkRef, Target, WriteOptions, read_range, write_object
 from blobstore.datapath import ShardRef as DataShardRef
-from blobstore.errors import InvalidRange, NoSuchShard, Unavailable
+from blobstore.errors import InvalidRange, NoSuchShard
 from blobstore.rpc.transport import Transport
 from blobstore.types import Address
 from metadata.api import DeleteQueueQuery, GetErasureProfileQuery, ListChunkserversQuery
@@ -309,9 +309,9 @@ class ClusterObjectStore:
         class _Placement:
             async def allocate(self, chunk_index: int) -> list[Target]:
                 current, _ = await store._refresh()
+                # fewer than n when servers are down or full: the writer then leaves the
+                # last shards for repair, or fails if a write quorum is not reached
                 chosen = choose_servers(current, layout.n, key=os.urandom(16))
-                if chosen is None:
-                    raise Unavailable(f"fewer than {layout.n} chunkservers are up with room")
                 return [Target(s.server_id, s.addr) for s in chosen]
 
         result = await write_object(

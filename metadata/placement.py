@@ -13,7 +13,8 @@ to its free space, so fuller disks fill more slowly and equal disks share the lo
 chunk by chunk (ranking by free space alone sent every chunk to the same few servers
 until the next heartbeat moved the figures: with 1+m shards per small chunk, three of
 six servers took all the writes). Zones are visited in the order of their best score.
-Returns None when fewer than ``n`` candidates exist.
+With fewer than ``n`` candidates, all of them are returned: the writer leaves the other
+shards for repair to place, and decides whether that many still make a write quorum.
 
 Pure: stdlib and the catalog's record types; no I/O, time or randomness (the same key
 and servers give the same choice).
@@ -34,13 +35,11 @@ _SCALE = float(1 << 52)
 
 def choose_servers(
     servers: Iterable[ChunkserverRecord], n: int, *, key: bytes, min_free_bytes: int = 1
-) -> list[ChunkserverRecord] | None:
-    """``n`` distinct up servers with room, spread over zones; ``key``: random per chunk."""
-    if n <= 0:
-        return []
+) -> list[ChunkserverRecord]:
+    """Up to ``n`` distinct up servers with room, spread over zones; ``key``: random per
+    chunk. Fewer only when fewer are candidates."""
     candidates = [s for s in servers if s.state == "up" and s.free_bytes >= min_free_bytes]
-    if len(candidates) < n:
-        return None
+    n = min(n, len(candidates))
     ranked = sorted(candidates, key=lambda s: (-_score(key, s), s.server_id))
     by_zone: dict[str, list[ChunkserverRecord]] = {}
     for s in ranked:  # zones in the order of their best server

@@ -44,7 +44,11 @@ class PlacementSource(Protocol):
     """Chooses the chunkservers of each new chunk (the metadata service in production)."""
 
     async def allocate(self, chunk_index: int) -> list[Target]:
-        """k + m distinct targets; target i receives shard i."""
+        """Up to k + m distinct targets; target i receives shard i.
+
+        Fewer (down or full servers) leave the last shards unplaced, for repair; a write
+        fails unless at least its write quorum of targets is returned.
+        """
         ...
 
 
@@ -118,7 +122,7 @@ class MissingShard:
     chunk_index: int
     chunk_id: uuid.UUID
     shard_index: int
-    server_id: int
+    server_id: int  # 0: placement had no server for it
     error: str
 
 

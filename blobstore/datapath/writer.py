@@ -20,6 +20,12 @@ With an unknown size (``size_bytes=None``) the writer must see how long a chunk 
 its shards' headers can be sent, so it reads up to one chunk ahead: memory is then about
 one chunk. Callers that know the size (S3 Content-Length) pass it.
 
+Placement may offer fewer than k+m servers (some are down or full): target ``i`` still
+receives shard ``i``, and the shards past the last target -- parity, once there are k
+targets -- are reported missing for repair to place later, so writes go on while a write
+quorum of servers is up (DESIGN.md, failure model). Fewer targets than the quorum fail
+the write before any byte is sent.
+
 Success: every chunk has at least ``write_quorum`` shards durable (default k+1, capped at
 k+m) with receipts whose checksum matches the checksum computed here from the pieces
 sent. Failure: ``InsufficientSpace`` if that is why the quorum was lost, else
@@ -310,6 +316,10 @@ class _ChunkWrite:
             for s in self.shards
             if s.receipt is None
         ]
+        missing += [
+            MissingShard(self.index, self.chunk_id, i, 0, "no chunkserver was available")
+            for i in range(len(self.shards), self.layout.n)
+        ]
         return ref, missing
 
     def _abandon(self, shards: Sequence[_Shard], why: str) -> None:
@@ -382,11 +392,16 @@ def _describe(s: _Shard) -> str:
     return f"{type(err).__name__}: {err}"
 
 
-def _check_targets(targets: Sequence[Target], n: int, chunk_index: int) -> None:
-    if len(targets) != n or len({t.server_id for t in targets}) != n:
+def _check_targets(targets: Sequence[Target], n: int, quorum: int, chunk_index: int) -> None:
+    distinct = len({t.server_id for t in targets})
+    if len(targets) > n or distinct != len(targets):
         raise errors.InternalError(
             f"placement for chunk {chunk_index} returned {len(targets)} targets "
-            f"({len({t.server_id for t in targets})} distinct); need {n} distinct"
+            f"({distinct} distinct); need at most {n}, all distinct"
+        )
+    if len(targets) < quorum:
+        raise errors.Unavailable(
+            f"only {len(targets)} chunkservers are up with room; a write needs {quorum} (k+m = {n})"
         )
 
 
@@ -421,7 +436,7 @@ async def write_object(
             if length == 0:
                 break
             targets = await placement.allocate(index)
-            _check_targets(targets, layout.n, index)
+            _check_targets(targets, layout.n, quorum, index)
             chunk = _ChunkWrite(
                 index, new_chunk_id(), length, layout, opts, quorum, targets, transport
             )

@@ -37,12 +37,14 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from blobstore.client.catalog import RemoteCatalog
+from blobstore.errors import BlobstoreError
 from blobstore.rpc import RpcClient
 from blobstore.supervisor import env_dying_with_me
 from blobstore.testing.netproxy import LinkProxy
 from blobstore.testing.ports import free_ports
 from blobstore.types import Address
 from chunkserver.store.disk import TEMP_SUFFIX
+from metadata.api import ListChunkserversQuery
 from tests.integration.metacluster import MetaCluster
 
 __all__ = ["ACCESS_KEY", "SECRET_KEY", "ChaosCluster"]
@@ -104,6 +106,9 @@ class ChaosCluster:
         for i in self.chunk_ports:
             self.start_chunk(i)
         self.start_gateway()
+        # every chunkserver, not just a write quorum of them: the workload's first chunks
+        # then start at full redundancy, as a benchmark's figures assume
+        await self.wait_all_up(timeout_s)
         await self.wait_writable(timeout_s)
 
     async def stop(self) -> None:
@@ -221,6 +226,27 @@ class ChaosCluster:
         for (i, j), proxy in self.meta.proxies.items():
             if node_id in (i, j):
                 proxy.heal()
+
+    async def wait_all_up(self, timeout_s: float) -> None:
+        """Until the catalog lists every started chunkserver as up."""
+        catalog, transport = self.catalog()
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                up: set[int] = set()
+                with contextlib.suppress(BlobstoreError):
+                    servers = await catalog.query(ListChunkserversQuery())
+                    assert isinstance(servers, tuple)
+                    up = {s.server_id for s in servers if s.state == "up"}
+                if up >= set(self.chunk_procs):
+                    return
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"chunkservers up after {timeout_s} s: {sorted(up)}\n{self.logs()}"
+                    )
+                await asyncio.sleep(0.2)  # poll interval of a deadline-bounded wait
+        finally:
+            await transport.close()
 
     def catalog(self) -> tuple[RemoteCatalog, RpcClient]:
         transport = RpcClient(self.secret, fail_fast=True)

@@ -98,6 +98,10 @@ class ChunkCluster:
         self.procs[i] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
 
+    def restart(self, server_id: int) -> None:
+        """Start a killed server again on its port and data directory."""
+        self._spawn(server_id)
+
     def kill(self, server_id: int, sig: int = signal.SIGKILL) -> None:
         proc = self.procs[server_id]
         proc.send_signal(sig)

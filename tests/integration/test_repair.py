@@ -274,6 +274,29 @@ async def test_kill_corrupt_and_drain(rig: Rig) -> None:
     assert "REDUNDANCY" in status and "at risk" in status, status
     assert '"objects_full"' in await rig.admin("--json", "status")
 
+    # 4. a third server down leaves k+1 up: writes go on (DESIGN.md), the shard no server
+    # could take stays unplaced, and repair places it once the server is back
+    third = next(s for s in servers if s not in (victim, drained))
+    third_idx = await rig.index_of(third)
+    rig.chunks.kill(third_idx)
+
+    async def third_down() -> bool | None:
+        return True if (await rig.servers())[third].state == "down" else None
+
+    await until(third_down, 60, f"chunkserver {third} marked down")
+    rig.store = ClusterObjectStore(rig.catalog, rig.transport, placement_ttl_s=0.0)
+    await rig.put("while-down", rng.randbytes(600_000))
+    info = await rig.catalog.query(HeadObjectQuery("bkt", "while-down"))
+    assert isinstance(info, ObjectInfo) and info.chunks
+    for chunk in info.chunks:
+        assert sorted(s.shard_index for s in chunk.shards) == list(range(K + M - 1))
+        assert third not in {s.server_id for s in chunk.shards}
+    rig.chunks.restart(third_idx)
+    await until(
+        lambda: rig.fully_redundant_without({victim, drained}), 120, "redundancy after return"
+    )
+    await rig.verify_all()
+
 
 @pytest.mark.slow
 async def test_repair_survives_leader_change_and_scrub_finds_corruption(

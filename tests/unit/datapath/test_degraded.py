@@ -14,6 +14,7 @@ from blobstore.datapath import (
     ChunkRef,
     ReadOptions,
     ShardRef,
+    Target,
     WriteOptions,
     read_range,
     rebuild_shard,
@@ -209,6 +210,41 @@ async def test_write_with_one_server_down_reports_the_missing_shard(cluster: Clu
     assert all(m.server_id == 2 for m in res.missing)
     assert all(len(c.shards) == SMALL.n - 1 for c in res.chunks)
     assert await _read(cluster, res.chunks) == data
+
+
+class _Short:
+    """Placement that has only ``count`` servers to offer (the others down or full)."""
+
+    def __init__(self, c: Cluster, count: int) -> None:
+        self.c, self.count = c, count
+
+    async def allocate(self, chunk_index: int) -> list[Target]:
+        return (await self.c.placement.allocate(chunk_index))[: self.count]
+
+
+async def test_a_short_placement_leaves_the_last_shards_for_repair(cluster: Cluster) -> None:
+    data = payload(SMALL.chunk_bytes + 1, 9)
+    res = await write_object(
+        stream(data),
+        layout=SMALL,
+        placement=_Short(cluster, SMALL.n - 1),
+        transport=cluster.client,
+        size_bytes=len(data),
+    )
+    assert all(sorted(s.shard_index for s in c.shards) == [0, 1, 2, 3, 4] for c in res.chunks)
+    assert [(m.shard_index, m.server_id) for m in res.missing] == [(5, 0), (5, 0)]
+    assert await _read(cluster, res.chunks) == data
+
+
+async def test_a_placement_below_the_write_quorum_fails_before_sending(cluster: Cluster) -> None:
+    with pytest.raises(errors.Unavailable, match="a write needs 5"):
+        await write_object(
+            stream(payload(20000, 7)),
+            layout=SMALL,
+            placement=_Short(cluster, SMALL.k),
+            transport=cluster.client,
+        )
+    assert not any(cluster.store_of(sid)._files for sid in range(1, SMALL.n + 1))
 
 
 async def test_write_without_quorum_fails_and_cleans_up(cluster: Cluster) -> None:
