@@ -41,7 +41,7 @@ from blobstore.client.catalog import CatalogClient
 from blobstore.codec.ranges import Layout
 from blobstore.datapath import ChunkRef, Target, WriteOptions, read_range, write_object
 from blobstore.datapath import ShardRef as DataShardRef
-from blobstore.errors import InvalidRange, NoSuchShard
+from blobstore.errors import InsufficientSpace, InvalidRange, NoSuchShard
 from blobstore.rpc.transport import Transport
 from blobstore.types import Address
 from metadata.api import DeleteQueueQuery, GetErasureProfileQuery, ListChunkserversQuery
@@ -304,6 +304,8 @@ class ClusterObjectStore:
             size, head, rest = await _peek(rest, profile.stripe_size_bytes, head)
         k = 1 if size is not None else profile.k
         layout = Layout(profile.chunk_size_bytes, profile.stripe_size_bytes, k, profile.m)
+        options = WriteOptions(coder=profile.coder, etag_md5=md5)
+        quorum = options.quorum(layout.k, layout.m)
         store = self
 
         class _Placement:
@@ -312,6 +314,12 @@ class ClusterObjectStore:
                 # fewer than n when servers are down or full: the writer then leaves the
                 # last shards for repair, or fails if a write quorum is not reached
                 chosen = choose_servers(current, layout.n, key=os.urandom(16))
+                up = sum(1 for s in current if s.state == "up")
+                if len(chosen) < quorum <= up:  # enough servers, not enough room: say so
+                    raise InsufficientSpace(
+                        f"only {len(chosen)} of {up} up chunkservers have room; "
+                        f"a write needs {quorum}"
+                    )
                 return [Target(s.server_id, s.addr) for s in chosen]
 
         result = await write_object(
@@ -320,7 +328,7 @@ class ClusterObjectStore:
             placement=_Placement(),
             transport=self._transport,
             size_bytes=size_hint,
-            options=WriteOptions(coder=profile.coder, etag_md5=md5),
+            options=options,
         )
         chunks = tuple(
             Chunk(

@@ -22,7 +22,12 @@ from gateway.context import BodyCounter
 from gateway.errors import S3Error
 from gateway.storage import ClusterObjectStore, MemoryObjectStore, StoredData
 from metadata.api import HeadObjectQuery
-from metadata.fsm.commands import RegisterChunkserver, SetChunkserverState, SetErasureProfile
+from metadata.fsm.commands import (
+    ChunkserverHeartbeat,
+    RegisterChunkserver,
+    SetChunkserverState,
+    SetErasureProfile,
+)
 from metadata.fsm.records import Chunk, ChunkserverRecord, ErasureProfile, ObjectRecord
 from metadata.fsm.results import ObjectInfo
 from metadata.placement import _open_unit, choose_servers
@@ -278,6 +283,13 @@ async def test_writes_go_on_while_a_write_quorum_of_servers_is_up() -> None:
         assert put.status_code == 503 and b"ServiceUnavailable" in put.content, put.text
         assert (await gw.get("bkt", "four")).status_code == 404
         assert (await gw.get("bkt", "five")).content == data
+
+        # five up again, but one of them full: the servers are there, the room is not
+        await gw.catalog.execute(ChunkserverHeartbeat(5, 1 << 30, 1 << 29))
+        await gw.catalog.execute(ChunkserverHeartbeat(4, 1 << 30, 0))
+        put = await gw.put("bkt", "full", data)
+        assert put.status_code == 507 and b"StorageFull" in put.content, put.text
+        assert (await gw.get("bkt", "full")).status_code == 404
 
 
 async def _chunks(gw: Gateway, key: str) -> tuple[Chunk, ...]:
