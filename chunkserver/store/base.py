@@ -117,7 +117,7 @@ class ShardStore(Protocol):
         order; callers that keep them must not modify them. ``cache=False`` is a hint that
         the bytes are read once (a repair): the store may drop them from the OS page
         cache afterwards. ``checksums``: every piece the range covers whole is followed
-        by its stored 8-byte checksum (``ShardReader.with_checksums``).
+        by its stored 8-byte checksum (``ShardReader.checksummed_views``).
 
         A reader that stops early should ``aclose()`` the generator (or use
         ``contextlib.aclosing``) so a disk store releases its file at once.
