@@ -35,16 +35,24 @@ import os
 import sys
 from collections.abc import Callable
 
-__all__ = ["MMAP_THRESHOLD_BYTES", "TRIM_THRESHOLD_BYTES", "tune_allocator", "uninitialized"]
+__all__ = [
+    "ARENA_MAX",
+    "MMAP_THRESHOLD_BYTES",
+    "TRIM_THRESHOLD_BYTES",
+    "tune_allocator",
+    "uninitialized",
+]
 
 MMAP_THRESHOLD_BYTES = 64 * 1024 * 1024  # allocations below this come from the heap
 # free heap top kept before returning it: about one large read's buffering (2 runs x k
 # streams x an 8 MiB window); 256 MiB kept a gateway at 324 MiB RSS after GETs of 64 MiB
 # objects (target 256), 32 MiB made a reader fault its receive buffers in again
 TRIM_THRESHOLD_BYTES = 64 * 1024 * 1024
+ARENA_MAX = 2  # malloc arenas, each keeping up to TRIM_THRESHOLD_BYTES of freed heap
 _M_TRIM_THRESHOLD = -1  # glibc <malloc.h>
 _M_MMAP_THRESHOLD = -3
-_USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+_M_ARENA_MAX = -8
+_USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX")
 
 
 def _capi_factory() -> Callable[[int], bytearray] | None:
@@ -76,7 +84,8 @@ def uninitialized(n: int) -> bytearray:
 
 
 def tune_allocator() -> bool:
-    """Fix glibc's mmap and trim thresholds for bulk buffers (see the module docstring).
+    """Fix glibc's mmap and trim thresholds for bulk buffers and cap its arenas (see the
+    module docstring). Call it before starting threads: a thread keeps the arena it got.
 
     True if applied. Does nothing off glibc (no ``mallopt``, or one that refuses) or when
     the environment already sets malloc thresholds or ``glibc.malloc.*`` tunables: the
@@ -96,4 +105,6 @@ def tune_allocator() -> bool:
     # one goes first, so a refusal leaves both as they were
     if not mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES):
         return False
-    return bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
+    return bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)) and bool(
+        mallopt(_M_ARENA_MAX, ARENA_MAX)
+    )

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from blobstore.rawbuf import uninitialized
+from blobstore.rawbuf import ARENA_MAX, TRIM_THRESHOLD_BYTES, uninitialized
 
 
 @pytest.mark.parametrize("n", [0, 1, 4095, 4096, 256 * 1024, 4 * 1024 * 1024 + 3])
@@ -81,6 +81,7 @@ def test_tuned_allocator_reuses_bulk_buffers() -> None:
     [
         ("MALLOC_TRIM_THRESHOLD_", str(1 << 20), False),
         ("MALLOC_MMAP_THRESHOLD_", str(1 << 20), False),
+        ("MALLOC_ARENA_MAX", "4", False),
         ("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1048576", False),
         ("GLIBC_TUNABLES", "glibc.rtld.nns=4", True),  # not about malloc
     ],
@@ -90,3 +91,43 @@ def test_the_operators_malloc_settings_win(name: str, value: str, applied: bool)
     if applied and not tuned:
         pytest.skip("not glibc (no mallopt)")
     assert tuned == applied
+
+
+# Six threads at once each fill and free 48 MiB: with an arena per thread glibc keeps up
+# to the trim threshold of each (288 MiB measured); with ARENA_MAX arenas at most that many.
+_THREADS = """
+import threading
+from blobstore.rawbuf import tune_allocator, uninitialized
+def rss_mib():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) // 1024 for l in f if l.startswith("VmRSS:"))
+print(tune_allocator())
+base = rss_mib()
+barrier = threading.Barrier(6)
+def work():
+    barrier.wait()
+    live = [uninitialized(4 << 20) for _ in range(12)]
+    for b in live:
+        b[::4096] = b"x" * len(range(0, len(b), 4096))
+    barrier.wait()  # all six hold their buffers at once: six arenas if glibc may
+    del live
+    barrier.wait()
+threads = [threading.Thread(target=work) for _ in range(6)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(rss_mib() - base)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc only")
+def test_freed_buffers_of_many_threads_stay_bounded() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_"))}
+    out = subprocess.run(
+        [sys.executable, "-c", _THREADS], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    if out[0] != "True":
+        pytest.skip("not glibc (no mallopt)")
+    retained_mib = int(out[1])
+    assert retained_mib <= ARENA_MAX * TRIM_THRESHOLD_BYTES // (1 << 20), retained_mib
