@@ -31,7 +31,11 @@ shard that catches up spares the decode). Each further ``hedge_delay_s`` a strip
 adds another spare. A shard is dropped only when it fails or falls several stripes
 behind the race (reported ``SLOW`` then, unless it was a hedge that lost). Every shard
 given up on is reported once through ``on_bad_shard`` with its reason. Only when fewer
-than k shards of a chunk can be read does the read fail (``Unavailable``).
+than k shards of a chunk can be read does the read fail (``Unavailable``). A shard that
+lagged a whole hedge delay marks its server in ``ServerHealth`` even if the read then
+completes without dropping it: later reads ask that server last, so a paused or
+black-holed chunkserver (calls that neither answer nor fail) costs one hedge delay, not
+one per read of a small object.
 
 Runs are pipelined: once half of a run has been consumed, the next run's calls are opened
 (the next chunk's first run, at the end of a chunk), so the chunkservers are already
@@ -341,6 +345,7 @@ class ChunkReader:
         self._coder = get_coder(ref.coder, ref.k, ref.m)
         self._where: dict[int, tuple[int, Address]] = {}
         self.bad: set[int] = set(exclude)
+        self._lagging: set[int] = set()  # shards this read marked in ``health``
         self._prefetched: _Prefetched | None = None  # a read whose first run is open
         for s in ref.shards:
             addr = directory.address_of(s.server_id)
@@ -355,8 +360,8 @@ class ChunkReader:
             return
         self.bad.add(index)
         server = self.ref.shard(index)
-        if server is not None and reason in (BadShardReason.SLOW, BadShardReason.UNREACHABLE):
-            self.health.mark(server.server_id)
+        if reason in (BadShardReason.SLOW, BadShardReason.UNREACHABLE):
+            self._lagged(index)
         bad = BadShard(
             self.ref.chunk_id, index, server.server_id if server else -1, reason, str(cause)
         )
@@ -369,13 +374,26 @@ class ChunkReader:
         )
         self._on_bad(bad)
 
+    def _lagged(self, index: int) -> None:
+        """Shard ``index`` was slow or unreachable: other reads ask its server last for a
+        while. This one goes on racing it (a late data shard spares the decode)."""
+        server = self.ref.shard(index)
+        if server is not None:
+            self.health.mark(server.server_id)
+            self._lagging.add(index)
+
     def usable(self) -> list[int]:
         """Shard indexes still worth asking: data shards first, avoided servers last."""
         ok = [i for i in range(self.ref.k + self.ref.m) if i in self._where and i not in self.bad]
-        return sorted(ok, key=lambda i: self.health.is_avoided(self._where[i][0]))
+        return sorted(ok, key=self._avoided)
 
     def _avoided(self, index: int) -> bool:
-        return index in self._where and self.health.is_avoided(self._where[index][0])
+        """Marked in the shared health by another read (this read's own marks excepted)."""
+        return (
+            index in self._where
+            and index not in self._lagging
+            and self.health.is_avoided(self._where[index][0])
+        )
 
     def _open(self, index: int, offset: int, length: int) -> _Stream:
         _, addr = self._where[index]
@@ -479,6 +497,7 @@ class ChunkReader:
             except _Failed as f:
                 if f.reason is BadShardReason.SLOW:
                     hedge_now = True  # race the laggard against a spare, do not drop it
+                    self._lagged(f.index)
                 else:
                     self._give_up(f.index, f.reason, f.cause)
         halfway()
@@ -526,6 +545,7 @@ class ChunkReader:
         delay = self._opts.hedge_delay_s
         wake = asyncio.Event()
         racers: dict[int, _Racer] = {}
+        started: dict[int, float] = {}  # shard -> when its racer was started
         inflight: collections.deque[tuple[StripeSpan, asyncio.Future[list[Buffer]]]]
         inflight = collections.deque()
 
@@ -533,6 +553,7 @@ class ChunkReader:
             first, last = run[at], run[-1]
             lo, hi = first.piece_offset, last.piece_offset + last.piece_len
             racers[j] = _Racer(self._open(j, lo, hi - lo), run, at, wake, hedge=hedge)
+            started[j] = loop.time()
 
         def spares() -> list[int]:
             return [j for j in self.usable() if j not in racers]
@@ -575,6 +596,9 @@ class ChunkReader:
                         break
                     can_hedge = bool(spares())
                     if can_hedge and loop.time() >= hedge_at:
+                        for j, r in racers.items():  # the laggards of a whole hedge delay
+                            if pos not in r.pieces and loop.time() - started[j] >= delay:
+                                self._lagged(j)
                         start(spares()[0], pos, hedge=True)
                         hedge_at = loop.time() + delay
                         continue

@@ -13,6 +13,7 @@ from blobstore.datapath import (
     BadShardReason,
     ChunkRef,
     ReadOptions,
+    ServerHealth,
     ShardRef,
     Target,
     WriteOptions,
@@ -199,6 +200,54 @@ async def test_hedged_race_uses_whichever_k_pieces_arrive_first(cluster: Cluster
     finally:
         release.set()
     assert {(b.shard_index, b.reason) for b in cluster.bad} == {(1, BadShardReason.SLOW)}
+
+
+async def test_a_server_that_never_answers_costs_one_hedge_delay(cluster: Cluster) -> None:
+    """Small reads finish from parity before the laggard is dropped; the shared health
+    still learns of it, so the next read does not ask that server first (a paused or
+    black-holed chunkserver: calls that neither answer nor fail)."""
+    data = payload(20_000, 10)  # one stripe: each read is over before any drop
+    res = await _write(cluster, data)
+    ref = res.chunks[0]
+    hung = ref.shard(1)
+    assert hung is not None
+    server = cluster.servers[hung.server_id - 1]
+    asked = 0
+    release = asyncio.Event()
+
+    async def never(req: ReadShardRequest, ctx: CallContext) -> object:
+        nonlocal asked
+        asked += 1
+        await release.wait()
+        raise errors.Unavailable("released at the end of the test")
+
+    server.rpc.handle(ReadShardRequest, never)
+    health = ServerHealth()
+    opts = ReadOptions(hedge_delay_s=0.05)
+
+    async def read() -> bytes:
+        out = bytearray()
+        async for block in read_range(
+            res.chunks,
+            0,
+            len(data),
+            directory=cluster.placement,
+            transport=cluster.client,
+            options=opts,
+            health=health,
+        ):
+            out += block
+        return bytes(out)
+
+    try:
+        assert await read() == data
+        first = asked  # the ranged call, then its whole pieces in the race
+        assert first >= 1 and health.is_avoided(hung.server_id)
+        for _ in range(3):
+            assert await read() == data
+        assert asked == first  # read around it without asking it again
+    finally:
+        release.set()
 
 
 async def test_write_with_one_server_down_reports_the_missing_shard(cluster: Cluster) -> None:
