@@ -39,7 +39,14 @@ from typing import Protocol, TypeAlias
 
 from blobstore.client.catalog import CatalogClient
 from blobstore.codec.ranges import Layout
-from blobstore.datapath import ChunkRef, Target, WriteOptions, read_range, write_object
+from blobstore.datapath import (
+    ChunkRef,
+    ServerHealth,
+    Target,
+    WriteOptions,
+    read_range,
+    write_object,
+)
 from blobstore.datapath import ShardRef as DataShardRef
 from blobstore.errors import InsufficientSpace, InvalidRange, NoSuchShard
 from blobstore.rpc.transport import Transport
@@ -267,6 +274,9 @@ class ClusterObjectStore:
         self._profile = ErasureProfile()
         self._fetched_at = -1e9
         self._lock = asyncio.Lock()
+        # servers that were slow or unreachable lately, shared by all reads: a chunkserver
+        # that stops answering costs one hedge delay, not one per GET
+        self._health = ServerHealth()
 
     async def _refresh(self) -> tuple[tuple[ChunkserverRecord, ...], ErasureProfile]:
         async with self._lock:
@@ -377,6 +387,7 @@ class ClusterObjectStore:
             length,
             directory=self,
             transport=self._transport,
+            health=self._health,
         ):
             if len(view) >= _SEND_DIRECT:
                 if parts:

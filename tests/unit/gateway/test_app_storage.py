@@ -3,6 +3,7 @@ placement policy's own tests are in tests/unit/fsm/test_placement.py."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import random
@@ -14,6 +15,9 @@ import httpx
 import pytest
 
 from blobstore.codec.ec import coder_names
+from blobstore.errors import Unavailable
+from blobstore.rpc import CallContext
+from chunkserver.messages import ReadShardRequest
 from gateway.app import create_app
 from gateway.context import BodyCounter
 from gateway.errors import S3Error
@@ -186,6 +190,37 @@ async def test_writes_go_on_while_a_write_quorum_of_servers_is_up() -> None:
         put = await gw.put("bkt", "full", data)
         assert put.status_code == 507 and b"StorageFull" in put.content, put.text
         assert (await gw.get("bkt", "full")).status_code == 404
+
+
+async def test_a_chunkserver_that_stops_answering_costs_one_hedge_delay() -> None:
+    """The store's reads share one ServerHealth: once a GET had to hedge around a server
+    whose calls neither answer nor fail (paused, black-holed), later GETs read around it
+    without asking it (each used to wait a hedge delay)."""
+    async with _cluster_gateway() as (gw, _store, cluster):
+        assert (await gw.request("PUT", "/bkt")).status_code == 200
+        data = random.Random(9).randbytes(3000)  # one stripe: 1+2 copies, shard 0 read
+        assert (await gw.put("bkt", "obj", data)).status_code == 200
+        (chunk,) = await _chunks(gw, "obj")
+        primary = next(s.server_id for s in chunk.shards if s.shard_index == 0)
+        asked = 0
+        release = asyncio.Event()
+
+        async def never(req: ReadShardRequest, ctx: CallContext) -> object:
+            nonlocal asked
+            asked += 1
+            await release.wait()
+            raise Unavailable("released at the end of the test")
+
+        cluster.servers[primary - 1].rpc.handle(ReadShardRequest, never)
+        try:
+            assert (await gw.get("bkt", "obj")).content == data
+            first = asked
+            assert first >= 1
+            for _ in range(3):
+                assert (await gw.get("bkt", "obj")).content == data
+            assert asked == first
+        finally:
+            release.set()
 
 
 async def _chunks(gw: Gateway, key: str) -> tuple[Chunk, ...]:
