@@ -84,7 +84,11 @@ class WriteOptions:
     straggler_timeout_s: float = 5.0  # a full pipe this long (quorum keeping up) is dropped
     stall_timeout_s: float = 120.0  # no quorum of shards accepting data this long: fail
     call_timeout_s: float = 3600.0  # deadline of one WriteShard call (a whole chunk)
-    finish_grace_s: float = 10.0  # after quorum: wait this long for the remaining receipts
+    # after a quorum of receipts the rest get as long again as the quorum took, within
+    # these bounds (then they are reported missing, for repair); after a lost quorum,
+    # finish_grace_s (see _ChunkWrite.finish)
+    finish_grace_min_s: float = 1.0
+    finish_grace_s: float = 10.0
     cleanup_timeout_s: float = 5.0
     etag_md5: bool = True  # compute the object's MD5 (WriteResult.md5; None when off)
 
@@ -178,6 +182,7 @@ class _ChunkWrite:
         self.layout, self.opts, self.quorum = layout, opts, quorum
         self.transport = transport
         self.changed = asyncio.Event()
+        self.started = asyncio.get_running_loop().time()
         self.shards: list[_Shard] = []
         for i, target in enumerate(targets):
             pipe = _Pipe(opts.stripes_in_flight)
@@ -254,11 +259,17 @@ class _ChunkWrite:
     async def finish(self) -> tuple[ChunkRef, list[MissingShard]]:
         """End the bodies; wait for a quorum of receipts (then a grace for the rest).
 
-        Once the quorum is out of reach the rest are still waited for (with the same
-        grace): a shard that had all its data may be fsyncing, and only its receipt tells
-        the failure path (``delete_written``) that there is a file to delete. Left behind,
-        each failed write on a filling disk would leave up to quorum - 1 orphans until
-        GC's grace period, filling the disks that still had room.
+        The grace after a quorum is as long as the chunk took to reach it (at least
+        ``finish_grace_min_s``, at most ``finish_grace_s``): a healthy straggler finishes in
+        comparable time, while a chunkserver that stopped answering (paused, black-holed,
+        not yet marked suspect) costs each write about a second, not ten; its shard is
+        reported missing and repaired.
+
+        Once the quorum is out of reach the rest are still waited for (``finish_grace_s``):
+        a shard that had all its data may be fsyncing, and only its receipt tells the
+        failure path (``delete_written``) that there is a file to delete. Left behind, each
+        failed write on a filling disk would leave up to quorum - 1 orphans until GC's
+        grace period, filling the disks that still had room.
         """
         for s in self.live():
             s.pipe.push(None)
@@ -272,8 +283,11 @@ class _ChunkWrite:
             if not pending:
                 break
             now = loop.time()
-            decided = len(ok) >= self.quorum or len(ok) + len(pending) < self.quorum
-            if decided and grace_end is None:
+            if grace_end is None and len(ok) >= self.quorum:
+                took = now - self.started
+                opts = self.opts
+                grace_end = now + min(opts.finish_grace_s, max(opts.finish_grace_min_s, took))
+            elif grace_end is None and len(ok) + len(pending) < self.quorum:
                 grace_end = now + self.opts.finish_grace_s
             if grace_end is not None and now >= grace_end:
                 self._abandon(pending, "no receipt within the grace period")

@@ -22,7 +22,7 @@ from blobstore.datapath import (
     write_object,
 )
 from blobstore.rpc import CallContext, RpcClient, StreamResponse
-from chunkserver.messages import ReadShardRequest
+from chunkserver.messages import ReadShardRequest, WriteShardRequest
 from chunkserver.service import Chunkserver
 from chunkserver.shardfile import HEADER_BYTES
 from tests.unit.datapath.conftest import SECRET, SMALL, Cluster, payload, start_cluster, stream
@@ -258,6 +258,32 @@ async def test_write_with_one_server_down_reports_the_missing_shard(cluster: Clu
     assert len(res.missing) == len(res.chunks) == 2
     assert all(m.server_id == 2 for m in res.missing)
     assert all(len(c.shards) == SMALL.n - 1 for c in res.chunks)
+    assert await _read(cluster, res.chunks) == data
+
+
+async def test_a_server_that_takes_data_but_never_answers_costs_a_short_grace(
+    cluster: Cluster,
+) -> None:
+    """After a quorum of receipts the rest get about as long as the quorum took (a paused
+    chunkserver not yet marked suspect), not the whole ``finish_grace_s``."""
+    hung = cluster.servers[2]
+    release = asyncio.Event()
+
+    async def never(req: WriteShardRequest, ctx: CallContext) -> object:
+        await release.wait()
+        raise errors.Unavailable("released at the end of the test")
+
+    hung.rpc.handle(WriteShardRequest, never)
+    data = payload(3000, 11)
+    opts = WriteOptions(finish_grace_min_s=0.05, finish_grace_s=600, straggler_timeout_s=600)
+    try:
+        async with asyncio.timeout(60):  # the old fixed grace: 600 s
+            res = await _write(cluster, data, options=opts)
+    finally:
+        release.set()
+    assert [(m.server_id, m.error) for m in res.missing] == [
+        (3, "DeadlineExceeded: no receipt within the grace period")
+    ]
     assert await _read(cluster, res.chunks) == data
 
 
