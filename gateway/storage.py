@@ -274,8 +274,9 @@ class ClusterObjectStore:
         self._profile = ErasureProfile()
         self._fetched_at = -1e9
         self._lock = asyncio.Lock()
-        # servers that were slow or unreachable lately, shared by all reads: a chunkserver
-        # that stops answering costs one hedge delay, not one per GET
+        # servers that were slow or unreachable lately (a read's hedge, a write's missed
+        # grace), shared by all requests: a chunkserver that stops answering costs one
+        # hedge delay, not one per GET, and gets no new shards while others can take them
         self._health = ServerHealth()
 
     async def _refresh(self) -> tuple[tuple[ChunkserverRecord, ...], ErasureProfile]:
@@ -323,7 +324,11 @@ class ClusterObjectStore:
                 current, _ = await store._refresh()
                 # fewer than n when servers are down or full: the writer then leaves the
                 # last shards for repair, or fails if a write quorum is not reached
-                chosen = choose_servers(current, layout.n, key=os.urandom(16))
+                key = os.urandom(16)
+                healthy = [s for s in current if not store._health.is_avoided(s.server_id)]
+                chosen = choose_servers(healthy, layout.n, key=key)
+                if len(chosen) < layout.n:  # no spare for the slow: every usable server
+                    chosen = choose_servers(current, layout.n, key=key)
                 up = sum(1 for s in current if s.state == "up")
                 if len(chosen) < quorum <= up:  # enough servers, not enough room: say so
                     raise InsufficientSpace(
@@ -340,6 +345,9 @@ class ClusterObjectStore:
             size_bytes=size_hint,
             options=options,
         )
+        for missed in result.missing:
+            if missed.server_id:  # its server failed or lagged (0: none was available)
+                self._health.mark(missed.server_id)
         chunks = tuple(
             Chunk(
                 str(ref.chunk_id),

@@ -17,7 +17,7 @@ import pytest
 from blobstore.codec.ec import coder_names
 from blobstore.errors import Unavailable
 from blobstore.rpc import CallContext
-from chunkserver.messages import ReadShardRequest
+from chunkserver.messages import ReadShardRequest, WriteShardRequest
 from gateway.app import create_app
 from gateway.context import BodyCounter
 from gateway.errors import S3Error
@@ -219,6 +219,40 @@ async def test_a_chunkserver_that_stops_answering_costs_one_hedge_delay() -> Non
             for _ in range(3):
                 assert (await gw.get("bkt", "obj")).content == data
             assert asked == first
+        finally:
+            release.set()
+
+
+async def test_a_chunkserver_that_missed_a_write_gets_no_shards_while_spares_exist() -> None:
+    """Seven servers up for 4+2: once a write had to leave a shard on a server that takes
+    data but never answers, later writes place their six shards on the other six."""
+    async with _cluster_gateway(placement_ttl_s=0.0) as (gw, _store, cluster):
+        await gw.catalog.execute(SetChunkserverState(7, "up"))  # a spare
+        assert (await gw.request("PUT", "/bkt")).status_code == 200
+        hung = 3
+        release = asyncio.Event()
+
+        async def never(req: WriteShardRequest, ctx: CallContext) -> object:
+            await release.wait()
+            raise Unavailable("released at the end of the test")
+
+        cluster.servers[hung - 1].rpc.handle(WriteShardRequest, never)
+        data = random.Random(11).randbytes(20_000)  # 3 stripes: 4+2
+        try:
+            for i in range(20):  # placement is random: until a write lands on it
+                assert (await gw.put("bkt", f"probe{i}", data)).status_code == 200
+                (chunk,) = await _chunks(gw, f"probe{i}")
+                if len(chunk.shards) == 5:
+                    assert hung not in {s.server_id for s in chunk.shards}
+                    break
+            else:
+                raise AssertionError("no write was placed on the hung server")
+            for i in range(5):
+                assert (await gw.put("bkt", f"after{i}", data)).status_code == 200
+                (chunk,) = await _chunks(gw, f"after{i}")
+                assert len(chunk.shards) == 6
+                assert hung not in {s.server_id for s in chunk.shards}
+                assert (await gw.get("bkt", f"after{i}")).content == data
         finally:
             release.set()
 
