@@ -206,7 +206,7 @@ async def test_a_server_that_never_answers_costs_one_hedge_delay(cluster: Cluste
     """Small reads finish from parity before the laggard is dropped; the shared health
     still learns of it, so the next read does not ask that server first (a paused or
     black-holed chunkserver: calls that neither answer nor fail)."""
-    data = payload(20_000, 10)  # one stripe: each read is over before any drop
+    data = payload(20_000, 10)  # 3 stripes: each read ends before the laggard is dropped
     res = await _write(cluster, data)
     ref = res.chunks[0]
     hung = ref.shard(1)
