@@ -54,18 +54,24 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
-def _churn(**settings: str) -> tuple[bool, int]:
-    """(whether tune_allocator applied, page faults) under this environment's settings,
-    with any malloc settings of the test run's own environment removed."""
+def _fresh(script: str, **settings: str) -> tuple[bool, int]:
+    """Run ``script`` in a fresh interpreter under these environment settings, with any
+    malloc settings of the test run's own environment removed; (whether tune_allocator
+    applied, the number it printed)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_"))}
     out = subprocess.run(
-        [sys.executable, "-c", _CHURN],
+        [sys.executable, "-c", script],
         env={**env, **settings},
         capture_output=True,
         text=True,
         check=True,
     ).stdout.split()
     return out[0] == "True", int(out[1])
+
+
+def _churn(**settings: str) -> tuple[bool, int]:
+    """(whether tune_allocator applied, page faults)."""
+    return _fresh(_CHURN, **settings)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc only")
@@ -132,15 +138,7 @@ with tempfile.TemporaryDirectory() as d:
 
 def _arenas(**settings: str) -> tuple[bool, int]:
     """(whether tune_allocator applied, malloc arenas after six threads allocated)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_"))}
-    out = subprocess.run(
-        [sys.executable, "-c", _THREADS],
-        env={**env, **settings},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    return out[0] == "True", int(out[1])
+    return _fresh(_THREADS, **settings)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc only")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 from collections.abc import AsyncIterator
@@ -9,15 +10,31 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from blobstore import errors
 from blobstore.codec.ranges import Layout
 from blobstore.datapath import BadShard, StaticPlacement, Target
-from blobstore.rpc import RpcClient
+from blobstore.rpc import CallContext, RpcClient
 from blobstore.types import Address
 from chunkserver.service import Chunkserver, NoopMetadataLink
 from chunkserver.store.memory import MemoryShardStore
 
 SECRET = b"datapath-test-secret-0123456789"
 SMALL = Layout(chunk_bytes=64 * 1024, stripe_bytes=8 * 1024, k=4, m=2)
+
+
+class Hang:
+    """A chunkserver RPC handler that takes every call and answers none (a paused or
+    black-holed server) until ``release`` is set; counts the calls. Install it with
+    ``server.rpc.handle(RequestType, hang)`` and set ``release`` when done."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.release = asyncio.Event()
+
+    async def __call__(self, req: object, ctx: CallContext) -> object:
+        self.calls += 1
+        await self.release.wait()
+        raise errors.Unavailable("released at the end of the test")
 
 
 def payload(size: int, seed: int = 0) -> bytes:

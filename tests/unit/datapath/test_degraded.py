@@ -25,7 +25,15 @@ from blobstore.rpc import CallContext, RpcClient, StreamResponse
 from chunkserver.messages import ReadShardRequest, WriteShardRequest
 from chunkserver.service import Chunkserver
 from chunkserver.shardfile import HEADER_BYTES
-from tests.unit.datapath.conftest import SECRET, SMALL, Cluster, payload, start_cluster, stream
+from tests.unit.datapath.conftest import (
+    SECRET,
+    SMALL,
+    Cluster,
+    Hang,
+    payload,
+    start_cluster,
+    stream,
+)
 
 
 async def _read(c: Cluster, chunks, start=0, length=None, options=None) -> bytes:  # type: ignore[no-untyped-def]
@@ -211,17 +219,8 @@ async def test_a_server_that_never_answers_costs_one_hedge_delay(cluster: Cluste
     ref = res.chunks[0]
     hung = ref.shard(1)
     assert hung is not None
-    server = cluster.servers[hung.server_id - 1]
-    asked = 0
-    release = asyncio.Event()
-
-    async def never(req: ReadShardRequest, ctx: CallContext) -> object:
-        nonlocal asked
-        asked += 1
-        await release.wait()
-        raise errors.Unavailable("released at the end of the test")
-
-    server.rpc.handle(ReadShardRequest, never)
+    hang = Hang()
+    cluster.servers[hung.server_id - 1].rpc.handle(ReadShardRequest, hang)
     health = ServerHealth()
     opts = ReadOptions(hedge_delay_s=0.05)
 
@@ -241,13 +240,13 @@ async def test_a_server_that_never_answers_costs_one_hedge_delay(cluster: Cluste
 
     try:
         assert await read() == data
-        first = asked  # the ranged call, then its whole pieces in the race
+        first = hang.calls  # the ranged call, then its whole pieces in the race
         assert first >= 1 and health.is_avoided(hung.server_id)
         for _ in range(3):
             assert await read() == data
-        assert asked == first  # read around it without asking it again
+        assert hang.calls == first  # read around it without asking it again
     finally:
-        release.set()
+        hang.release.set()
 
 
 async def test_write_with_one_server_down_reports_the_missing_shard(cluster: Cluster) -> None:
@@ -266,21 +265,15 @@ async def test_a_server_that_takes_data_but_never_answers_costs_a_short_grace(
 ) -> None:
     """After a quorum of receipts the rest get about as long as the quorum took (a paused
     chunkserver not yet marked suspect), not the whole ``finish_grace_s``."""
-    hung = cluster.servers[2]
-    release = asyncio.Event()
-
-    async def never(req: WriteShardRequest, ctx: CallContext) -> object:
-        await release.wait()
-        raise errors.Unavailable("released at the end of the test")
-
-    hung.rpc.handle(WriteShardRequest, never)
+    hang = Hang()
+    cluster.servers[2].rpc.handle(WriteShardRequest, hang)
     data = payload(3000, 11)
     opts = WriteOptions(finish_grace_min_s=0.05, finish_grace_s=600, straggler_timeout_s=600)
     try:
         async with asyncio.timeout(60):  # the old fixed grace: 600 s
             res = await _write(cluster, data, options=opts)
     finally:
-        release.set()
+        hang.release.set()
     assert [(m.server_id, m.error) for m in res.missing] == [
         (3, "DeadlineExceeded: no receipt within the grace period")
     ]

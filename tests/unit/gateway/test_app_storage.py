@@ -3,7 +3,6 @@ placement policy's own tests are in tests/unit/fsm/test_placement.py."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import random
@@ -15,8 +14,6 @@ import httpx
 import pytest
 
 from blobstore.codec.ec import coder_names
-from blobstore.errors import Unavailable
-from blobstore.rpc import CallContext
 from chunkserver.messages import ReadShardRequest, WriteShardRequest
 from gateway.app import create_app
 from gateway.context import BodyCounter
@@ -31,7 +28,7 @@ from metadata.fsm.commands import (
 )
 from metadata.fsm.records import Chunk, ErasureProfile, ObjectRecord
 from metadata.fsm.results import ObjectInfo
-from tests.unit.datapath.conftest import Cluster, start_cluster, stream
+from tests.unit.datapath.conftest import Cluster, Hang, start_cluster, stream
 from tests.unit.gateway.test_app_support import Gateway, encode_key, make_gateway
 
 
@@ -202,25 +199,17 @@ async def test_a_chunkserver_that_stops_answering_costs_one_hedge_delay() -> Non
         assert (await gw.put("bkt", "obj", data)).status_code == 200
         (chunk,) = await _chunks(gw, "obj")
         primary = next(s.server_id for s in chunk.shards if s.shard_index == 0)
-        asked = 0
-        release = asyncio.Event()
-
-        async def never(req: ReadShardRequest, ctx: CallContext) -> object:
-            nonlocal asked
-            asked += 1
-            await release.wait()
-            raise Unavailable("released at the end of the test")
-
-        cluster.servers[primary - 1].rpc.handle(ReadShardRequest, never)
+        hang = Hang()
+        cluster.servers[primary - 1].rpc.handle(ReadShardRequest, hang)
         try:
             assert (await gw.get("bkt", "obj")).content == data
-            first = asked
+            first = hang.calls
             assert first >= 1
             for _ in range(3):
                 assert (await gw.get("bkt", "obj")).content == data
-            assert asked == first
+            assert hang.calls == first
         finally:
-            release.set()
+            hang.release.set()
 
 
 async def test_a_chunkserver_that_missed_a_write_gets_no_shards_while_spares_exist() -> None:
@@ -230,13 +219,8 @@ async def test_a_chunkserver_that_missed_a_write_gets_no_shards_while_spares_exi
         await gw.catalog.execute(SetChunkserverState(7, "up"))  # a spare
         assert (await gw.request("PUT", "/bkt")).status_code == 200
         hung = 3
-        release = asyncio.Event()
-
-        async def never(req: WriteShardRequest, ctx: CallContext) -> object:
-            await release.wait()
-            raise Unavailable("released at the end of the test")
-
-        cluster.servers[hung - 1].rpc.handle(WriteShardRequest, never)
+        hang = Hang()
+        cluster.servers[hung - 1].rpc.handle(WriteShardRequest, hang)
         data = random.Random(11).randbytes(20_000)  # 3 stripes: 4+2
         try:
             for i in range(20):  # placement is random: until a write lands on it
@@ -254,7 +238,7 @@ async def test_a_chunkserver_that_missed_a_write_gets_no_shards_while_spares_exi
                 assert hung not in {s.server_id for s in chunk.shards}
                 assert (await gw.get("bkt", f"after{i}")).content == data
         finally:
-            release.set()
+            hang.release.set()
 
 
 async def _chunks(gw: Gateway, key: str) -> tuple[Chunk, ...]:
