@@ -12,9 +12,17 @@ the highest scores go first. A server is thus picked first with probability prop
 to its free space, so fuller disks fill more slowly and equal disks share the load evenly
 chunk by chunk (ranking by free space alone sent every chunk to the same few servers
 until the next heartbeat moved the figures: with 1+m shards per small chunk, three of
-six servers took all the writes). Zones are visited in the order of their best score.
-With fewer than ``n`` candidates, all of them are returned: the writer leaves the other
-shards for repair to place, and decides whether that many still make a write quorum.
+six servers took all the writes). With fewer than ``n`` candidates, all of them are
+returned: the writer leaves the other shards for repair to place, and decides whether
+that many still make a write quorum.
+
+``avoid``: servers the caller recently found slow or unreachable (the data path's
+``ServerHealth``). They stay candidates but rank after every other server, so they get a
+shard only when the zone rule needs them: within a zone they come last, and each round
+of the zone rule visits first the zones whose next server is not avoided. Health thus
+never changes how shards spread over zones, only which servers of a zone hold them; in a
+cluster of exactly ``n`` usable servers every one of them is still chosen (skipping one
+would make every write degraded for as long as it stays marked).
 
 Pure: stdlib and the catalog's record types; no I/O, time or randomness (the same key
 and servers give the same choice).
@@ -24,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from metadata.fsm.records import ChunkserverRecord
 
@@ -34,23 +42,29 @@ _SCALE = float(1 << 52)
 
 
 def choose_servers(
-    servers: Iterable[ChunkserverRecord], n: int, *, key: bytes, min_free_bytes: int = 1
+    servers: Iterable[ChunkserverRecord],
+    n: int,
+    *,
+    key: bytes,
+    min_free_bytes: int = 1,
+    avoid: Collection[int] = (),
 ) -> list[ChunkserverRecord]:
-    """Up to ``n`` distinct up servers with room, spread over zones; ``key``: random per
-    chunk. Fewer only when fewer are candidates."""
+    """Up to ``n`` distinct up servers with room, spread over zones, servers in ``avoid``
+    last; ``key``: random per chunk. Fewer only when fewer are candidates."""
     candidates = [s for s in servers if s.state == "up" and s.free_bytes >= min_free_bytes]
     n = min(n, len(candidates))
-    ranked = sorted(candidates, key=lambda s: (-_score(key, s), s.server_id))
+
+    def rank(s: ChunkserverRecord) -> tuple[bool, float, int]:
+        return (s.server_id in avoid, -_score(key, s), s.server_id)
+
     by_zone: dict[str, list[ChunkserverRecord]] = {}
-    for s in ranked:  # zones in the order of their best server
+    for s in sorted(candidates, key=rank):
         by_zone.setdefault(s.zone, []).append(s)
-    zones = list(by_zone.values())
     chosen: list[ChunkserverRecord] = []
     depth = 0
-    while len(chosen) < n:
-        for group in zones:
-            if depth < len(group) and len(chosen) < n:
-                chosen.append(group[depth])
+    while len(chosen) < n:  # round ``depth``: each zone's next server, the best first
+        heads = sorted((g[depth] for g in by_zone.values() if depth < len(g)), key=rank)
+        chosen += heads[: n - len(chosen)]
         depth += 1
     return chosen
 

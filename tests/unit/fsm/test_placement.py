@@ -84,13 +84,42 @@ def test_placement_spreads_over_zones() -> None:
         assert len({s.server_id for s in chosen}) == 6
 
 
-@settings(deadline=None, max_examples=60)
+def _spread_ok(chosen: list[ChunkserverRecord], usable: list[ChunkserverRecord]) -> bool:
+    """No zone holds two more shards than another zone that had spare servers."""
+    counts = {z: sum(1 for s in chosen if s.zone == z) for z in {s.zone for s in usable}}
+    return all(
+        c <= c2 + 1
+        for c in counts.values()
+        for z2, c2 in counts.items()
+        if sum(1 for s in usable if s.zone == z2) > c2
+    )
+
+
+def test_placement_puts_avoided_servers_last() -> None:
+    servers = [_server(i, free=100) for i in range(1, 8)]
+    for i in range(50):  # a spare exists: the avoided server is never chosen
+        chosen = choose_servers(servers, 6, key=_key(i), avoid={3})
+        assert 3 not in {s.server_id for s in chosen}
+    # no spare: every usable server, the avoided ones included
+    assert len(choose_servers(servers[:6], 6, key=_key(0), avoid={1, 2})) == 6
+    # zones: the avoided server is used only where the spread needs it
+    zoned = [_server(1, "a"), _server(2, "a"), _server(3, "b"), _server(4, "b"), _server(5, "c")]
+    for i in range(50):
+        chosen = choose_servers(zoned, 4, key=_key(i), avoid={1})
+        assert {s.zone for s in chosen} == {"a", "b", "c"}
+        assert {s.server_id for s in chosen} == {2, 3, 4, 5}
+        chosen = choose_servers(zoned, 3, key=_key(i), avoid={1, 2})
+        assert sorted(s.zone for s in chosen) == ["a", "b", "c"]  # a still gets one
+
+
+@settings(deadline=None, max_examples=200)
 @given(
     st.lists(
         st.tuples(
             st.sampled_from(["", "a", "b", "c"]),
             st.integers(0, 50),
             st.sampled_from(["up", "up", "down"]),
+            st.booleans(),
         ),
         max_size=12,
     ),
@@ -98,18 +127,22 @@ def test_placement_spreads_over_zones() -> None:
     st.binary(max_size=16),
 )
 def test_placement_properties(
-    spec: list[tuple[str, int, ChunkserverState]], n: int, key: bytes
+    spec: list[tuple[str, int, ChunkserverState, bool]], n: int, key: bytes
 ) -> None:
-    servers = [_server(i + 1, z, f, s) for i, (z, f, s) in enumerate(spec)]
+    servers = [_server(i + 1, z, f, s) for i, (z, f, s, _) in enumerate(spec)]
+    avoid = {i + 1 for i, (*_, avoided) in enumerate(spec) if avoided}
     usable = [s for s in servers if s.state == "up" and s.free_bytes > 0]
-    chosen = choose_servers(servers, n, key=key)
-    assert len(chosen) == min(n, len(usable))
-    assert len({s.server_id for s in chosen}) == len(chosen)
-    assert all(s in usable for s in chosen)
-    # zone spread: no zone holds two more shards than another zone that had spare servers
-    counts = {z: sum(1 for s in chosen if s.zone == z) for z in {s.zone for s in usable}}
-    for z, c in counts.items():
-        for z2, c2 in counts.items():
-            spare = sum(1 for s in usable if s.zone == z2) - c2
-            if spare > 0:
-                assert c <= c2 + 1, (z, z2)
+    for avoiding in (set(), avoid):
+        chosen = choose_servers(servers, n, key=key, avoid=avoiding)
+        assert len(chosen) == min(n, len(usable))
+        assert len({s.server_id for s in chosen}) == len(chosen)
+        assert all(s in usable for s in chosen)
+        assert _spread_ok(chosen, usable)
+    # an avoided server holds a shard only if no unavoided spare could take its place
+    # without breaking the zone spread
+    spares = [s for s in usable if s not in chosen and s.server_id not in avoid]
+    for s in chosen:
+        if s.server_id in avoid:
+            for t in spares:
+                swapped = [t if c is s else c for c in chosen]
+                assert not _spread_ok(swapped, usable), (s.server_id, t.server_id)
