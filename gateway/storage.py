@@ -324,11 +324,9 @@ class ClusterObjectStore:
                 current, _ = await store._refresh()
                 # fewer than n when servers are down or full: the writer then leaves the
                 # last shards for repair, or fails if a write quorum is not reached
-                key = os.urandom(16)
-                healthy = [s for s in current if not store._health.is_avoided(s.server_id)]
-                chosen = choose_servers(healthy, layout.n, key=key)
-                if len(chosen) < layout.n:  # no spare for the slow: every usable server
-                    chosen = choose_servers(current, layout.n, key=key)
+                # servers that just failed or lagged (reads' and writes' marks) go last
+                avoid = store._health.avoided(s.server_id for s in current)
+                chosen = choose_servers(current, layout.n, key=os.urandom(16), avoid=avoid)
                 up = sum(1 for s in current if s.state == "up")
                 if len(chosen) < quorum <= up:  # enough servers, not enough room: say so
                     raise InsufficientSpace(
@@ -344,10 +342,8 @@ class ClusterObjectStore:
             transport=self._transport,
             size_bytes=size_hint,
             options=options,
+            health=self._health,
         )
-        for missed in result.missing:
-            if missed.server_id:  # its server failed or lagged (0: none was available)
-                self._health.mark(missed.server_id)
         chunks = tuple(
             Chunk(
                 str(ref.chunk_id),

@@ -10,11 +10,11 @@ can provide them; ``StaticPlacement`` serves tests and benchmarks.
 Must not import: gateway or metadata packages.
 """
 
+from blobstore.datapath.health import ServerHealth
 from blobstore.datapath.reader import (
     ChunkReader,
     OnBadShard,
     ReadOptions,
-    ServerHealth,
     object_size,
     read_range,
 )

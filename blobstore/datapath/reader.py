@@ -54,7 +54,6 @@ import collections
 import contextlib
 import functools
 import itertools
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -62,6 +61,7 @@ from typing import NamedTuple
 from blobstore import errors
 from blobstore.codec.ec import Buffer, ErasureCoder, get_coder
 from blobstore.codec.ranges import StripeSpan, chunk_spans, piece_segments, stripe_spans
+from blobstore.datapath.health import ServerHealth
 from blobstore.datapath.piececheck import PieceCheck, PieceMismatch
 from blobstore.datapath.refs import BadShard, BadShardReason, ChunkRef, ServerDirectory
 from blobstore.datapath.stripes import coded
@@ -74,7 +74,6 @@ __all__ = [
     "ChunkReader",
     "OnBadShard",
     "ReadOptions",
-    "ServerHealth",
     "object_size",
     "read_range",
 ]
@@ -107,31 +106,6 @@ def _ignore(_: BadShard) -> None:
 def object_size(chunks: Sequence[ChunkRef]) -> int:
     """Bytes of the object made of ``chunks``."""
     return sum(c.data_length for c in chunks)
-
-
-class ServerHealth:
-    """Servers recently found slow or unreachable: asked last for ``ttl_s`` seconds.
-
-    Share one instance across reads (a gateway holds one) so a dead chunkserver costs one
-    hedge delay, not one per request.
-    """
-
-    def __init__(self, ttl_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self._ttl = ttl_s
-        self._clock = clock
-        self._until: dict[int, float] = {}
-
-    def mark(self, server_id: int) -> None:
-        self._until[server_id] = self._clock() + self._ttl
-
-    def is_avoided(self, server_id: int) -> bool:
-        until = self._until.get(server_id)
-        if until is None:
-            return False
-        if until <= self._clock():
-            del self._until[server_id]
-            return False
-        return True
 
 
 class _Failed(Exception):
@@ -264,6 +238,7 @@ class _Racer:
         "index",
         "next",
         "pieces",
+        "started",
     )
 
     def __init__(
@@ -277,6 +252,7 @@ class _Racer:
     ) -> None:
         self.index = stream.index
         self.hedge = hedge  # joined as a hedge (a lost hedge is not a bad shard)
+        self.started = asyncio.get_running_loop().time()
         self.next = at  # next stripe (index in the run) this stream delivers
         self.pieces: dict[int, Buffer] = {}
         self.failed: _Failed | None = None
@@ -545,7 +521,6 @@ class ChunkReader:
         delay = self._opts.hedge_delay_s
         wake = asyncio.Event()
         racers: dict[int, _Racer] = {}
-        started: dict[int, float] = {}  # shard -> when its racer was started
         inflight: collections.deque[tuple[StripeSpan, asyncio.Future[list[Buffer]]]]
         inflight = collections.deque()
 
@@ -553,7 +528,6 @@ class ChunkReader:
             first, last = run[at], run[-1]
             lo, hi = first.piece_offset, last.piece_offset + last.piece_len
             racers[j] = _Racer(self._open(j, lo, hi - lo), run, at, wake, hedge=hedge)
-            started[j] = loop.time()
 
         def spares() -> list[int]:
             return [j for j in self.usable() if j not in racers]
@@ -597,7 +571,7 @@ class ChunkReader:
                     can_hedge = bool(spares())
                     if can_hedge and loop.time() >= hedge_at:
                         for j, r in racers.items():  # the laggards of a whole hedge delay
-                            if pos not in r.pieces and loop.time() - started[j] >= delay:
+                            if pos not in r.pieces and loop.time() - r.started >= delay:
                                 self._lagged(j)
                         start(spares()[0], pos, hedge=True)
                         hedge_at = loop.time() + delay

@@ -24,7 +24,8 @@ Placement may offer fewer than k+m servers (some are down or full): target ``i``
 receives shard ``i``, and the shards past the last target -- parity, once there are k
 targets -- are reported missing for repair to place later, so writes go on while a write
 quorum of servers is up (DESIGN.md, failure model). Fewer targets than the quorum fail
-the write before any byte is sent.
+the write before any byte is sent. Servers whose shards missed a chunk are marked in the
+caller's ``ServerHealth``, which its placement may consult for the next chunks.
 
 Success: every chunk has at least ``write_quorum`` shards durable (default k+1, capped at
 k+m) with receipts whose checksum matches the checksum computed here from the pieces
@@ -51,6 +52,7 @@ import xxhash
 from blobstore import errors
 from blobstore.codec.ec import AUTO, Buffer, ErasureCoder, get_coder, resolve_coder
 from blobstore.codec.ranges import Layout, ceil_div
+from blobstore.datapath.health import ServerHealth
 from blobstore.datapath.md5 import OrderedMd5
 from blobstore.datapath.refs import (
     ChunkRef,
@@ -177,10 +179,11 @@ class _ChunkWrite:
         quorum: int,
         targets: Sequence[Target],
         transport: Transport,
+        health: ServerHealth | None,
     ) -> None:
         self.index, self.chunk_id, self.length = index, chunk_id, length
         self.layout, self.opts, self.quorum = layout, opts, quorum
-        self.transport = transport
+        self.transport, self.health = transport, health
         self.changed = asyncio.Event()
         self.started = asyncio.get_running_loop().time()
         self.shards: list[_Shard] = []
@@ -310,6 +313,10 @@ class _ChunkWrite:
                     await self.changed.wait()
         self._settle_all()
         ok = [s for s in self.shards if s.receipt is not None]
+        if self.health is not None:  # failed, stalled or late: the next chunks go elsewhere
+            for s in self.shards:
+                if s.receipt is None:
+                    self.health.mark(s.target.server_id)
         if len(ok) < self.quorum:
             raise self.failure()
         ref = ChunkRef(
@@ -428,8 +435,13 @@ async def write_object(
     size_bytes: int | None = None,
     options: WriteOptions | None = None,
     new_chunk_id: Callable[[], uuid.UUID] = uuid.uuid4,
+    health: ServerHealth | None = None,
 ) -> WriteResult:
     """Erasure-code and store the bytes of ``data``; see the module docstring.
+
+    ``health``: marked with the server of every shard that missed its chunk (see
+    ``blobstore.datapath.health``), as each chunk finishes, so that a placement consulting
+    it can steer the object's later chunks away.
 
     Buffers yielded by ``data`` must not be modified afterwards (they may be sent as is).
     """
@@ -452,7 +464,7 @@ async def write_object(
             targets = await placement.allocate(index)
             _check_targets(targets, layout.n, quorum, index)
             chunk = _ChunkWrite(
-                index, new_chunk_id(), length, layout, opts, quorum, targets, transport
+                index, new_chunk_id(), length, layout, opts, quorum, targets, transport, health
             )
             chunks.append(chunk)
             await _stream_chunk(chunk, source, coder, md5, opts)

@@ -280,6 +280,51 @@ async def test_a_server_that_takes_data_but_never_answers_costs_a_short_grace(
     assert await _read(cluster, res.chunks) == data
 
 
+class _Healthy:
+    """Placement that offers the first ``n`` servers not marked in ``health``."""
+
+    def __init__(self, c: Cluster, health: ServerHealth) -> None:
+        self.c, self.health = c, health
+
+    async def allocate(self, chunk_index: int) -> list[Target]:
+        ok = [t for t in self.c.targets if not self.health.is_avoided(t.server_id)]
+        return ok[: SMALL.n]
+
+
+async def test_a_missed_chunk_steers_the_later_chunks_of_the_write_away() -> None:
+    """The write marks the server of a shard that missed its chunk as that chunk finishes,
+    so a placement consulting the same health gives the object's later chunks to a spare
+    server instead of paying the grace again for each."""
+    c = await start_cluster(count=SMALL.n + 1)
+    hang = Hang()
+    c.servers[2].rpc.handle(WriteShardRequest, hang)
+    health = ServerHealth()
+    data = payload(5 * SMALL.chunk_bytes, 12)
+    opts = WriteOptions(finish_grace_min_s=0.05, straggler_timeout_s=600)
+    try:
+        res = await write_object(
+            stream(data),
+            layout=SMALL,
+            placement=_Healthy(c, health),
+            transport=c.client,
+            size_bytes=len(data),
+            options=opts,
+            health=health,
+        )
+        assert health.is_avoided(3)
+        # chunk 1 is placed while chunk 0 is finishing; from chunk 2 on server 3 is skipped
+        assert [(m.chunk_index, m.server_id) for m in res.missing] == [(0, 3), (1, 3)]
+        assert hang.calls == 2
+        for ch in res.chunks[2:]:
+            assert sorted(s.server_id for s in ch.shards) == [1, 2, 4, 5, 6, 7]
+        assert await _read(c, res.chunks) == data
+    finally:
+        hang.release.set()
+        await c.client.close()
+        for s in c.servers:
+            await s.stop()
+
+
 class _Short:
     """Placement that has only ``count`` servers to offer (the others down or full)."""
 

@@ -214,11 +214,15 @@ async def test_a_chunkserver_that_stops_answering_costs_one_hedge_delay() -> Non
 
 async def test_a_chunkserver_that_missed_a_write_gets_no_shards_while_spares_exist() -> None:
     """Seven servers up for 4+2: once a write had to leave a shard on a server that takes
-    data but never answers, later writes place their six shards on the other six."""
+    data but never answers, later writes place their six shards on the other six.
+
+    Zones here are z{id % 3}: the hung server is one of z1's three, so the other six
+    still spread two per zone (health never changes the zone spread: a z0 server, one of
+    two, would still get its shard)."""
     async with _cluster_gateway(placement_ttl_s=0.0) as (gw, _store, cluster):
         await gw.catalog.execute(SetChunkserverState(7, "up"))  # a spare
         assert (await gw.request("PUT", "/bkt")).status_code == 200
-        hung = 3
+        hung = 4
         hang = Hang()
         cluster.servers[hung - 1].rpc.handle(WriteShardRequest, hang)
         data = random.Random(11).randbytes(20_000)  # 3 stripes: 4+2
