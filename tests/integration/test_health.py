@@ -16,10 +16,9 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from blobstore.supervisor import env_dying_with_me
+from blobstore.testing.poll import wait_until
 from blobstore.testing.ports import free_run
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -88,14 +88,6 @@ def _get(url: str, timeout_s: float = 5.0) -> tuple[int, bytes]:
         return 0, b""
 
 
-def _until(pred: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not reached within {timeout_s:.0f}s")
-        time.sleep(0.25)  # poll interval, bounded by the deadline
-
-
 def _metrics(url: str) -> dict[str, float]:
     status, body = _get(url + "/metrics")
     assert status == 200, url
@@ -135,7 +127,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         )  # fmt: skip
     c = Cluster(data / "d", s3, meta, chunk, proc, out)
     try:
-        _until(
+        wait_until(
             lambda: proc.poll() is not None or "blobstore is running" in out.read_text(),
             STARTUP_S + 30,
             "server start",
@@ -165,7 +157,7 @@ def test_every_role_is_live_and_ready(cluster: Cluster) -> None:
         status, body = _get(cluster.http(port) + "/health/live")
         assert status == 200, (port, body)
         assert json.loads(body)["status"] == "live"
-        _until(
+        wait_until(
             lambda port=port: _get(cluster.http(port) + "/health/ready")[0] == 200,  # type: ignore[misc]
             60,
             f"ready on {port}",
@@ -189,7 +181,7 @@ def test_metrics_names_and_counters_move_after_s3_requests(cluster: Cluster) -> 
                      "blobstore_scrub_bytes_total"):  # fmt: skip
             assert name in m, name
     # the gateway's probe runs every 2 s: poll until it has seen every chunkserver
-    _until(
+    wait_until(
         lambda: _metrics(cluster.http(cluster.s3)).get("blobstore_gateway_chunkservers_up") == 6,
         60,
         "the gateway to see 6 chunkservers up",
@@ -229,7 +221,7 @@ def test_metrics_names_and_counters_move_after_s3_requests(cluster: Cluster) -> 
     assert leader["blobstore_raft_proposal_seconds_count"] > proposals_before
 
     log = cluster.data / "logs" / "gateway.log"
-    _until(lambda: f"request_id={request_id}" in log.read_text(), 10, "request id in the log")
+    wait_until(lambda: f"request_id={request_id}" in log.read_text(), 10, "request id in the log")
     line = next(ln for ln in log.read_text().splitlines() if f"request_id={request_id}" in ln)
     assert "status=404" in line and "operation=GetObject" in line
 
@@ -239,13 +231,13 @@ def test_losing_the_metadata_quorum_makes_gateway_and_metadata_not_ready(
 ) -> None:
     gateway = cluster.http(cluster.s3) + "/health/ready"
     survivor = cluster.http(cluster.meta[0]) + "/health/ready"
-    _until(lambda: _get(gateway)[0] == 200, 60, "gateway ready before")
+    wait_until(lambda: _get(gateway)[0] == 200, 60, "gateway ready before")
     frozen = [cluster.role_pid("meta-2"), cluster.role_pid("meta-3")]
     try:
         for pid in frozen:
             os.kill(pid, signal.SIGSTOP)
-        _until(lambda: _get(gateway)[0] == 503, 60, "gateway not ready")
-        _until(lambda: _get(survivor)[0] == 503, 60, "metadata node not ready")
+        wait_until(lambda: _get(gateway)[0] == 503, 60, "gateway not ready")
+        wait_until(lambda: _get(survivor)[0] == 503, 60, "metadata node not ready")
         _, body = _get(gateway)
         assert "no metadata leader" in json.loads(body)["checks"][-1]["detail"]
         assert _get(cluster.http(cluster.meta[0]) + "/health/live")[0] == 200
@@ -253,5 +245,5 @@ def test_losing_the_metadata_quorum_makes_gateway_and_metadata_not_ready(
     finally:
         for pid in frozen:
             os.kill(pid, signal.SIGCONT)
-    _until(lambda: _get(gateway)[0] == 200, 90, "gateway ready again")
-    _until(lambda: _get(survivor)[0] == 200, 60, "metadata ready again")
+    wait_until(lambda: _get(gateway)[0] == 200, 90, "gateway ready again")
+    wait_until(lambda: _get(survivor)[0] == 200, 60, "metadata ready again")

@@ -14,15 +14,15 @@ import asyncio
 import random
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
 from blobstore.client.catalog import RemoteCatalog
 from blobstore.rpc import RpcClient
+from blobstore.testing.poll import until
 from chunkserver.store.disk import DiskShardStore
 from gateway.storage import ClusterObjectStore
 from metadata.api import (
@@ -41,21 +41,7 @@ from .metacluster import MetaCluster
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
 K, M = 4, 2
-
-
-async def until(probe: Callable[[], Awaitable[T | None]], timeout_s: float, what: str) -> T:
-    """Poll ``probe`` until it returns a value (not None); fail after ``timeout_s``."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout_s
-    while True:
-        got = await probe()
-        if got is not None:
-            return got
-        if loop.time() > end:
-            raise AssertionError(f"not reached in {timeout_s} s: {what}")
-        await asyncio.sleep(0.1)  # poll interval of a deadline-bounded wait
 
 
 @dataclass
