@@ -123,11 +123,6 @@ class SimClock:
         """Number of scheduled, not cancelled callbacks."""
         return sum(1 for _, _, t in self._heap if not t.cancelled)
 
-    def next_time(self) -> float | None:
-        """Virtual time of the next live callback, or None."""
-        self._drop_cancelled()
-        return self._heap[0][0] if self._heap else None
-
     def _drop_cancelled(self) -> None:
         while self._heap and self._heap[0][2].cancelled:
             heapq.heappop(self._heap)

@@ -111,13 +111,6 @@ class Authenticator:
         self._cache: dict[str, _Entry] = {}
         self._keys = SigningKeyCache()
 
-    def invalidate(self, access_key: str | None = None) -> None:
-        """Drop one cached key (or all)."""
-        if access_key is None:
-            self._cache.clear()
-        else:
-            self._cache.pop(access_key, None)
-
     async def _lookup(self, access_key: str) -> tuple[AccessKeyRecord, UserRecord] | None:
         now = self._monotonic()
         entry = self._cache.get(access_key)

@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -114,10 +113,6 @@ class Services:
     def new_id() -> str:
         """A fresh id for versions and uploads (time-ordered prefix, random suffix)."""
         return f"{time.time_ns():x}{secrets.token_hex(8)}"
-
-    @staticmethod
-    def new_uuid() -> str:
-        return uuid.uuid4().hex
 
     async def bucket(self, ctx: RequestContext, name: str) -> BucketRecord:
         """The bucket (NoSuchBucket) if ``ctx``'s principal may use it (AccessDenied)."""

@@ -315,11 +315,6 @@ class S3Error(Exception):
         return cls(code, message, 404, fields=(("BucketName", bucket),))
 
     @classmethod
-    def slow_down(cls) -> S3Error:
-        """503 SlowDown: the gateway sheds load (clients back off and retry)."""
-        return cls("SlowDown", status=503)
-
-    @classmethod
     def not_modified(cls, headers: tuple[tuple[str, str], ...] = ()) -> S3Error:
         """304: the handler passes ETag / Last-Modified to echo; the response has no body."""
         return cls("NotModified", "Not Modified", 304, headers=headers)
@@ -338,10 +333,6 @@ class S3Error(Exception):
     @classmethod
     def no_such_key(cls, key: str) -> S3Error:
         return cls("NoSuchKey", fields=(("Key", key),))
-
-    @classmethod
-    def no_such_upload(cls, upload_id: str) -> S3Error:
-        return cls("NoSuchUpload", fields=(("UploadId", upload_id),))
 
 
 class ErrorResponse(NamedTuple):

@@ -133,9 +133,6 @@ class SimNetwork:
         """Cut the one-way link src -> dst."""
         self._blocked.add((src, dst))
 
-    def unblock(self, src: int, dst: int) -> None:
-        self._blocked.discard((src, dst))
-
     def isolate(self, node: int) -> None:
         """Cut every link to and from ``node``."""
         self._isolated.add(node)
@@ -156,9 +153,6 @@ class SimNetwork:
         self._crashed.discard(node)
         if deliver is not None:
             self._nodes[node] = deliver
-
-    def is_crashed(self, node: int) -> bool:
-        return node in self._crashed
 
     def can_reach(self, src: int, dst: int) -> bool:
         """Whether a message src -> dst would currently get through (ignoring loss)."""
@@ -237,9 +231,6 @@ class SimNetwork:
     def all_stats(self) -> tuple[SimStats, ...]:
         """Counters of every message type seen, sorted by name."""
         return tuple(self.stats(name) for name in sorted(self._counts))
-
-    def reset_stats(self) -> None:
-        self._counts.clear()
 
 
 # -- async adapter -----------------------------------------------------------------------

@@ -82,11 +82,6 @@ class ChunkHealth:
     def repairable(self) -> bool:
         return self.good >= self.chunk.k
 
-    @property
-    def priority(self) -> tuple[int, str]:
-        """Sort key: fewest good shards first, then chunk id (deterministic)."""
-        return (self.good, self.chunk.chunk_id)
-
 
 def bad_shards_of(kv: KVReader, chunk_id: str) -> dict[int, BadShardRecord]:
     """Unrepaired bad-shard reports of one chunk, by shard index."""
