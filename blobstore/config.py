@@ -202,7 +202,20 @@ class GatewayConfig:
     region: str = "us-east-1"
     workers: int = 1
     max_object_bytes: int = 5 * 1024**4
+    # the certificate S3 clients see (e.g. a public one), when it is not the internal
+    # mutual-TLS one; unset: https with common tls_cert/tls_key, if those are set
+    https_cert: Path | None = None
+    https_key: Path | None = None
     common: CommonConfig = field(default_factory=CommonConfig)
+
+    @property
+    def https_pair(self) -> tuple[Path, Path] | None:
+        """(certificate, key) the S3 endpoint serves, or None for plain http."""
+        if self.https_cert is not None and self.https_key is not None:
+            return self.https_cert, self.https_key
+        if self.common.tls_cert is not None and self.common.tls_key is not None:
+            return self.common.tls_cert, self.common.tls_key
+        return None
 
     def validate(self) -> None:
         self.common.validate()
@@ -210,6 +223,8 @@ class GatewayConfig:
             raise ConfigError("meta: at least one metadata address (HOST:PORT) is required")
         if self.workers <= 0:
             raise ConfigError("workers must be positive")
+        if (self.https_cert is None) != (self.https_key is None):
+            raise ConfigError("https_cert and https_key must be given together")
 
 
 def _field_types(cls: type[Any]) -> dict[str, Any]:

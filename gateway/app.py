@@ -301,10 +301,10 @@ def server_options() -> dict[str, str]:
 
 
 def _uvicorn_config(config: GatewayConfig, app: GatewayApp) -> uvicorn.Config:
-    common = config.common
     tls: dict[str, Any] = {}
-    if common.tls_cert is not None and common.tls_key is not None:
-        tls = {"ssl_certfile": str(common.tls_cert), "ssl_keyfile": str(common.tls_key)}
+    if config.https_pair is not None:
+        cert, key = config.https_pair
+        tls = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
     return uvicorn.Config(
         ObservedGateway(app),  # metrics + per-request access line (blobstore.obs.gateway)
         host=config.listen.host,

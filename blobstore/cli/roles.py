@@ -152,12 +152,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     gw.add_argument("--meta", help="metadata nodes: HOST:PORT,HOST:PORT,...")
     gw.add_argument("--domain", help="base domain for virtual-host style addressing")
     gw.add_argument("--workers", help="worker processes")
+    gw.add_argument(
+        "--https-cert", dest="https_cert", help="certificate S3 clients see (default: --tls-cert)"
+    )
+    gw.add_argument("--https-key", dest="https_key", help="its private key (default: --tls-key)")
     gw.set_defaults(
         func=lambda a: _run_role(
             a,
             GatewayConfig,
             "gateway",
-            ("listen", "meta", "domain", "workers"),
+            ("listen", "meta", "domain", "workers", "https_cert", "https_key"),
             "gateway.app:serve",
         )
     )

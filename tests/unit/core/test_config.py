@@ -16,6 +16,7 @@ from blobstore.config import (
 )
 from blobstore.errors import ConfigError
 from blobstore.types import Address
+from gateway.app import _uvicorn_config
 
 
 def test_defaults_validate() -> None:
@@ -104,6 +105,31 @@ def test_role_configs() -> None:
     assert gw.workers == 4
     with pytest.raises(ConfigError, match="tls_cert and tls_key"):
         load_config(GatewayConfig, env={}, overrides={"meta": "h:1", "tls_cert": "/c"})
+
+
+def test_gateway_https_certificate() -> None:
+    """The S3 endpoint serves https_cert/key when given, else the internal tls_cert/key."""
+    base = {"meta": "h:1"}
+    assert load_config(GatewayConfig, env={}, overrides=base).https_pair is None
+    internal = {**base, "tls_cert": "/int.pem", "tls_key": "/int.key", "tls_ca": "/ca.pem"}
+    gw = load_config(GatewayConfig, env={}, overrides=internal)
+    assert gw.https_pair == (Path("/int.pem"), Path("/int.key"))
+    public = {**internal, "https_cert": "/pub.pem", "https_key": "/pub.key"}
+    gw = load_config(GatewayConfig, env={}, overrides=public)
+    assert gw.https_pair == (Path("/pub.pem"), Path("/pub.key"))
+    assert gw.common.tls_cert == Path("/int.pem")  # internal RPC keeps its own
+    env = {"BLOBSTORE_HTTPS_CERT": "/pub.pem", "BLOBSTORE_HTTPS_KEY": "/pub.key"}
+    assert load_config(GatewayConfig, env=env, overrides=base).https_pair == (
+        Path("/pub.pem"),
+        Path("/pub.key"),
+    )
+    with pytest.raises(ConfigError, match="https_cert and https_key"):
+        load_config(GatewayConfig, env={}, overrides={**base, "https_cert": "/pub.pem"})
+    # what the gateway hands uvicorn
+    served = _uvicorn_config(gw, lambda *_: None)  # type: ignore[arg-type]
+    assert (served.ssl_certfile, served.ssl_keyfile) == ("/pub.pem", "/pub.key")
+    plain = load_config(GatewayConfig, env={}, overrides=base)
+    assert _uvicorn_config(plain, lambda *_: None).ssl_certfile is None  # type: ignore[arg-type]
 
 
 def test_load_secret(tmp_path: Path) -> None:
