@@ -155,9 +155,9 @@ def _role_specs(
         )
     host, _, port_text = args.listen.rpartition(":")
     tls: list[str] = []
-    if args.tls_cert:
-        tls = ["--tls-cert", str(Path(args.tls_cert).resolve())]
-        tls += ["--tls-key", str(Path(args.tls_key).resolve())]
+    if args.tls_cert:  # the S3 endpoint's certificate (internal links stay plain TCP + HMAC)
+        tls = ["--https-cert", str(Path(args.tls_cert).resolve())]
+        tls += ["--https-key", str(Path(args.tls_key).resolve())]
     specs.append(
         RoleSpec(
             "gateway",
