@@ -196,6 +196,7 @@ class _DialState:
     backoff_s: float = 0.0
     next_attempt: float = 0.0
     failures: int = 0
+    awaiting_handshake: bool = False  # connected; the peer has not answered the handshake
 
 
 class RpcClient:
@@ -253,8 +254,12 @@ class RpcClient:
                 async with state.lock:
                     return await self._dial_locked(addr, state, loop)
         except TimeoutError:
+            why = ""
+            if state.awaiting_handshake:  # e.g. TLS on one side only: neither end answers
+                tls = "with" if self._ssl is not None else "without"
+                why = f" (connected {tls} TLS; no answer to the handshake: do both use TLS?)"
             raise errors.DeadlineExceeded(
-                f"could not reach {addr} before the deadline", addr=str(addr)
+                f"could not reach {addr} before the deadline{why}", addr=str(addr)
             ) from None
 
     async def _dial_locked(
@@ -273,7 +278,7 @@ class RpcClient:
                 await self._clock.sleep(wait)
             self.dial_attempts += 1
             try:
-                link = await self._dial_once(addr, loop)
+                link = await self._dial_once(addr, loop, state)
             except errors.AuthenticationFailed:
                 self._note_failure(state)
                 raise
@@ -297,9 +302,12 @@ class RpcClient:
         state.backoff_s = min(self._backoff_max, max(self._backoff_base, state.backoff_s * 2))
         state.next_attempt = self._clock.monotonic() + state.backoff_s
 
-    async def _dial_once(self, addr: Address, loop: asyncio.AbstractEventLoop) -> _ClientLink:
+    async def _dial_once(
+        self, addr: Address, loop: asyncio.AbstractEventLoop, state: _DialState
+    ) -> _ClientLink:
         link = _ClientLink(loop, self._secret, self)
         link.addr = addr
+        state.awaiting_handshake = False
         await loop.create_connection(
             lambda: link,
             addr.host,
@@ -307,11 +315,17 @@ class RpcClient:
             ssl=self._ssl,
             server_hostname=addr.host if self._ssl is not None else None,
         )
+        state.awaiting_handshake = True  # left set if the deadline cancels the wait
         try:
             await link.ready
-        except BaseException:
+        except asyncio.CancelledError:
             link.close()
             raise
+        except BaseException:
+            link.close()
+            state.awaiting_handshake = False
+            raise
+        state.awaiting_handshake = False
         return link
 
     # -- Transport -----------------------------------------------------------------------
