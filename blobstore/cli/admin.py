@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict
 from pathlib import Path
@@ -21,6 +22,7 @@ from blobstore.config import PARSERS as _PARSERS
 from blobstore.config import AddressList, CommonConfig, load_secret
 from blobstore.errors import BlobstoreError, ConfigError
 from blobstore.rpc import RpcClient
+from blobstore.rpc.tls import internal_contexts
 from blobstore.types import Address, parse_address
 from metadata.api import (
     ClusterStatusResponse,
@@ -54,7 +56,11 @@ def _connect(args: argparse.Namespace) -> tuple[RemoteCatalog, RpcClient, list[A
         raise ConfigError(f"--meta: {e}") from None
     secret_file = Path(args.secret_file) if args.secret_file else None
     secret = load_secret(CommonConfig(data=Path(args.data), secret_file=secret_file))
-    transport = RpcClient(secret, fail_fast=True)
+    tls = (args.tls_cert, args.tls_key, args.tls_ca)
+    if any(tls) and not all(tls):
+        raise ConfigError("--tls-cert, --tls-key and --tls-ca go together (mutual TLS)")
+    _, client_tls = internal_contexts(*tls)
+    transport = RpcClient(secret, ssl_context=client_tls, fail_fast=True)
     return RemoteCatalog(addrs, transport, slots=1), transport, addrs
 
 
@@ -229,6 +235,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     admin.add_argument("--data", default="./blobstore-data", help="local cluster data dir")
     admin.add_argument("--secret-file", help="cluster secret (default: <data>/cluster.secret)")
     admin.add_argument("--json", action="store_true", help="machine-readable output")
+    tls = "for a cluster with mutual TLS (the roles' tls_ca set)"
+    for flag, what in (("cert", "certificate"), ("key", "private key"), ("ca", "CA bundle")):
+        admin.add_argument(
+            f"--tls-{flag}",
+            default=os.environ.get(f"BLOBSTORE_TLS_{flag.upper()}") or None,
+            help=f"TLS {what} (PEM) {tls}; default $BLOBSTORE_TLS_{flag.upper()}",
+        )
     cmds = admin.add_subparsers(dest="admin_command", metavar="COMMAND")
     cmds.required = True
 

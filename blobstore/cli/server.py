@@ -101,6 +101,10 @@ def _role_specs(
 ) -> list[RoleSpec]:
     exe = [sys.executable, "-m", "blobstore"]
     common = ["--secret-file", str(secret), "--log-format", args.log_format]
+    if args.tls_ca:  # mutual TLS between every role: all present the one certificate
+        common += ["--tls-cert", str(Path(args.tls_cert).resolve())]
+        common += ["--tls-key", str(Path(args.tls_key).resolve())]
+        common += ["--tls-ca", str(Path(args.tls_ca).resolve())]
     meta_ports = [args.meta_port + i for i in range(args.metadata)]
     meta_addrs = ",".join(f"127.0.0.1:{p}" for p in meta_ports)
     peers = ",".join(f"{i + 1}=127.0.0.1:{p}" for i, p in enumerate(meta_ports))
@@ -155,7 +159,7 @@ def _role_specs(
         )
     host, _, port_text = args.listen.rpartition(":")
     tls: list[str] = []
-    if args.tls_cert:  # the S3 endpoint's certificate (internal links stay plain TCP + HMAC)
+    if args.tls_cert:  # the S3 endpoint's certificate
         tls = ["--https-cert", str(Path(args.tls_cert).resolve())]
         tls += ["--https-key", str(Path(args.tls_key).resolve())]
     specs.append(
@@ -251,12 +255,14 @@ async def _wait_chunkservers(args: argparse.Namespace, secret_file: Path, timeou
     from blobstore.config import CommonConfig, load_secret
     from blobstore.errors import BlobstoreError
     from blobstore.rpc import RpcClient
+    from blobstore.rpc.tls import internal_contexts
     from blobstore.types import Address
     from metadata.api import ListChunkserversQuery
 
     secret = load_secret(CommonConfig(data=secret_file.parent, secret_file=secret_file))
     addrs = [Address("127.0.0.1", args.meta_port + i) for i in range(args.metadata)]
-    transport = RpcClient(secret, fail_fast=True)
+    _, client_tls = internal_contexts(args.tls_cert, args.tls_key, args.tls_ca)
+    transport = RpcClient(secret, ssl_context=client_tls, fail_fast=True)
     catalog = RemoteCatalog(addrs, transport, slots=1)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
@@ -279,6 +285,8 @@ async def _wait_chunkservers(args: argparse.Namespace, secret_file: Path, timeou
 def _run(args: argparse.Namespace) -> int:
     if bool(args.tls_cert) != bool(args.tls_key):
         raise ConfigError("--tls-cert and --tls-key go together")
+    if args.tls_ca and not args.tls_cert:
+        raise ConfigError("--tls-ca needs --tls-cert and --tls-key (every role presents them)")
     configure_logging(args.log_format, "info")
     data = Path(args.data).resolve()
     data.mkdir(parents=True, exist_ok=True)
@@ -307,4 +315,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--tls-cert", help="serve S3 over https with this certificate (PEM)")
     p.add_argument("--tls-key", help="private key (PEM) for --tls-cert")
+    p.add_argument(
+        "--tls-ca",
+        help="also mutual TLS between the roles: each presents --tls-cert (valid for "
+        "127.0.0.1), and peers must chain to this CA bundle (PEM)",
+    )
     p.set_defaults(func=_run)

@@ -9,8 +9,10 @@ sends SIGTERM afterwards (SIGKILL to its process group if it does not stop in ti
 non-zero exit status on SIGTERM is an error. ``ports=cluster.ports`` on ``cluster.data_dir``
 restarts the same cluster.
 
-With ``tls=(cert, key)`` the endpoint is https (``blobstore server --tls-cert/--tls-key``)
-and ``Cluster.ca_bundle`` is the certificate.
+With ``tls=(cert, key)`` (a self-signed certificate for 127.0.0.1, so its own CA) the
+endpoint is https and the roles talk to each other over mutual TLS (``blobstore server
+--tls-cert/--tls-key/--tls-ca``); ``Cluster.ca_bundle`` is the certificate and
+``Cluster.tls`` the pair (``blobstore admin`` needs them).
 
 Must not import the gateway or the services: the cluster is only ever reached over S3.
 """
@@ -72,6 +74,7 @@ class Cluster:
     ports: ClusterPorts
     pid: int
     ca_bundle: str | None = None
+    tls: tuple[Path, Path] | None = None  # internal mutual TLS: (cert, key); CA = cert
 
 
 def _free_run(length: int, rng: random.Random, avoid: set[int]) -> int:
@@ -170,7 +173,7 @@ def _start_once(
     ]  # fmt: skip
     ca_bundle = None
     if tls is not None:
-        argv += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
+        argv += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1]), "--tls-ca", str(tls[0])]
         ca_bundle = str(tls[0])
     env = env_dying_with_me()
     env["BLOBSTORE_ROOT_ACCESS_KEY"] = ACCESS_KEY
@@ -194,6 +197,7 @@ def _start_once(
         ports,
         proc.pid,
         ca_bundle,
+        tls,
     )
     deadline = time.monotonic() + ready_timeout_s
     while True:
