@@ -56,10 +56,11 @@ def _connect(args: argparse.Namespace) -> tuple[RemoteCatalog, RpcClient, list[A
         raise ConfigError(f"--meta: {e}") from None
     secret_file = Path(args.secret_file) if args.secret_file else None
     secret = load_secret(CommonConfig(data=Path(args.data), secret_file=secret_file))
-    tls = (args.tls_cert, args.tls_key, args.tls_ca)
-    if any(tls) and not all(tls):
-        raise ConfigError("--tls-cert, --tls-key and --tls-ca go together (mutual TLS)")
-    _, client_tls = internal_contexts(*tls)
+    # as in the roles: mutual TLS when the CA is set too; a certificate alone (a gateway's
+    # https one, say, left in BLOBSTORE_TLS_CERT/KEY) says nothing about internal links
+    if args.tls_ca and not (args.tls_cert and args.tls_key):
+        raise ConfigError("--tls-ca needs --tls-cert and --tls-key (mutual TLS)")
+    _, client_tls = internal_contexts(args.tls_cert, args.tls_key, args.tls_ca)
     transport = RpcClient(secret, ssl_context=client_tls, fail_fast=True)
     return RemoteCatalog(addrs, transport, slots=1), transport, addrs
 
