@@ -8,13 +8,14 @@ import argparse
 import asyncio
 import json
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from blobstore.cli import admin
-from blobstore.cli.main import main
+from blobstore.cli.main import EXIT_USAGE, build_parser, main
 from blobstore.cli.users import (
     NewKey,
     UserInfo,
@@ -293,3 +294,18 @@ def test_cli_errors_are_one_line(catalog: LocalCatalog, capsys: pytest.CaptureFi
     with pytest.raises(SystemExit) as exit_info:
         main(["admin", "user"])  # no action
     assert exit_info.value.code == 2
+
+
+def test_admin_tls_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mutual TLS when the CA is set too (as in the roles); a CA without a certificate is
+    a usage error, a certificate without a CA leaves the links plain."""
+    (tmp_path / "cluster.secret").write_text("ab" * 32)
+    base = ["admin", "--data", str(tmp_path), "--meta", "127.0.0.1:1"]
+    assert main([*base, "--tls-ca", "/ca.pem", "status"]) == EXIT_USAGE
+    monkeypatch.setenv("BLOBSTORE_TLS_CERT", "/cert.pem")
+    monkeypatch.setenv("BLOBSTORE_TLS_KEY", "/key.pem")
+    args = build_parser().parse_args([*base, "status"])
+    assert (args.tls_cert, args.tls_key, args.tls_ca) == ("/cert.pem", "/key.pem", None)
+    _, transport, _ = admin._connect(args)
+    assert transport._ssl is None
+    asyncio.run(transport.close())
