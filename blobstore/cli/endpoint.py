@@ -226,6 +226,7 @@ def make_client(ep: Endpoint, *, max_connections: int = 10, retries: int = 3) ->
 
     config = Config(
         s3={"addressing_style": "path"},
+        signature_version="s3v4",  # presigned URLs too (botocore may presign with SigV2)
         retries={"mode": "standard", "max_attempts": max(1, retries)},
         max_pool_connections=max_connections,
         connect_timeout=10,

@@ -1,4 +1,4 @@
-"""Object commands: ``mb rb ls cp sync rm cat stat`` against any S3 endpoint.
+"""Object commands: ``mb rb ls cp mv sync rm cat stat presign`` against any S3 endpoint.
 
 ``register(sub)`` adds them as top-level ``blobstore`` sub-commands sharing one set of
 endpoint/output flags (``_common_parser``) and, for ``cp``/``sync``, transfer flags.
@@ -50,6 +50,7 @@ __all__ = ["EXIT_HELP", "Context", "build_context", "parse_size", "register"]
 MiB = 1024 * 1024
 MIN_PART_SIZE = 5 * MiB
 MAX_PART_SIZE = 5 * 1024 * MiB
+MAX_PRESIGN_S = 7 * 24 * 3600  # SigV4's limit
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 EXIT_HELP = """exit status:
@@ -354,8 +355,11 @@ def _rm(args: argparse.Namespace, ctx: Context) -> int:
 
 
 # -- cp / sync --------------------------------------------------------------------------
-def _run_job(ctx: Context, job: Job, *, dry_run: bool = False) -> None:
-    op = job.op
+def _run_job(ctx: Context, job: Job, *, dry_run: bool = False, move: bool = False) -> None:
+    """Transfer one file or object; with ``move``, delete the source once the copy has
+    succeeded (an acknowledged upload or copy is durable; a download is complete and
+    checked)."""
+    op = "move" if move else job.op
     fields: dict[str, Any] = {"op": op, "src": str(job.src), "dst": str(job.dst)}
     if dry_run:
         ctx.out.result(f"(dryrun) {op}: {job.src} to {job.dst}", **fields, dry_run=True)
@@ -383,6 +387,18 @@ def _run_job(ctx: Context, job: Job, *, dry_run: bool = False) -> None:
         return
     finally:
         ctx.progress.file_done()
+    if move:
+        try:
+            if isinstance(job.src, Path):
+                job.src.unlink()
+            else:
+                if isinstance(job.dst, Path):  # the local copy must outlive a crash first
+                    _fsync_file_and_dir(job.dst)
+                ctx.client.delete_object(Bucket=job.src.bucket, Key=job.src.key)
+        except Exception as e:
+            why = f"copied, but the source was not deleted: {_error_text(e)}"
+            ctx.out.error(f"{op} {job.src} to {job.dst}: {why}", **fields)
+            return
     ctx.out.result(
         f"{op}: {job.src} to {job.dst}",
         **fields,
@@ -396,14 +412,23 @@ def _run_job(ctx: Context, job: Job, *, dry_run: bool = False) -> None:
     )
 
 
-def _run_jobs(ctx: Context, jobs: list[Job], *, dry_run: bool = False) -> None:
+def _fsync_file_and_dir(path: Path) -> None:
+    for target, flags in ((path, os.O_RDONLY), (path.parent, os.O_RDONLY | os.O_DIRECTORY)):
+        fd = os.open(target, flags)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _run_jobs(ctx: Context, jobs: list[Job], *, dry_run: bool = False, move: bool = False) -> None:
     for j in jobs:
         ctx.progress.add_total(j.size or 0)
     if len(jobs) == 1:
-        _run_job(ctx, jobs[0], dry_run=dry_run)
+        _run_job(ctx, jobs[0], dry_run=dry_run, move=move)
         return
     with ThreadPoolExecutor(ctx.concurrency, thread_name_prefix="file") as pool:
-        for f in [pool.submit(_run_job, ctx, j, dry_run=dry_run) for j in jobs]:
+        for f in [pool.submit(_run_job, ctx, j, dry_run=dry_run, move=move) for j in jobs]:
             f.result()
 
 
@@ -414,6 +439,19 @@ def _cp(args: argparse.Namespace, ctx: Context) -> int:
         ctx.client, args.src, args.dst, recursive=args.recursive, filters=args.filters or ()
     )
     _run_jobs(ctx, jobs, dry_run=args.dry_run)
+    return EXIT_OK
+
+
+def _mv(args: argparse.Namespace, ctx: Context) -> int:
+    if args.src == "-" or args.dst == "-":
+        raise ConfigError("mv: '-' (stdin/stdout) cannot be moved; use cp")
+    jobs = plan_cp(
+        ctx.client, args.src, args.dst, recursive=args.recursive, filters=args.filters or ()
+    )
+    for j in jobs:  # moving onto itself would copy, then delete the only copy
+        if j.src == j.dst:
+            raise ConfigError(f"mv: {j.src} is both the source and the destination")
+    _run_jobs(ctx, jobs, dry_run=args.dry_run, move=True)
     return EXIT_OK
 
 
@@ -478,6 +516,19 @@ def _sync(args: argparse.Namespace, ctx: Context) -> int:
     remote_deletes = [a.key for a in deletes if isinstance(dst_root, S3Url)]
     if remote_deletes and not args.dry_run and isinstance(dst_root, S3Url):
         _delete_keys(ctx, dst_root.bucket, [dst_root.key + k for k in remote_deletes])
+    return EXIT_OK
+
+
+def _presign(args: argparse.Namespace, ctx: Context) -> int:
+    url = parse_s3_url(args.target)
+    if not url.key:
+        raise ConfigError("presign needs s3://BUCKET/KEY")
+    if not 1 <= args.expires_in <= MAX_PRESIGN_S:
+        raise ConfigError(f"--expires-in must be 1..{MAX_PRESIGN_S} seconds (7 days, as S3)")
+    signed = ctx.client.generate_presigned_url(
+        "get_object", Params={"Bucket": url.bucket, "Key": url.key}, ExpiresIn=args.expires_in
+    )
+    ctx.out.result(signed, op="presign", src=str(url), url=signed, expires_in=args.expires_in)
     return EXIT_OK
 
 
@@ -551,7 +602,7 @@ def _transfer_parser() -> argparse.ArgumentParser:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``mb rb ls cp sync rm cat stat`` to the ``blobstore`` parser."""
+    """Add ``mb rb ls cp mv sync rm cat stat presign`` to the ``blobstore`` parser."""
     common, transfer = _common_parser(), _transfer_parser()
     fmt = argparse.RawDescriptionHelpFormatter
 
@@ -589,6 +640,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-r", "--recursive", action="store_true", help="copy a directory / prefix")
     p.set_defaults(func=_command(_cp))
 
+    p = add(
+        "mv", "move files/objects: cp, then delete each source once its copy succeeded", transfer
+    )
+    p.add_argument("src", metavar="SRC")
+    p.add_argument("dst", metavar="DST")
+    p.add_argument("-r", "--recursive", action="store_true", help="move a directory / prefix")
+    p.set_defaults(func=_command(_mv))
+
     p = add("sync", "make DST match SRC (size+mtime, or --checksum); local<->s3, s3->s3", transfer)
     p.add_argument("src", metavar="SRC")
     p.add_argument("dst", metavar="DST")
@@ -609,3 +668,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = add("stat", "show an object's size, ETag, date, type and metadata")
     p.add_argument("target", metavar="s3://BUCKET/KEY")
     p.set_defaults(func=_command(_stat))
+
+    p = add("presign", "print a URL that GETs an object without credentials until it expires")
+    p.add_argument("target", metavar="s3://BUCKET/KEY")
+    p.add_argument(
+        "--expires-in",
+        type=int,
+        default=3600,
+        metavar="SECONDS",
+        help="validity (default 3600, at most 604800 = 7 days)",
+    )
+    p.set_defaults(func=_command(_presign, progress_ok=False))

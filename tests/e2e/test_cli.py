@@ -1,6 +1,6 @@
-"""The object commands (``blobstore mb/rb/ls/cp/sync/rm/cat/stat``) as a user runs them:
-real subprocesses against the in-process gateway (``s3_server``), data checked by hash
-through an independent boto3 client.
+"""The object commands (``blobstore mb/rb/ls/cp/mv/sync/rm/cat/stat/presign``) as a user
+runs them: real subprocesses against the in-process gateway (``s3_server``), data checked
+by hash through an independent boto3 client.
 
 Runs once over plain HTTP; the TLS test re-runs a subset over HTTPS with a CA bundle.
 """
@@ -11,8 +11,11 @@ import hashlib
 import json
 import os
 import random
+import ssl
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -315,3 +318,55 @@ def test_over_https_with_ca_bundle(
     env = {"AWS_CA_BUNDLE": ""}
     assert cli.run("ls", env=env, check=1).stderr.startswith(b"error:")  # untrusted cert
     assert bucket in cli.text("ls", "--no-verify-ssl", env=env)
+
+
+def test_mv_moves_files_and_objects(cli: Cli, s3: BaseClient, bucket: str, tmp_path: Path) -> None:
+    """Each source is deleted only after its copy succeeded; a move onto itself and a
+    failed copy delete nothing."""
+    big = _random_file(tmp_path / "up" / "big.bin", 20 * MiB + 3, seed=21)  # multipart
+    small = _random_file(tmp_path / "up" / "d" / "small.txt", 100, seed=22)
+    [r1, r2] = sorted(cli.json("mv", "-r", "up", f"s3://{bucket}/m/"), key=lambda r: r["src"])
+    assert {r1["op"], r2["op"], r1["status"], r2["status"]} == {"move", "ok"}
+    assert _object(s3, bucket, "m/big.bin") == big
+    assert _object(s3, bucket, "m/d/small.txt") == small
+    assert not (tmp_path / "up" / "big.bin").exists()
+    assert not (tmp_path / "up" / "d" / "small.txt").exists()
+    # s3 -> s3 (server-side), then s3 -> local
+    [r] = cli.json("mv", f"s3://{bucket}/m/big.bin", f"s3://{bucket}/n/big.bin")
+    assert r["op"] == "move" and r["multipart"]
+    assert _object(s3, bucket, "n/big.bin") == big
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert "m/big.bin" not in keys
+    [r] = cli.json("mv", f"s3://{bucket}/n/big.bin", "down/big.bin")
+    assert (tmp_path / "down" / "big.bin").read_bytes() == big
+    assert "n/big.bin" not in [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    # onto itself: refused before anything is copied or deleted
+    same = cli.run("mv", f"s3://{bucket}/m/d/small.txt", f"s3://{bucket}/m/d/small.txt", check=2)
+    assert b"both the source and the destination" in same.stderr
+    assert _object(s3, bucket, "m/d/small.txt") == small
+    # a failed copy (no such bucket) keeps the source
+    failed = cli.run("mv", "down/big.bin", "s3://no-such-bucket-mv/x", check=1)
+    assert failed.stderr.startswith(b"error: move")
+    assert (tmp_path / "down" / "big.bin").read_bytes() == big
+    # dry run: nothing moves
+    [dry] = cli.json("mv", "down/big.bin", f"s3://{bucket}/dry", "--dry-run")
+    assert dry["dry_run"] and (tmp_path / "down" / "big.bin").exists()
+
+
+def test_presign_gives_a_working_url(cli: Cli, s3: BaseClient, bucket: str) -> None:
+    body = random.Random(23).randbytes(300_000)
+    s3.put_object(Bucket=bucket, Key="shared/file.bin", Body=body)
+    url = cli.text("presign", f"s3://{bucket}/shared/file.bin", "--expires-in", "600").strip()
+    assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in url and "X-Amz-Expires=600" in url
+    ctx = None
+    if url.startswith("https://") and cli.env.get("AWS_CA_BUNDLE"):
+        ctx = ssl.create_default_context(cafile=cli.env["AWS_CA_BUNDLE"])
+    with urllib.request.urlopen(url, timeout=30, context=ctx) as resp:
+        assert resp.read() == body
+    tampered = url.replace("shared/file.bin", "shared/other.bin")
+    with pytest.raises(urllib.error.HTTPError) as denied:
+        urllib.request.urlopen(tampered, timeout=30, context=ctx)
+    assert denied.value.code == 403
+    denied.value.close()  # its response holds the connection
+    assert cli.run("presign", f"s3://{bucket}/k", "--expires-in", "0", check=2).stderr
+    assert cli.run("presign", f"s3://{bucket}", check=2).stderr

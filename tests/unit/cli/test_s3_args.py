@@ -55,10 +55,13 @@ def test_every_command_registers_with_its_flags() -> None:
     assert p.parse_args(["mb", "s3://b", "--profile", "x"]).profile == "x"
     assert p.parse_args(["cat", "s3://b/k"]).target == "s3://b/k"
     assert p.parse_args(["stat", "s3://b/k", "--data", "d"]).data == "d"
-    for name in ("mb", "rb", "ls", "cp", "sync", "rm", "cat", "stat"):
-        assert callable(
-            p.parse_args([name, "s3://b/k", *(["x"] if name in ("cp", "sync") else [])]).func
-        )
+    a = p.parse_args(["mv", "d", "s3://b/p", "-r", "--dry-run", "--exclude", "*.tmp"])
+    assert a.recursive and a.dry_run and a.filters == [PathFilter(False, "*.tmp")]
+    assert p.parse_args(["presign", "s3://b/k"]).expires_in == 3600
+    assert p.parse_args(["presign", "s3://b/k", "--expires-in", "60"]).expires_in == 60
+    two = ("cp", "mv", "sync")
+    for name in ("mb", "rb", "ls", "cp", "mv", "sync", "rm", "cat", "stat", "presign"):
+        assert callable(p.parse_args([name, "s3://b/k", *(["x"] if name in two else [])]).func)
 
 
 @pytest.mark.parametrize(
