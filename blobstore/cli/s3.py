@@ -632,21 +632,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--summarize", action="store_true", help="print object count and total size")
     p.set_defaults(func=_command(_ls))
 
-    p = add(
-        "cp", "copy files/objects: local<->s3, s3->s3 (server-side), '-' = stdin/stdout", transfer
-    )
-    p.add_argument("src", metavar="SRC")
-    p.add_argument("dst", metavar="DST")
-    p.add_argument("-r", "--recursive", action="store_true", help="copy a directory / prefix")
-    p.set_defaults(func=_command(_cp))
-
-    p = add(
-        "mv", "move files/objects: cp, then delete each source once its copy succeeded", transfer
-    )
-    p.add_argument("src", metavar="SRC")
-    p.add_argument("dst", metavar="DST")
-    p.add_argument("-r", "--recursive", action="store_true", help="move a directory / prefix")
-    p.set_defaults(func=_command(_mv))
+    for name, fn, what in (
+        ("cp", _cp, "copy files/objects: local<->s3, s3->s3 (server-side), '-' = stdin/stdout"),
+        ("mv", _mv, "move files/objects: cp, then delete each source once its copy succeeded"),
+    ):
+        p = add(name, what, transfer)
+        p.add_argument("src", metavar="SRC")
+        p.add_argument("dst", metavar="DST")
+        p.add_argument("-r", "--recursive", action="store_true", help="a directory / prefix")
+        p.set_defaults(func=_command(fn))
 
     p = add("sync", "make DST match SRC (size+mtime, or --checksum); local<->s3, s3->s3", transfer)
     p.add_argument("src", metavar="SRC")
