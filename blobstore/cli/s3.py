@@ -1,7 +1,7 @@
 """Object commands: ``mb rb ls cp mv sync rm cat stat presign`` against any S3 endpoint.
 
 ``register(sub)`` adds them as top-level ``blobstore`` sub-commands sharing one set of
-endpoint/output flags (``_common_parser``) and, for ``cp``/``sync``, transfer flags.
+endpoint/output flags (``_common_parser``) and, for ``cp``/``mv``/``sync``, transfer flags.
 Endpoint and credentials come from ``endpoint.py``, transfers from ``transfer.py``, output
 from ``progress.py``, paths from ``locations.py``, sync decisions from ``syncplan.py``.
 botocore is imported lazily (only when an object command runs) so role processes start
