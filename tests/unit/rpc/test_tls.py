@@ -15,6 +15,7 @@ import pytest
 from blobstore import errors
 from blobstore.rpc import RpcClient, RpcServer
 from blobstore.rpc.tls import build_ssl_context, internal_contexts
+from blobstore.types import Address
 from tests.unit.rpc.conftest import LOOPBACK, SECRET, echo
 from tests.unit.rpc.fixture_messages import Echo
 
@@ -62,7 +63,7 @@ def other_pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 @pytest.fixture
-async def tls_server(cluster_pki: Pki) -> AsyncIterator[tuple[RpcServer, object]]:
+async def tls_server(cluster_pki: Pki) -> AsyncIterator[tuple[RpcServer, Address]]:
     server_ctx, _ = internal_contexts(cluster_pki.cert, cluster_pki.key, cluster_pki.ca)
     server = RpcServer(SECRET, ssl_context=server_ctx)
     server.handle(Echo, echo)
@@ -71,9 +72,9 @@ async def tls_server(cluster_pki: Pki) -> AsyncIterator[tuple[RpcServer, object]
     await server.stop()
 
 
-async def _call(client: RpcClient, addr: object) -> Echo:
+async def _call(client: RpcClient, addr: Address) -> Echo:
     try:
-        got = await client.call(addr, Echo(1, "hi"), timeout_s=2)  # type: ignore[arg-type]
+        got = await client.call(addr, Echo(1, "hi"), timeout_s=2)
     finally:
         await client.close()
     assert isinstance(got, Echo)
@@ -81,7 +82,7 @@ async def _call(client: RpcClient, addr: object) -> Echo:
 
 
 async def test_peers_of_the_cluster_ca_talk(
-    tls_server: tuple[RpcServer, object], cluster_pki: Pki
+    tls_server: tuple[RpcServer, Address], cluster_pki: Pki
 ) -> None:
     _, client_ctx = internal_contexts(cluster_pki.cert, cluster_pki.key, cluster_pki.ca)
     assert client_ctx is not None
@@ -89,7 +90,7 @@ async def test_peers_of_the_cluster_ca_talk(
     assert await _call(RpcClient(SECRET, ssl_context=client_ctx), addr) == Echo(1, "hi!")
 
 
-async def test_a_plain_tcp_peer_is_refused(tls_server: tuple[RpcServer, object]) -> None:
+async def test_a_plain_tcp_peer_is_refused(tls_server: tuple[RpcServer, Address]) -> None:
     """Neither end answers the other's first bytes: the deadline names the likely cause."""
     _, addr = tls_server
     with pytest.raises(errors.DeadlineExceeded, match="without TLS; no answer to the handshake"):
@@ -97,7 +98,7 @@ async def test_a_plain_tcp_peer_is_refused(tls_server: tuple[RpcServer, object])
 
 
 async def test_a_client_certificate_of_another_ca_is_refused(
-    tls_server: tuple[RpcServer, object], cluster_pki: Pki, other_pki: Pki
+    tls_server: tuple[RpcServer, Address], cluster_pki: Pki, other_pki: Pki
 ) -> None:
     # the client trusts the cluster CA (so it accepts the server) but presents a
     # certificate the server cannot chain to it
@@ -110,7 +111,7 @@ async def test_a_client_certificate_of_another_ca_is_refused(
 
 
 async def test_a_server_certificate_of_another_ca_is_refused(
-    tls_server: tuple[RpcServer, object], other_pki: Pki
+    tls_server: tuple[RpcServer, Address], other_pki: Pki
 ) -> None:
     _, client_ctx = internal_contexts(other_pki.cert, other_pki.key, other_pki.ca)
     _, addr = tls_server
