@@ -3,6 +3,7 @@
 - ``eventually``: an async test waiting on in-process state (a cheap predicate, polled
   often);
 - ``until``: an async probe that returns a value once ready (a catalog query, an RPC);
+- ``until_ok``: an async check that returns (passed, why): the failure names the last why;
 - ``wait_until``: a blocking test waiting on other processes (HTTP probes, log files).
 
 Each fails with ``AssertionError`` naming what was awaited once its deadline has passed.
@@ -15,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-__all__ = ["eventually", "until", "wait_until"]
+__all__ = ["eventually", "until", "until_ok", "wait_until"]
 
 T = TypeVar("T")
 
@@ -48,6 +49,26 @@ async def until(
         if loop.time() > end:
             raise AssertionError(f"not reached in {timeout_s} s: {what}")
         await asyncio.sleep(interval_s)
+
+
+async def until_ok(
+    check: Callable[[], Awaitable[tuple[bool, str]]],
+    timeout_s: float,
+    what: str,
+    interval_s: float = 0.5,
+) -> None:
+    """Await ``check`` until it passes; on the deadline, fail with its last reason."""
+    why = ""
+
+    async def probe() -> bool | None:
+        nonlocal why
+        ok, why = await check()
+        return True if ok else None
+
+    try:
+        await until(probe, timeout_s, what, interval_s)
+    except AssertionError as e:
+        raise AssertionError(f"{e}: {why}") from None
 
 
 def wait_until(

@@ -34,6 +34,7 @@ from blobstore.client.catalog import RemoteCatalog
 from blobstore.errors import BlobstoreError
 from blobstore.rpc import RpcClient
 from blobstore.testing.linearizability import Budget, check
+from blobstore.testing.poll import until_ok
 from chunkserver.gc import GarbageCollector, GcConfig, GetGcStatsRequest, GetGcStatsResponse
 from chunkserver.store.disk import DiskShardStore, parse_shard_name
 from metadata.api import DeleteQueueQuery, ListChunkserversQuery, ListChunksQuery
@@ -166,18 +167,6 @@ class _Faults:
                 c.start_chunk(i)
         if c.gateway_proc is None or c.gateway_proc.poll() is not None:
             c.start_gateway()
-
-
-async def _until(pred_async: object, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    last = ""
-    while True:
-        ok, last = await pred_async()  # type: ignore[operator]
-        if ok:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout_s:.0f} s: {last}")
-        await asyncio.sleep(0.5)  # poll interval of a deadline-bounded wait
 
 
 async def _final_reads(cluster: ChaosCluster, wl: Workload, timeout_s: float) -> dict[str, bool]:
@@ -336,7 +325,7 @@ async def run_chaos(root: Path, spec: ChaosSpec) -> dict[str, object]:
         assert listed == {k for k, v in present.items() if v}, (listed, present)
         catalog, transport = cluster.catalog()
         try:
-            await _until(
+            await until_ok(
                 lambda: _orphans(cluster, catalog, spec.gc_grace_s),
                 spec.gc_grace_s + 60,
                 "zero orphan shards and an empty delete queue",
@@ -344,7 +333,7 @@ async def run_chaos(root: Path, spec: ChaosSpec) -> dict[str, object]:
             figures["orphans_zero_after_s"] = round(time.monotonic() - t_start, 1)
             figures["gc"] = await _gc_totals(cluster, transport)
             if repair_available():
-                await _until(
+                await until_ok(
                     lambda: _redundancy(cluster, catalog),
                     spec.redundancy_timeout_s,
                     "every chunk at k+m good shards",
