@@ -256,8 +256,7 @@ class RpcClient:
         except TimeoutError:
             why = ""
             if state.awaiting_handshake:  # e.g. TLS on one side only: neither end answers
-                tls = "with" if self._ssl is not None else "without"
-                why = f" (connected {tls} TLS; no answer to the handshake: do both use TLS?)"
+                why = f" (no answer to the handshake; {self._tls_hint()})"
             raise errors.DeadlineExceeded(
                 f"could not reach {addr} before the deadline{why}", addr=str(addr)
             ) from None
@@ -321,12 +320,22 @@ class RpcClient:
         except asyncio.CancelledError:
             link.close()
             raise
+        except errors.Unavailable as exc:  # closed before the handshake: name the likely cause
+            link.close()
+            state.awaiting_handshake = False
+            raise errors.Unavailable(
+                f"{exc.message} during the handshake ({self._tls_hint()})", addr=str(addr)
+            ) from None
         except BaseException:
             link.close()
             state.awaiting_handshake = False
             raise
         state.awaiting_handshake = False
         return link
+
+    def _tls_hint(self) -> str:
+        tls = "with" if self._ssl is not None else "without"
+        return f"connected {tls} TLS; do both ends use TLS?"
 
     # -- Transport -----------------------------------------------------------------------
     async def call(

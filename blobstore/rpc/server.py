@@ -118,7 +118,13 @@ class RpcServer:
         """Listen on ``addr`` (port 0 picks a free port); return the actual address."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _ServerLink(loop, self), addr.host, addr.port, ssl=self._ssl
+            lambda: _ServerLink(loop, self),
+            addr.host,
+            addr.port,
+            ssl=self._ssl,
+            # the TLS handshake precedes connection_made (and so the RPC handshake's own
+            # timer): bound it the same, not asyncio's 60 s
+            ssl_handshake_timeout=self.handshake_timeout_s if self._ssl is not None else None,
         )
         actual = self.address
         assert actual is not None

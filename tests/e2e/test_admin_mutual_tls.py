@@ -52,4 +52,4 @@ def test_admin_status_over_mutual_tls(cluster: Cluster) -> None:
 def test_admin_without_the_certificate_is_refused(cluster: Cluster) -> None:
     proc = _admin(cluster)
     assert proc.returncode != 0
-    assert "no answer to the handshake: do both use TLS?" in proc.stderr, proc.stderr
+    assert "do both ends use TLS?" in proc.stderr, proc.stderr

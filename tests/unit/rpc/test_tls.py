@@ -93,8 +93,20 @@ async def test_peers_of_the_cluster_ca_talk(
 async def test_a_plain_tcp_peer_is_refused(tls_server: tuple[RpcServer, Address]) -> None:
     """Neither end answers the other's first bytes: the deadline names the likely cause."""
     _, addr = tls_server
-    with pytest.raises(errors.DeadlineExceeded, match="without TLS; no answer to the handshake"):
+    with pytest.raises(errors.DeadlineExceeded, match="handshake; connected without TLS"):
         await _call(RpcClient(SECRET, fail_fast=True), addr)
+
+
+async def test_a_plain_tcp_peer_is_dropped_after_the_handshake_timeout(cluster_pki: Pki) -> None:
+    server_ctx, _ = internal_contexts(cluster_pki.cert, cluster_pki.key, cluster_pki.ca)
+    server = RpcServer(SECRET, ssl_context=server_ctx, handshake_timeout_s=0.2)
+    server.handle(Echo, echo)
+    addr = await server.start(LOOPBACK)
+    try:
+        with pytest.raises(errors.Unavailable, match=r"during the handshake.*without TLS"):
+            await _call(RpcClient(SECRET, fail_fast=True), addr)
+    finally:
+        await server.stop()
 
 
 async def test_a_client_certificate_of_another_ca_is_refused(
