@@ -73,8 +73,18 @@ class Cluster:
     data_dir: Path  # the server's --data (restart it with the same dir and ports)
     ports: ClusterPorts
     pid: int
-    ca_bundle: str | None = None
-    tls: tuple[Path, Path] | None = None  # internal mutual TLS: (cert, key); CA = cert
+    tls: tuple[Path, Path] | None = None  # https and internal mutual TLS: (cert, key)
+
+    @property
+    def ca_bundle(self) -> str | None:
+        """What clients verify the https endpoint with: the self-signed certificate."""
+        return str(self.tls[0]) if self.tls is not None else None
+
+    def admin_argv(self, *args: str) -> list[str]:
+        """``blobstore admin ARGS`` on this cluster's metadata ports and secret."""
+        meta = ",".join(f"127.0.0.1:{self.ports.meta + i}" for i in range(METADATA_NODES))
+        admin = [sys.executable, "-m", "blobstore", "admin", "--meta", meta]
+        return [*admin, "--data", str(self.data_dir), *args]
 
 
 def _free_run(length: int, rng: random.Random, avoid: set[int]) -> int:
@@ -171,10 +181,8 @@ def _start_once(
         "--chunk-port", str(chunk_port),
         "--ready-timeout", str(ready_timeout_s),
     ]  # fmt: skip
-    ca_bundle = None
-    if tls is not None:
+    if tls is not None:  # self-signed: the certificate is its own CA
         argv += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1]), "--tls-ca", str(tls[0])]
-        ca_bundle = str(tls[0])
     env = env_dying_with_me()
     env["BLOBSTORE_ROOT_ACCESS_KEY"] = ACCESS_KEY
     env["BLOBSTORE_ROOT_SECRET_KEY"] = SECRET_KEY
@@ -196,7 +204,6 @@ def _start_once(
         data_dir,
         ports,
         proc.pid,
-        ca_bundle,
         tls,
     )
     deadline = time.monotonic() + ready_timeout_s
@@ -206,7 +213,7 @@ def _start_once(
                 f"blobstore server exited with {proc.returncode} before it was ready\n"
                 + _diagnostics(data_dir, out)
             )
-        if _ready(cluster.endpoint_url, ca_bundle):
+        if _ready(cluster.endpoint_url, cluster.ca_bundle):
             return proc, cluster
         if time.monotonic() > deadline:
             _stop(proc)

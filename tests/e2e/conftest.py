@@ -164,6 +164,16 @@ def _local_https(
     _stop(running)
 
 
+def local_cluster(request: pytest.FixtureRequest, fixture: str) -> Cluster:
+    """The session's own ``blobstore server`` (fixture ``fixture``), for tests that need
+    more than its S3 endpoint (admin commands on its metadata ports); skipped when the
+    tier targets an external endpoint."""
+    if _external() is not None:
+        pytest.skip("BLOBSTORE_E2E_ENDPOINT is set: this test needs the local cluster")
+    found: Cluster = request.getfixturevalue(fixture)
+    return found
+
+
 def _external() -> S3Endpoint | None:
     url = os.environ.get("BLOBSTORE_E2E_ENDPOINT")
     if not url:

@@ -11,29 +11,24 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
 
 from tests.e2e.cluster import Cluster
-from tests.e2e.conftest import _external
+from tests.e2e.conftest import local_cluster
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def cluster(request: pytest.FixtureRequest) -> Cluster:
-    if _external() is not None:
-        pytest.skip("BLOBSTORE_E2E_ENDPOINT is set: admin commands need the local cluster")
-    found: Cluster = request.getfixturevalue("blobstore_cluster_https")
+    found = local_cluster(request, "blobstore_cluster_https")
     assert found.tls is not None
     return found
 
 
 def _admin(cluster: Cluster, *tls: str) -> subprocess.CompletedProcess[str]:
-    meta = ",".join(f"127.0.0.1:{cluster.ports.meta + i}" for i in range(3))
-    argv = [sys.executable, "-m", "blobstore", "admin", "--meta", meta]
-    argv += ["--data", str(cluster.data_dir), *tls, "--json", "status"]
+    argv = cluster.admin_argv(*tls, "--json", "status")
     return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
 
 

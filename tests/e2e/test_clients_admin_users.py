@@ -15,7 +15,6 @@ import hashlib
 import json
 import random
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,24 +26,19 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.e2e.cluster import Cluster
-from tests.e2e.conftest import _external, collect_leaked_sockets, empty_bucket
+from tests.e2e.conftest import collect_leaked_sockets, empty_bucket, local_cluster
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def cluster(request: pytest.FixtureRequest) -> Cluster:
-    if _external() is not None:
-        pytest.skip("BLOBSTORE_E2E_ENDPOINT is set: admin commands need the local cluster")
-    found: Cluster = request.getfixturevalue("blobstore_cluster")
-    return found
+    return local_cluster(request, "blobstore_cluster")
 
 
 def admin(cluster: Cluster, *args: str) -> Any:
     """Run ``blobstore admin ... --json`` on the cluster; its parsed output."""
-    meta = ",".join(f"127.0.0.1:{cluster.ports.meta + i}" for i in range(3))
-    argv = [sys.executable, "-m", "blobstore", "admin", "--meta", meta]
-    argv += ["--data", str(cluster.data_dir), *args, "--json"]
+    argv = cluster.admin_argv(*args, "--json")
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     if proc.returncode != 0:
         pytest.fail(f"{' '.join(argv)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
