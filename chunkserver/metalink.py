@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from blobstore.client.catalog import CatalogClient
+from blobstore.durable import fsync_path
 from blobstore.errors import BlobstoreError
 from blobstore.log import get_logger
 from chunkserver.service import BadShardReport, ChunkserverNode, ChunkserverStats
@@ -47,11 +48,7 @@ def load_or_create_server_id(data: Path) -> int:
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    dfd = os.open(data, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    fsync_path(data)
     return server_id
 
 

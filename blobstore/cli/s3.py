@@ -43,6 +43,7 @@ from blobstore.cli.progress import Output, Progress, format_bytes
 from blobstore.cli.resume import default_state_dir
 from blobstore.cli.syncplan import Compare, PathFilter, SyncAction, plan_sync
 from blobstore.cli.transfer import TransferConfig, Transfers
+from blobstore.durable import fsync_path
 from blobstore.errors import ConfigError
 
 __all__ = ["EXIT_HELP", "Context", "build_context", "parse_size", "register"]
@@ -393,7 +394,8 @@ def _run_job(ctx: Context, job: Job, *, dry_run: bool = False, move: bool = Fals
                 job.src.unlink()
             else:
                 if isinstance(job.dst, Path):  # the local copy must outlive a crash first
-                    _fsync_file_and_dir(job.dst)
+                    fsync_path(job.dst)
+                    fsync_path(job.dst.parent)
                 ctx.client.delete_object(Bucket=job.src.bucket, Key=job.src.key)
         except Exception as e:
             why = f"copied, but the source was not deleted: {_error_text(e)}"
@@ -410,15 +412,6 @@ def _run_job(ctx: Context, job: Job, *, dry_run: bool = False, move: bool = Fals
         parts_reused=r.parts_reused,
         verified=r.verified,
     )
-
-
-def _fsync_file_and_dir(path: Path) -> None:
-    for target, flags in ((path, os.O_RDONLY), (path.parent, os.O_RDONLY | os.O_DIRECTORY)):
-        fd = os.open(target, flags)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _run_jobs(ctx: Context, jobs: list[Job], *, dry_run: bool = False, move: bool = False) -> None:

@@ -31,6 +31,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from blobstore.durable import fsync_path
 from blobstore.errors import ConfigError
 from blobstore.log import configure_logging, get_logger
 from blobstore.supervisor import RoleSpec, Supervisor, tcp_ready
@@ -55,11 +56,7 @@ def _write_private(path: Path, text: str) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    fsync_path(path.parent)
 
 
 def load_or_create_secret(data: Path) -> Path:

@@ -74,6 +74,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callab
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from blobstore.durable import fsync_path
 from blobstore.errors import InsufficientSpace, NoSuchShard
 from blobstore.log import get_logger
 from blobstore.rawbuf import uninitialized
@@ -227,14 +228,6 @@ def _read_into(fd: int, iov: list[memoryview], start: int, offset: int) -> int:
     return got - start
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class _TempShard:
     """One write in progress: temp file → fsync → rename → fsync directory.
 
@@ -296,9 +289,9 @@ class _TempShard:
             except FileNotFoundError:
                 replaced = 0
             os.rename(self.path, self.final)  # within one directory: one entry block changes
-        _fsync_dir(self.final.parent)
+        fsync_path(self.final.parent)
         for d in self.new_dirs:  # a new directory's own entry lives in its parent
-            _fsync_dir(d.parent)
+            fsync_path(d.parent)
         for path in stale:
             drop_path(path)
         return receipt, replaced
