@@ -20,7 +20,7 @@ from blobstore.cli import users
 from blobstore.client.catalog import RemoteCatalog
 from blobstore.config import PARSERS as _PARSERS
 from blobstore.config import AddressList, CommonConfig, load_secret
-from blobstore.errors import BlobstoreError, ConfigError
+from blobstore.errors import BlobstoreError, ConfigError, Unavailable
 from blobstore.rpc import RpcClient
 from blobstore.rpc.tls import internal_contexts
 from blobstore.types import Address, parse_address
@@ -73,14 +73,9 @@ def _user_connect(args: argparse.Namespace) -> tuple[RemoteCatalog, RpcClient]:
 async def _status(args: argparse.Namespace) -> dict[str, Any]:
     catalog, transport, addrs = _connect(args)
     try:
-        nodes: list[dict[str, Any]] = []
-        for addr in addrs:
-            try:
-                st = await catalog.status(addr, timeout_s=2)
-                assert isinstance(st, ClusterStatusResponse)
-                nodes.append({"address": str(addr), "state": "up", **asdict(st)})
-            except BlobstoreError as e:
-                nodes.append({"address": str(addr), "state": "down", "error": e.message})
+        nodes = await asyncio.gather(*(_node_status(catalog, addr) for addr in addrs))
+        if all(n["state"] == "down" for n in nodes):  # nothing to ask: say why at once
+            raise Unavailable("no metadata node answered: " + "; ".join(n["error"] for n in nodes))
         servers = await catalog.query(ListChunkserversQuery(), mode=ReadMode.LINEARIZABLE)
         assert isinstance(servers, tuple)
         doc = {"metadata": nodes, "chunkservers": [_server(s) for s in servers]}
@@ -88,6 +83,15 @@ async def _status(args: argparse.Namespace) -> dict[str, Any]:
         return doc
     finally:
         await transport.close()
+
+
+async def _node_status(catalog: RemoteCatalog, addr: Address) -> dict[str, Any]:
+    try:
+        st = await catalog.status(addr, timeout_s=2)
+    except BlobstoreError as e:
+        return {"address": str(addr), "state": "down", "error": e.message}
+    assert isinstance(st, ClusterStatusResponse)
+    return {"address": str(addr), "state": "up", **asdict(st)}
 
 
 async def _redundancy(catalog: RemoteCatalog) -> dict[str, Any]:

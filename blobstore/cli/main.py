@@ -3,12 +3,15 @@
 Every command module exposes ``register(subparsers)`` which adds its sub-commands, each
 with ``func(args) -> int``. Errors that users cause (bad flags, bad config, unreachable
 cluster) end as one ``error: ...`` line and exit status 2 (usage) or 1 (failure), never
-a traceback.
+a traceback. A reader that goes away (`| head`) ends the command quietly with status 141.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -23,6 +26,7 @@ __all__ = ["build_parser", "main"]
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a tool killed by SIGPIPE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,10 +49,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     die_with_parent_from_env()  # a harness asked for it (blobstore.supervisor)
     parser = build_parser()
-    args = parser.parse_args(argv)
-    tune_allocator()  # every command moves bulk buffers (roles, cp, ...)
     try:
-        return int(args.func(args))
+        args = parser.parse_args(argv)
+        tune_allocator()  # every command moves bulk buffers (roles, cp, ...)
+        status = int(args.func(args))
+        sys.stdout.flush()  # an EPIPE shows here, not at interpreter exit
+        return status
+    except BrokenPipeError:  # `blobstore ls | head`: the reader left, as with any Unix tool
+        # point stdout at /dev/null so the interpreter's final flush does not complain
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except ConfigError as e:
         print(f"error: {e.message}", file=sys.stderr)
         return EXIT_USAGE

@@ -15,7 +15,6 @@ configuration error; 130 interrupted (an interrupted upload resumes on the next 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
 import sys
@@ -188,11 +187,7 @@ def _command(
             sys.stderr.flush()
             ctx.transfers.remove_temp_files()
             os._exit(EXIT_INTERRUPTED)  # don't wait for in-flight parts
-        except BrokenPipeError:
-            with contextlib.suppress(OSError):
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return EXIT_FAILURE
-        except ConfigError:
+        except (ConfigError, BrokenPipeError):  # reported by blobstore.cli.main
             raise
         except Exception as e:
             ctx.progress.clear()

@@ -48,3 +48,4 @@ def test_admin_without_the_certificate_is_refused(cluster: Cluster) -> None:
     proc = _admin(cluster)
     assert proc.returncode != 0
     assert "do both ends use TLS?" in proc.stderr, proc.stderr
+    assert "no metadata node answered" in proc.stderr  # said at once, not after a catalog query
