@@ -119,6 +119,10 @@ class MetadataConfig:
     repair_concurrency: int = 4  # shard rebuilds in flight cluster-wide
     repair_mb_s: float = 0.0  # average rebuild bandwidth cap (MB/s); 0 = unlimited
     maintenance_interval_s: float = 1.0  # one detector + repair-scan round per interval
+    # the leader notes chunkserver heartbeats in memory and replicates one only when the
+    # catalog must learn something, or when the committed one is this old
+    # (metadata.maintenance.liveness)
+    heartbeat_commit_s: float = 10.0
     common: CommonConfig = field(default_factory=CommonConfig)
 
     def validate(self) -> None:
@@ -131,6 +135,8 @@ class MetadataConfig:
             raise ConfigError("election_ticks must be larger than heartbeat_ticks")
         if self.tick_ms <= 0:
             raise ConfigError("tick_ms must be positive")
+        if self.heartbeat_commit_s <= 0:
+            raise ConfigError("heartbeat_commit_s must be positive")
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,9 @@
 
 Registration proposes ``RegisterChunkserver`` with this server's persistent id (kept in
 ``<data>/server.id``, created on first start), address, zone and capacity, retrying until
-the metadata service answers; heartbeats propose ``ChunkserverHeartbeat`` (with the scrub
-counters) so the last heartbeat is committed state that any new leader agrees on.
+the metadata service answers; heartbeats send ``ChunkserverHeartbeat`` (with the scrub
+counters) to the leader, which notes it and replicates it when the catalog must learn
+something (``metadata.maintenance.liveness``).
 Bad-shard reports (from reads and the scrubber) propose ``ReportBadShards``: they are
 queued and sent by a background task with retries, so a read that found a bad shard
 never waits for a Raft commit.
@@ -92,7 +93,7 @@ class CatalogLink:
                 await asyncio.sleep(self._retry_s)  # retry period while the cluster starts
 
     async def heartbeat(self, stats: ChunkserverStats) -> None:
-        await self._catalog.execute(
+        await self._catalog.heartbeat(
             ChunkserverHeartbeat(
                 server_id=self.server_id,
                 capacity_bytes=stats.space.capacity_bytes,

@@ -37,6 +37,7 @@ __all__ = [
     "GetChunkQuery",
     "GetErasureProfileQuery",
     "HeadObjectQuery",
+    "HeartbeatRequest",
     "ListAccessKeysQuery",
     "ListBucketsQuery",
     "ListChunksQuery",
@@ -322,6 +323,16 @@ def run_query(catalog: Catalog, q: Query) -> object:
 @dataclass(frozen=True, slots=True)
 class ProposeRequest:
     """Replicate one catalog command (``entry`` = encoded ``ClientCommand``)."""
+
+    entry: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatRequest:
+    """A chunkserver's heartbeat: ``entry`` encodes a ``ClientCommand`` whose command is a
+    ``ChunkserverHeartbeat``. The leader notes it and replicates it only when the catalog
+    must learn something (``metadata.maintenance.liveness``); answered with a
+    ``ProposeResponse`` either way."""
 
     entry: bytes
 

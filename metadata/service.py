@@ -5,6 +5,8 @@
 ``RpcServer`` that answers:
 - ``ProposeRequest``: on the leader, replicate the command and answer with its result;
   elsewhere ``NotLeader`` naming the leader's address so clients re-route;
+- ``HeartbeatRequest``: the same for a chunkserver's heartbeat, replicated only when the
+  maintenance driver says the catalog must learn something (``maintenance.liveness``);
 - ``QueryRequest``: linearizable by default (ReadIndex barrier, then the local catalog);
 - ``ClusterStatusQuery``, ``MembershipChangeRequest``, ``TransferLeaderRequest`` (admin).
 It also runs the ``MaintenanceDriver`` (failure detection, repair, drain), which acts only
@@ -32,6 +34,7 @@ from metadata import wire
 from metadata.api import (
     ClusterStatusQuery,
     ClusterStatusResponse,
+    HeartbeatRequest,
     MembershipChangeRequest,
     MembershipChangeResponse,
     MemberStatus,
@@ -46,7 +49,8 @@ from metadata.api import (
     run_query,
 )
 from metadata.fsm.codec import encode_value
-from metadata.fsm.machine import CatalogStateMachine
+from metadata.fsm.commands import ChunkserverHeartbeat
+from metadata.fsm.machine import CatalogStateMachine, decode_entry
 from metadata.maintenance.driver import MaintenanceDriver, MaintenanceOptions, RaftLeader
 from metadata.maintenance.health import redundancy_summary
 from metadata.node import NodeOptions, RaftNode
@@ -80,6 +84,7 @@ class MetadataService:
     def install(self, server: RpcServer) -> None:
         server.on_message(Message, self.node.step)
         server.handle(ProposeRequest, self.propose)
+        server.handle(HeartbeatRequest, self.heartbeat)
         server.handle(QueryRequest, self.query)
         server.handle(ClusterStatusQuery, self.status)
         server.handle(MembershipChangeRequest, self.change_membership)
@@ -97,6 +102,17 @@ class MetadataService:
             raise self._leader_hint()
         result = await self.node.propose(req.entry, timeout_s=_remaining(ctx))
         return ProposeResponse(encode_value(result), self.node.applied_index)
+
+    async def heartbeat(self, req: HeartbeatRequest, ctx: CallContext) -> ProposeResponse:
+        if not self.node.is_leader:
+            raise self._leader_hint()
+        command = decode_entry(req.entry).command
+        if not isinstance(command, ChunkserverHeartbeat):
+            raise InvalidArgument(f"not a heartbeat: {type(command).__name__}")
+        noted = self.maintenance.note_heartbeat(command) if self.maintenance else None
+        if noted is not None:  # nothing the catalog must learn: liveness is the leader's
+            return ProposeResponse(encode_value(noted), self.node.applied_index)
+        return await self.propose(ProposeRequest(req.entry), ctx)
 
     async def query(self, req: QueryRequest, ctx: CallContext) -> QueryResponse:
         if req.mode == ReadMode.LINEARIZABLE:
@@ -213,6 +229,7 @@ async def serve(config: MetadataConfig) -> None:
             down_after_s=config.down_after_s,
             repair_concurrency=config.repair_concurrency,
             repair_mb_s=config.repair_mb_s,
+            heartbeat_commit_s=config.heartbeat_commit_s,
         ),
     )
     MetadataService(node, fsm, maintenance).install(server)

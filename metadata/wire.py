@@ -34,6 +34,7 @@ _API: dict[int, type] = {
     1507: api.MembershipChangeRequest,
     1508: api.MembershipChangeResponse,
     1509: api.TransferLeaderRequest,
+    1510: api.HeartbeatRequest,
     1520: api.GetBucketQuery,
     1521: api.ListBucketsQuery,
     1522: api.HeadObjectQuery,

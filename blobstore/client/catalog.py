@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -40,6 +40,7 @@ from metadata import wire
 from metadata.api import (
     ClusterStatusQuery,
     ClusterStatusResponse,
+    HeartbeatRequest,
     MembershipChangeRequest,
     MembershipChangeResponse,
     ProposeRequest,
@@ -52,7 +53,7 @@ from metadata.api import (
     run_query,
 )
 from metadata.fsm.codec import decode_value
-from metadata.fsm.commands import ClientCommand, Command
+from metadata.fsm.commands import ChunkserverHeartbeat, ClientCommand, Command
 from metadata.fsm.machine import encode_entry
 from metadata.fsm.state import Catalog
 
@@ -70,6 +71,11 @@ class CatalogClient(Protocol):
         self, q: Query, *, mode: ReadMode = ReadMode.LINEARIZABLE, timeout_s: float = 10.0
     ) -> object:
         """Answer a catalog query (linearizable unless ``mode`` says otherwise)."""
+        ...
+
+    async def heartbeat(self, command: ChunkserverHeartbeat, *, timeout_s: float = 10.0) -> object:
+        """A chunkserver's heartbeat: like ``execute``, but the leader replicates it only
+        when the catalog must learn something (``metadata.maintenance.liveness``)."""
         ...
 
 
@@ -114,6 +120,9 @@ class LocalCatalog:
         self, q: Query, *, mode: ReadMode = ReadMode.LINEARIZABLE, timeout_s: float = 10.0
     ) -> object:
         return run_query(self.catalog, q)
+
+    async def heartbeat(self, command: ChunkserverHeartbeat, *, timeout_s: float = 10.0) -> object:
+        return await self.execute(command, timeout_s=timeout_s)  # no leader to note it
 
 
 class RemoteCatalog:
@@ -174,11 +183,19 @@ class RemoteCatalog:
             backoff = min(backoff * 2, 0.5)
 
     async def execute(self, command: Command, *, timeout_s: float = 10.0) -> object:
+        return await self._propose(command, ProposeRequest, timeout_s)
+
+    async def heartbeat(self, command: ChunkserverHeartbeat, *, timeout_s: float = 10.0) -> object:
+        return await self._propose(command, HeartbeatRequest, timeout_s)
+
+    async def _propose(
+        self, command: Command, request: Callable[[bytes], object], timeout_s: float
+    ) -> object:
         slot = await self._pool.acquire()
         try:
             slot.seq += 1
             entry = ClientCommand(slot.client_id, slot.seq, int(self._clock.time() * 1000), command)
-            reply = await self._call(ProposeRequest(encode_entry(entry)), timeout_s)
+            reply = await self._call(request(encode_entry(entry)), timeout_s)
         finally:
             self._pool.release(slot)
         assert isinstance(reply, ProposeResponse)

@@ -58,7 +58,9 @@ __all__ = [
     "gather_redundancy",
 ]
 
-HEARTBEAT_STALE_S = 5.0  # heartbeats come every second; older than this looks wrong
+# the catalog's heartbeat time: the leader replicates a heartbeat at least every
+# heartbeat_commit_s (10 s; metadata.maintenance.liveness), so older than this looks wrong
+HEARTBEAT_STALE_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from metadata.fsm.records import (
     ErasureProfile,
     ObjectRecord,
     PartRecord,
+    ScrubProgressRecord,
     ShardDelete,
     ShardRef,
     UploadRecord,
@@ -174,6 +175,16 @@ def list_chunkservers(kv: KVReader) -> tuple[ChunkserverRecord, ...]:
     """All registered chunkservers by id."""
     rows = kv.scan(ks.CHUNKSERVER, prefix_end(ks.CHUNKSERVER))
     return tuple(cast(ChunkserverRecord, v) for _, v in rows)
+
+
+def get_chunkserver(kv: KVReader, server_id: int) -> ChunkserverRecord | None:
+    """One registered chunkserver, or None."""
+    return cast(ChunkserverRecord | None, kv.get(ks.CHUNKSERVER + ks.u64(server_id)))
+
+
+def get_scrub_progress(kv: KVReader, server_id: int) -> ScrubProgressRecord | None:
+    """A chunkserver's scrub counters as of its last committed heartbeat, or None."""
+    return cast(ScrubProgressRecord | None, kv.get(ks.SCRUB + ks.u64(server_id)))
 
 
 def get_chunk(kv: KVReader, chunk_id: str) -> ChunkRecord | None:

@@ -43,6 +43,7 @@ from metadata.fsm.records import (
     ChunkserverRecord,
     ErasureProfile,
     MetaRecord,
+    ScrubProgressRecord,
     SessionRecord,
     ShardRef,
     UserRecord,
@@ -327,6 +328,12 @@ class Catalog:
 
     def list_chunkservers(self) -> tuple[ChunkserverRecord, ...]:
         return queries.list_chunkservers(self._kv)
+
+    def get_chunkserver(self, server_id: int) -> ChunkserverRecord | None:
+        return queries.get_chunkserver(self._kv, server_id)
+
+    def get_scrub_progress(self, server_id: int) -> ScrubProgressRecord | None:
+        return queries.get_scrub_progress(self._kv, server_id)
 
     def get_chunk(self, chunk_id: str) -> ChunkRecord | None:
         return queries.get_chunk(self._kv, chunk_id)

@@ -2,17 +2,18 @@
 
 ``MaintenanceDriver`` runs in every metadata node but acts only while that node is the
 Raft leader: each ``interval_s`` it (1) proposes chunkserver state changes from the pure
-``detector``; (2) clears stale bad-shard reports and queues chunks with current ones;
-(3) scans one bounded page of the chunk table (``planner.scan_page``), so every chunk is
-visited once per pass whatever the catalog's size; (4) marks a draining server ``drained``
-once ``drain_clean_passes`` consecutive full passes found none of its shards; (5) starts
-rebuilds (``planner.plan_chunk``) for the queued chunks, fewest good shards first, up to
-``repair_concurrency`` in flight (a finished rebuild starts the next one at once) and
-``repair_mb_s`` on average. A rebuild asks the target
-chunkserver (``RepairShardRequest``, ``chunkserver.repair``) and then proposes
-``UpdatePlacement`` stamped with the catalog time read before the rebuild; the FSM's
-preconditions turn a duplicate or raced repair, or one whose target copy GC fenced since
-(``fences.py``), into a no-op.
+``detector``, which also counts the heartbeats noted here and not replicated
+(``note_heartbeat``, ``liveness``); (2) clears stale bad-shard reports and queues chunks
+with current ones; (3) scans one bounded page of the chunk table (``planner.scan_page``),
+so every chunk is visited once per pass whatever the catalog's size; (4) marks a draining
+server ``drained`` once ``drain_clean_passes`` consecutive full passes found none of its
+shards; (5) starts rebuilds (``planner.plan_chunk``) for the queued chunks, fewest good
+shards first, up to ``repair_concurrency`` in flight (a finished rebuild starts the next
+one at once) and ``repair_mb_s`` on average. A rebuild asks the target chunkserver
+(``RepairShardRequest``, ``chunkserver.repair``) and then proposes ``UpdatePlacement``
+stamped with the catalog time read before the rebuild; the FSM's preconditions turn a
+duplicate or raced repair, or one whose target copy GC fenced since (``fences.py``), into
+a no-op.
 
 Nothing here is the source of truth: the queue is re-derived from the catalog by every new
 leader, and the loop stops (cancelling its rebuilds) as soon as leadership or the term
@@ -36,6 +37,7 @@ from blobstore.log import get_logger
 from blobstore.rpc.transport import Transport
 from chunkserver.repair import RepairShardRequest, RepairShardResponse, RepairSource
 from metadata.fsm.commands import (
+    ChunkserverHeartbeat,
     ClearBadShards,
     ClientCommand,
     Command,
@@ -45,9 +47,10 @@ from metadata.fsm.commands import (
 )
 from metadata.fsm.machine import encode_entry
 from metadata.fsm.records import ChunkserverRecord
-from metadata.fsm.results import RepairStatus
+from metadata.fsm.results import ChunkserverUpdated, RepairStatus
 from metadata.fsm.state import Catalog
 from metadata.maintenance.detector import DetectorConfig, detect
+from metadata.maintenance.liveness import DEFAULT_COMMIT_EVERY_MS, needs_commit
 from metadata.maintenance.planner import RepairTask, bad_reports, plan_chunk, scan_page
 from metadata.node import RaftNode
 
@@ -72,6 +75,7 @@ class MaintenanceOptions:
     propose_timeout_s: float = 10.0
     retry_backoff_s: float = 5.0  # a failed rebuild of a shard waits this long
     drain_clean_passes: int = 2
+    heartbeat_commit_s: float = DEFAULT_COMMIT_EVERY_MS / 1000  # see ``liveness``
 
 
 class LeaderNode(Protocol):
@@ -135,6 +139,10 @@ class MaintenanceDriver:
         self._done_log: collections.deque[tuple[float, int]] = collections.deque()
         self._leading = False
         self._servers: dict[int, ChunkserverRecord] = {}  # as of the last round
+        # server id -> catalog ms of the last heartbeat noted here (``note_heartbeat``);
+        # never cleared: an entry from an earlier term is older than that term's end, so
+        # the detector's ``leader_since_ms`` outweighs it
+        self._heard: dict[int, int] = {}
         self.repairs_done = 0
         self.repairs_failed = 0
         self.repairs_noop = 0
@@ -213,6 +221,19 @@ class MaintenanceDriver:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._inflight.clear()
 
+    def note_heartbeat(self, heartbeat: ChunkserverHeartbeat) -> ChunkserverUpdated | None:
+        """Note a heartbeat that reached this node as the leader: the answer to give
+        without replicating it, or None when it must be replicated (``liveness``)."""
+        now_ms = self._now_ms()
+        sid = heartbeat.server_id
+        self._heard[sid] = max(now_ms, self._heard.get(sid, 0))
+        record = self._catalog.get_chunkserver(sid)
+        scrub = self._catalog.get_scrub_progress(sid)
+        every_ms = int(self.options.heartbeat_commit_s * 1000)
+        if record is None or needs_commit(record, scrub, heartbeat, now_ms, every_ms):
+            return None
+        return ChunkserverUpdated(record)
+
     # -- one round ------------------------------------------------------------------------
     async def run_round(self, leader_since_ms: int) -> None:
         """Detect, scan one page, start rebuilds (public for tests)."""
@@ -220,7 +241,8 @@ class MaintenanceDriver:
         now_ms = self._now_ms()
         kv = self._catalog.kv
         servers = {s.server_id: s for s in self._catalog.list_chunkservers()}
-        for ch in detect(servers.values(), now_ms, leader_since_ms, self._detector):
+        changes = detect(servers.values(), now_ms, leader_since_ms, self._detector, self._heard)
+        for ch in changes:
             log.warning(
                 "chunkserver state change", server_id=ch.server_id, old=ch.old, new=ch.new,
                 silence_ms=ch.silence_ms,

@@ -85,3 +85,13 @@ def test_new_leader_grants_grace_and_heartbeats_reset_silence() -> None:
 def test_config_is_validated() -> None:
     with pytest.raises(ValueError, match="suspect_after_ms"):
         DetectorConfig(10, 5)
+
+
+def test_heartbeats_heard_but_not_committed_count_as_life() -> None:
+    cfg = DetectorConfig(10_000, 60_000)
+    s = ChunkserverRecord(1, Address("h", 1), "", 1, 1, "up", 1_000, 0)
+    assert [c.new for c in detect([s], 100_000, 0, cfg)] == ["down"]
+    assert detect([s], 100_000, 0, cfg, {1: 95_000}) == ()  # the leader heard it 5 s ago
+    assert [c.new for c in detect([s], 100_000, 0, cfg, {1: 85_000})] == ["suspect"]
+    assert detect([s], 100_000, 0, cfg, {2: 99_000}) != ()  # another server's beat
+    assert silence_ms(s, 100_000, 0, heard_ms=99_000) == 1_000

@@ -261,3 +261,26 @@ async def test_chunks_with_fewest_good_shards_are_repaired_first() -> None:
     assert str(first) == ids[3] and str(second) == ids[3]  # at risk (4 good) before 5-good
     await eventually(lambda: driver.status().in_flight == 0 and not driver.status().backlog, 10)
     assert driver.status().repairs_done == len(ids) + 1
+
+
+async def test_heartbeats_noted_on_the_leader_keep_a_server_up_without_commits() -> None:
+    clock = SystemClock()
+    now = int(clock.time() * 1000)
+    cat, _ = _world(now - 5_000, n_servers=2)  # committed heartbeats 5 s old
+    node = FakeNode(cat)
+    driver = MaintenanceDriver(
+        node,
+        cat,
+        FakeChunkservers(),
+        _opts(suspect_after_s=3.0, down_after_s=60.0, heartbeat_commit_s=60.0),
+    )
+    before = cat.get_chunkserver(1)
+    noted = driver.note_heartbeat(ChunkserverHeartbeat(1, 1 << 30, 1 << 29))
+    assert noted is not None and noted.server == before  # answered, nothing replicated
+    await driver.run_round(leader_since_ms=now - 60_000)
+    # server 1 was heard a moment ago; server 2's committed beat is older than suspect_after
+    assert node.proposed == [SetChunkserverState(2, "suspect")]
+    # a heartbeat from a suspect server must be replicated: the FSM revives it
+    assert driver.note_heartbeat(ChunkserverHeartbeat(2, 1 << 30, 1 << 29)) is None
+    # so must one whose free space moved by more than 1% of the capacity
+    assert driver.note_heartbeat(ChunkserverHeartbeat(1, 1 << 30, 1 << 28)) is None

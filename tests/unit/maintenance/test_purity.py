@@ -1,4 +1,4 @@
-"""The maintenance cores (detector, health, planner) stay pure: no I/O, clocks or asyncio;
+"""The maintenance cores (detector, health, liveness, planner) stay pure: no I/O, clocks or asyncio;
 only the stdlib (``random`` for the injected generator's type), the catalog and types."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ FORBIDDEN = {"asyncio", "os", "socket", "subprocess", "threading", "time", "date
 ALLOWED = ("metadata.fsm", "metadata.maintenance", "blobstore.types")
 
 
-@pytest.mark.parametrize("module", ["detector", "health", "planner"])
+@pytest.mark.parametrize("module", ["detector", "health", "liveness", "planner"])
 def test_core_imports(module: str) -> None:
     path = ROOT / "metadata" / "maintenance" / f"{module}.py"
     for node in ast.walk(ast.parse(path.read_text())):
