@@ -58,6 +58,7 @@ EXIT_HELP = """exit status:
   1    a request or transfer failed (with many files: at least one; the rest were done)
   2    usage or configuration error (bad arguments, no credentials)
   130  interrupted (re-run the same upload to resume it)
+  141  the output was closed early (e.g. piped into head); nothing more is written
 
 endpoint: --endpoint URL (or BLOBSTORE_ENDPOINT) with credentials from
 BLOBSTORE_ACCESS_KEY/BLOBSTORE_SECRET_KEY, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or
