@@ -13,13 +13,12 @@ never waits for a Raft commit.
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
 from blobstore.client.catalog import CatalogClient
-from blobstore.durable import fsync_path
+from blobstore.durable import write_atomic
 from blobstore.errors import BlobstoreError
 from blobstore.log import get_logger
 from chunkserver.service import BadShardReport, ChunkserverNode, ChunkserverStats
@@ -41,15 +40,7 @@ def load_or_create_server_id(data: Path) -> int:
         pass
     server_id = secrets.randbelow(2**48) + 1
     data.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, f"{server_id}\n".encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_path(data)
+    write_atomic(path, f"{server_id}\n".encode())
     return server_id
 
 

@@ -22,6 +22,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from blobstore.durable import write_atomic
+
 __all__ = [
     "ListedPart",
     "PartRange",
@@ -169,9 +171,7 @@ def save_state(path: Path, state: UploadState) -> None:
         "size": state.size,
         "mtime_ns": state.mtime_ns,
     }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(doc).encode())  # a crash leaves the old state or the new
 
 
 def remove_state(path: Path) -> None:

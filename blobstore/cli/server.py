@@ -31,7 +31,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from blobstore.durable import fsync_path
+from blobstore.durable import write_atomic
 from blobstore.errors import ConfigError
 from blobstore.log import configure_logging, get_logger
 from blobstore.supervisor import RoleSpec, Supervisor, tcp_ready
@@ -48,15 +48,7 @@ class Credentials:
 
 
 def _write_private(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_path(path.parent)
+    write_atomic(path, text.encode(), 0o600)
 
 
 def load_or_create_secret(data: Path) -> Path:
