@@ -12,10 +12,12 @@ grants every server that grace period, exactly as it did with committed heartbea
 
 A heartbeat is still committed (``needs_commit``) when the catalog must learn something:
 the server is suspect or down (the FSM revives it), its capacity changed, its free space
-moved by more than 1% of its capacity since the committed figure (placement weighs free
-space), its scrub finished a pass or found corruption, or the committed heartbeat is
-older than ``commit_every_ms``, so the record's age, free space and scrub progress stay
-roughly current for ``blobstore admin status``, the console and a future leader.
+moved since the committed figure by more than 1% of its capacity or a tenth of that
+figure, whichever is less (placement weighs free space and skips full servers, so the
+catalog follows a filling disk closely), its scrub finished a pass or found corruption,
+or the committed heartbeat is older than ``commit_every_ms``, so the record's age, free
+space and scrub progress stay roughly current for ``blobstore admin status``, the
+console and a future leader.
 
 Safety: a leader that lost its quorum steps down (Raft's check-quorum), so a deposed
 leader cannot keep absorbing a server's heartbeats for long; and every
@@ -52,7 +54,10 @@ def needs_commit(
         return True
     if heartbeat.capacity_bytes != record.capacity_bytes:
         return True
-    if abs(heartbeat.free_bytes - record.free_bytes) > record.capacity_bytes // FREE_SPACE_STEP:
+    # placement weighs free space and skips full servers: 1% of the capacity is close
+    # enough while there is room, a tenth of what is left as the disk fills up
+    step = min(record.capacity_bytes // FREE_SPACE_STEP, record.free_bytes // 10)
+    if abs(heartbeat.free_bytes - record.free_bytes) > step:
         return True
     new = heartbeat.scrub
     if new is None:

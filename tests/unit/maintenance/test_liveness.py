@@ -58,6 +58,15 @@ def test_what_the_catalog_must_learn_is_replicated(
     assert needs_commit(record, scrub, heartbeat, NOW, EVERY), why
 
 
+def test_a_filling_disk_is_followed_closely() -> None:
+    nearly_full = replace(RECORD, free_bytes=GIB)  # 1% of the capacity would be a whole GiB
+    assert not needs_commit(nearly_full, SCRUB, _hb(free_bytes=GIB - (100 << 20)), NOW, EVERY)
+    assert needs_commit(nearly_full, SCRUB, _hb(free_bytes=GIB - (110 << 20)), NOW, EVERY)
+    full = replace(RECORD, free_bytes=0)
+    assert needs_commit(full, SCRUB, _hb(free_bytes=4096), NOW, EVERY)  # room again
+    assert not needs_commit(full, SCRUB, _hb(free_bytes=0), NOW, EVERY)
+
+
 def test_draining_servers_are_not_revived_but_still_refreshed() -> None:
     draining = replace(RECORD, state="draining")
     assert not needs_commit(draining, SCRUB, _hb(), NOW, EVERY)
