@@ -9,7 +9,8 @@ fast.
 
 Exit status (documented in every command's ``--help``): 0 success; 1 a request or transfer
 failed (for many files: at least one did; the others were still done); 2 usage or
-configuration error; 130 interrupted (an interrupted upload resumes on the next run).
+configuration error; 130 interrupted (an interrupted upload resumes on the next run); 141
+the output was closed early (``blobstore.cli.main`` ends the command quietly).
 """
 
 from __future__ import annotations
