@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from typing import Self
 
 from metadata.raft.core import Config, ProposalDropped
 from metadata.raft.messages import (
@@ -101,9 +102,9 @@ class StateMachine:
             parts.append(d)
         return b"".join(parts)
 
-    @staticmethod
-    def decode(data: bytes) -> StateMachine:
-        sm = StateMachine()
+    @classmethod
+    def decode(cls, data: bytes) -> Self:
+        sm = cls()
         sm.applied, n = struct.unpack_from(">QI", data, 0)
         off = 12
         for _ in range(n):
@@ -129,6 +130,8 @@ class SimNode:
 
 class Cluster:
     """N simulated nodes plus a network; see the module docstring."""
+
+    machine: type[StateMachine] = StateMachine  # what every node applies (a subclass may wrap more)
 
     def __init__(
         self,
@@ -202,9 +205,9 @@ class Cluster:
             # The crash may have hit between saving the snapshot and compacting the log.
             sn.store.compact(snap)
             sn.store.sync()
-            sn.sm = StateMachine.decode(snap.data)
+            sn.sm = self.machine.decode(snap.data)
         else:
-            sn.sm = StateMachine()
+            sn.sm = self.machine()
         sn.incarnation += 1
         cfg = replace(self.base_cfg, id=i, applied=sn.sm.applied)
         if sn.bootstrap is not None:
@@ -302,7 +305,7 @@ class Cluster:
                 self._check_snapshot(i, rd.snapshot)
                 sn.snaps.save(rd.snapshot)
                 sn.store.compact(rd.snapshot)
-                sn.sm = StateMachine.decode(rd.snapshot.data)
+                sn.sm = self.machine.decode(rd.snapshot.data)
             for e in rd.entries:
                 key = (e.index, e.term)
                 val = (int(e.type), e.data)
@@ -343,7 +346,7 @@ class Cluster:
             sn.node.apply_conf_change(ConfChange.decode(e.data))
 
     def _check_snapshot(self, i: int, snap: Snapshot) -> None:
-        sm = StateMachine.decode(snap.data)
+        sm = self.machine.decode(snap.data)
         for idx, d in sm.cmds.items():
             rec = self.applied.get(idx)
             if rec is not None and rec[2] != d:
