@@ -16,15 +16,19 @@ restart, and partitions come and go. Afterwards, with the faults healed:
 - every node's catalog is byte-for-byte the same snapshot (apply is deterministic, and a
   restored snapshot plus the replayed log equals the state that was never interrupted);
 - the catalog holds exactly what the acknowledged commands say: each key's last
-  acknowledged write, each acknowledged delete gone.
+  acknowledged write (inline bytes or chunk records), each acknowledged delete gone, and
+  every chunk of a replaced or deleted version dropped with its shards in the delete
+  queues, while no shard of a live chunk is queued.
 
 Seeded and replayable: ``BLOBSTORE_SEED=N`` runs one seed; a failure names its seed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import struct
+import uuid
 from dataclasses import dataclass, field
 from typing import Self
 
@@ -33,7 +37,9 @@ import pytest
 from blobstore.errors import BlobstoreError, NoSuchKey
 from metadata.fsm.commands import ClientCommand, Command, CommitObject, CreateBucket, DeleteObject
 from metadata.fsm.machine import CatalogStateMachine, encode_entry
+from metadata.fsm.records import Chunk, ShardPlacement
 from metadata.fsm.snapshot import encode_snapshot
+from metadata.fsm.state import Catalog
 from metadata.raft.messages import Entry, EntryType
 from tests.sim.raft.harness import Cluster, StateMachine, fast_seeds, replayable, slow_seeds
 
@@ -135,6 +141,15 @@ class Client:
         self.sent_round = c.rounds
 
 
+def _chunk(c: CatalogCluster, size: int) -> Chunk:
+    cid = str(uuid.UUID(int=c.rng.getrandbits(128)))
+    servers = c.rng.sample(range(1, 7), 3)
+    shards = tuple(
+        ShardPlacement(sid, i, f"{c.rng.getrandbits(64):x}") for i, sid in enumerate(servers)
+    )
+    return Chunk(cid, "zfec", 1, 2, 1 << 20, size, shards)
+
+
 def _workload(c: CatalogCluster, n_clients: int) -> list[Client]:
     clients = []
     for n in range(n_clients):
@@ -150,8 +165,12 @@ def _workload(c: CatalogCluster, n_clients: int) -> list[Client]:
             body = b"%d/%d/%d" % (n, j, c.rng.getrandbits(32))
             etag = hashlib.md5(body).hexdigest()
             first = key not in present
+            if c.rng.random() < 0.5:  # inline bytes
+                data: dict[str, object] = {"inline_data": body}
+            else:  # chunks on chunkservers: refcounts, and shard deletes when replaced
+                data = {"chunks": (_chunk(c, len(body)),)}
             ops.append(CommitObject(bucket, key, "", OWNER, len(body), etag,
-                                    inline_data=body, if_none_match=first))  # fmt: skip
+                                    if_none_match=first, **data))  # type: ignore[arg-type]  # fmt: skip
             present.add(key)
         clients.append(Client(n, ops))
     return clients
@@ -211,19 +230,49 @@ def catalog_under_faults(seed: int, n_clients: int = 3, max_rounds: int = 6000) 
     # ... and it is what the acknowledged commands say
     catalog = c.catalog_of(1).catalog
     for cl in clients:
-        final: dict[str, bytes | None] = {}
+        final: dict[str, CommitObject | None] = {}
         for op in cl.ops:
             if isinstance(op, CommitObject):
-                final[op.key] = op.inline_data
+                final[op.key] = op
             elif isinstance(op, DeleteObject):
                 final[op.key] = None
-        for key, body in final.items():
+        for key, put in final.items():
+            want = None if put is None else (put.etag, put.inline_data, put.chunks)
             try:
-                got = catalog.head_object(f"bucket-{cl.n}", key).record.inline_data
+                info = catalog.head_object(f"bucket-{cl.n}", key)
+                got = (info.record.etag, info.record.inline_data, info.chunks)
             except NoSuchKey:
                 got = None
-            if got != body:
-                c.fail(f"bucket-{cl.n}/{key}: holds {got!r}, last acknowledged {body!r}")
+            if got != want:
+                c.fail(f"bucket-{cl.n}/{key}: holds {got!r}, last acknowledged {want!r}")
+    # a replaced or deleted version's chunk is gone and its shards queued for deletion;
+    # a live one keeps its record and nothing of it is queued
+    live = {ch.chunk_id for ch in _all_chunks(catalog)}
+    queued = {
+        (e.shard.chunk_id, e.shard.server_id, e.shard.shard_index)
+        for sid in range(1, 7)
+        for e in catalog.delete_queue_page(sid, None, 10_000).entries
+    }
+    for cl in clients:
+        for op in cl.ops:
+            if not (isinstance(op, CommitObject) and op.chunks):
+                continue
+            ch = op.chunks[0]
+            shards = {(ch.chunk_id, s.server_id, s.shard_index) for s in ch.shards}
+            alive = ch.chunk_id in live
+            if alive != (catalog.get_chunk(ch.chunk_id) is not None):
+                c.fail(f"chunk {ch.chunk_id}: referenced={alive} but its record disagrees")
+            if (shards <= queued) == alive or (alive and shards & queued):
+                c.fail(f"chunk {ch.chunk_id}: referenced={alive}, queued={shards & queued}")
+
+
+def _all_chunks(catalog: Catalog) -> list[Chunk]:
+    out: list[Chunk] = []
+    for b in catalog.list_buckets():
+        for key in (f"k{i}" for i in range(KEYS)):
+            with contextlib.suppress(NoSuchKey):
+                out.extend(catalog.head_object(b.name, key).chunks)
+    return out
 
 
 @pytest.mark.parametrize("seed", fast_seeds())
