@@ -20,6 +20,12 @@ restart, and partitions come and go. Afterwards, with the faults healed:
   every chunk of a replaced or deleted version dropped with its shards in the delete
   queues, while no shard of a live chunk is queued.
 
+A second scenario shares a few keys between clients that put, delete and read them; a
+read asks one node for a ReadIndex and reads that node's catalog once it has applied that
+far. The recorded history (rounds as time) must be linearizable
+(``blobstore.testing.linearizability``); a mutant that reads without the ReadIndex fails
+every one of ten seeds.
+
 Seeded and replayable: ``BLOBSTORE_SEED=N`` runs one seed; a failure names its seed.
 """
 
@@ -35,6 +41,8 @@ from typing import Self
 import pytest
 
 from blobstore.errors import BlobstoreError, NoSuchKey
+from blobstore.testing.history import HistoryRecorder
+from blobstore.testing.linearizability import check
 from metadata.fsm.commands import ClientCommand, Command, CommitObject, CreateBucket, DeleteObject
 from metadata.fsm.machine import CatalogStateMachine, encode_entry
 from metadata.fsm.records import Chunk, ShardPlacement
@@ -176,6 +184,16 @@ def _workload(c: CatalogCluster, n_clients: int) -> list[Client]:
     return clients
 
 
+def _calm(c: CatalogCluster) -> None:
+    """Heal the network and restart every crashed node (the end of a run's chaos)."""
+    c.heal()
+    c.reliable = True
+    c.crash_mid_ready_prob = 0.0
+    for i in c.ids:
+        if not c.alive(i):
+            c.start(i)
+
+
 def _faults(c: CatalogCluster) -> None:
     """One round's worth of chaos, drawn from the cluster's seeded generator."""
     r = c.rng.random()
@@ -200,20 +218,13 @@ def catalog_under_faults(seed: int, n_clients: int = 3, max_rounds: int = 6000) 
         if c.rounds > max_rounds:
             c.fail("clients did not finish")
         if c.rounds > max_rounds // 2:  # enough chaos: let them finish
-            c.heal()
-            c.reliable = True
-            c.crash_mid_ready_prob = 0.0
-            for i in c.ids:
-                if not c.alive(i):
-                    c.start(i)
+            _calm(c)
         else:
             _faults(c)
         for cl in clients:
             cl.pump(c)
         c.step_round()
-    for i in c.ids:
-        if not c.alive(i):
-            c.start(i)
+    _calm(c)
     c.final_check()
 
     # each command took effect once, and its client saw that first application
@@ -275,14 +286,150 @@ def _all_chunks(catalog: Catalog) -> list[Chunk]:
     return out
 
 
+# -- shared keys: writers and linearizable readers -------------------------------------------
+SHARED = "shared"
+
+
+@dataclass
+class Reader:
+    """A ReadIndex read on one node: its read state, then that node's catalog."""
+
+    node: int
+    key: str
+    ctx: bytes
+    token: int
+    sent_round: int
+    index: int | None = None
+
+
+@dataclass
+class SharedClient:
+    """Random puts, deletes and reads of a few keys every client shares."""
+
+    n: int
+    budget: int
+    writer: Client = field(init=False)
+    read: Reader | None = None
+    write_token: int | None = None
+    reads: int = 0
+
+    def __post_init__(self) -> None:
+        self.writer = Client(self.n + 100, [])
+
+    @property
+    def done(self) -> bool:
+        return self.budget <= 0 and self.read is None and self.write_token is None
+
+    def pump(self, c: CatalogCluster, history: HistoryRecorder) -> None:
+        if self.write_token is not None:
+            self._pump_write(c, history)
+        elif self.read is not None:
+            self._pump_read(c, history)
+        elif self.budget > 0:
+            self.budget -= 1
+            self._start(c, history)
+
+    def _start(self, c: CatalogCluster, history: HistoryRecorder) -> None:
+        key = f"s{c.rng.randrange(3)}"
+        r = c.rng.random()
+        if r < 0.4:
+            up = [i for i in c.ids if c.alive(i)]
+            node = c.rng.choice(up)
+            self.reads += 1
+            ctx = b"r%d/%d" % (self.n, self.reads)
+            token = history.invoke(self.n, "get", key)
+            self.read = Reader(node, key, ctx, token, c.rounds)
+            c.rn(node).read_index(ctx)
+            return
+        if r < 0.55:
+            command: Command = DeleteObject(SHARED, key)
+            self.write_token = history.invoke(self.n, "delete", key)
+        else:
+            value = f"{self.n}-{c.rounds}-{c.rng.getrandbits(24)}"
+            body = value.encode()
+            command = CommitObject(SHARED, key, "", OWNER, len(body),
+                                   hashlib.md5(body).hexdigest(), inline_data=body)  # fmt: skip
+            self.write_token = history.invoke(self.n, "put", key, value)
+        self.writer.ops.append(command)
+        self.writer.pump(c)
+
+    def _pump_write(self, c: CatalogCluster, history: HistoryRecorder) -> None:
+        assert self.write_token is not None
+        self.writer.pump(c)
+        if self.writer.done:  # retried until applied once: always an outcome
+            result = self.writer.results[-1]
+            if isinstance(result, BlobstoreError):
+                c.fail(f"client {self.n}: {result!r}")
+            history.complete(self.write_token, None, "ok")
+            self.write_token = None
+
+    def _pump_read(self, c: CatalogCluster, history: HistoryRecorder) -> None:
+        rd = self.read
+        assert rd is not None
+        sn = c.nodes[rd.node]
+        if sn.node is None or c.rounds - rd.sent_round > RETRY_ROUNDS:
+            history.complete(rd.token, None, "fail")  # a read that never ran changed nothing
+            self.read = None
+            return
+        if rd.index is None:
+            for rs in sn.read_states:
+                if rs.context == rd.ctx:
+                    rd.index = rs.index
+                    sn.read_states.remove(rs)
+                    break
+            else:
+                return
+        if sn.sm.applied < rd.index:
+            return
+        try:
+            info = c.catalog_of(rd.node).catalog.head_object(SHARED, rd.key)
+            value: str | None = (info.record.inline_data or b"").decode()
+        except NoSuchKey:
+            value = None
+        history.complete(rd.token, value, "ok")
+        self.read = None
+
+
+def shared_keys_linearizable(seed: int, n_clients: int = 4, ops: int = 25) -> None:
+    c = CatalogCluster(3, seed, snapshot_every=9)
+    c.reliable = False
+    c.crash_mid_ready_prob = 0.02
+    history = HistoryRecorder(lambda: float(c.rounds))
+    setup = Client(99, [CreateBucket(SHARED, OWNER)])
+    while not setup.done:
+        setup.pump(c)
+        c.step_round()
+    clients = [SharedClient(n, ops) for n in range(n_clients)]
+    while not all(cl.done for cl in clients):
+        if c.rounds > 8000:
+            c.fail("clients did not finish")
+        if c.rounds > 4000:
+            _calm(c)
+        else:
+            _faults(c)
+        for cl in clients:
+            cl.pump(c, history)
+        c.step_round()
+    result = check(history.operations())
+    if not result.ok:
+        c.fail(result.explain())
+
+
+SCENARIOS = {"exactly_once": catalog_under_faults, "linearizable": shared_keys_linearizable}
+LONG = {"exactly_once": {"n_clients": 5, "max_rounds": 12000},
+        "linearizable": {"n_clients": 6, "ops": 60}}  # fmt: skip
+
+
 @pytest.mark.parametrize("seed", fast_seeds())
-def test_catalog_under_faults(seed: int) -> None:
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_catalog_simulation(scenario: str, seed: int) -> None:
     with replayable(seed):
-        catalog_under_faults(seed)
+        SCENARIOS[scenario](seed)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", slow_seeds(10))
-def test_catalog_under_faults_long(seed: int) -> None:
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_catalog_simulation_long(scenario: str, seed: int) -> None:
     with replayable(seed):
-        catalog_under_faults(seed, n_clients=5, max_rounds=12000)
+        SCENARIOS[scenario](seed, **LONG[scenario])  # type: ignore[operator]
