@@ -106,7 +106,10 @@ class MetadataService:
     async def heartbeat(self, req: HeartbeatRequest, ctx: CallContext) -> ProposeResponse:
         if not self.node.is_leader:
             raise self._leader_hint()
-        command = decode_entry(req.entry).command
+        try:
+            command = decode_entry(req.entry).command
+        except ValueError as e:
+            raise InvalidArgument(f"undecodable heartbeat: {e}") from None
         if not isinstance(command, ChunkserverHeartbeat):
             raise InvalidArgument(f"not a heartbeat: {type(command).__name__}")
         noted = self.maintenance.note_heartbeat(command) if self.maintenance else None

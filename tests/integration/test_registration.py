@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from blobstore.supervisor import env_dying_with_me
+from blobstore.testing.poll import until_ok
 from metadata.api import ClusterStatusResponse, ListChunkserversQuery, ReadMode
 from metadata.fsm.records import ChunkserverRecord
 from tests.integration.metacluster import MetaCluster, free_ports
@@ -77,6 +78,11 @@ async def test_register_heartbeat_and_stable_id(meta: MetaCluster, tmp_path: Pat
             p.wait(10)
 
 
+async def _first_heartbeats_committed(meta: MetaCluster) -> tuple[bool, str]:
+    servers = await _servers(meta, 2)
+    return all(r.last_heartbeat_ms > r.registered_ms for r in servers), str(servers)
+
+
 async def _commit_index(meta: MetaCluster) -> int:
     cat, transport = meta.client()
     try:
@@ -94,8 +100,10 @@ async def test_idle_heartbeats_are_not_replicated(meta: MetaCluster, tmp_path: P
     ports = free_ports(2)
     procs = [_chunkserver(meta, tmp_path / f"cs{i}", p) for i, p in enumerate(ports)]
     try:
-        await _servers(meta, 2)
-        await asyncio.sleep(3)  # first heartbeats and scrub passes commit (a state change)
+        # the first heartbeats commit (their scrub counters are new to the catalog)
+        await until_ok(
+            lambda: _first_heartbeats_committed(meta), 30, "the first heartbeats to commit"
+        )
         before = await _commit_index(meta)
         await asyncio.sleep(5)  # observation window: ten heartbeats
         after = await _commit_index(meta)
