@@ -10,7 +10,8 @@ Reachability of a link (src -> dst), checked at send time and again at delivery:
   are dropped, even if it restarts before they would arrive;
 * ``partition(*groups)`` blocks both directions between nodes named in different groups
   (nodes named in no group are unaffected); a new call replaces the previous partition;
-* ``block(src, dst)`` blocks one direction; ``isolate(node)`` blocks all of a node's links;
+* ``block(src, dst)`` blocks one direction (``unblock`` opens it again); ``isolate(node)``
+  blocks all of a node's links;
 * ``heal()`` removes partitions, blocks and isolations (not crashes).
 
 Trace entries: ``(time, event, src, dst, type_name)`` with events ``send``, ``deliver``,
@@ -132,6 +133,10 @@ class SimNetwork:
     def block(self, src: int, dst: int) -> None:
         """Cut the one-way link src -> dst."""
         self._blocked.add((src, dst))
+
+    def unblock(self, src: int, dst: int) -> None:
+        """Open the one-way link src -> dst cut by ``block`` (a no-op if it was open)."""
+        self._blocked.discard((src, dst))
 
     def isolate(self, node: int) -> None:
         """Cut every link to and from ``node``."""

@@ -6,6 +6,9 @@
 - ``blobstore.testing.linearizability``: ``check(ops)``, a Wing & Gong / Lowe search with
   memoization, per-key partitioned, over a key-value register model; also a CLI
   (``python -m blobstore.testing.linearizability FILE.jsonl``).
+- ``blobstore.testing.virtual_loop``: an asyncio event loop on virtual time (timers jump,
+  ``to_thread`` runs inline, deadlocks and busy waits raise) and a ``SimClock`` that follows
+  it, for deterministic simulations of async components.
 
 Import the submodules directly. This package deliberately re-exports nothing: importing
 ``linearizability`` here would make ``python -m blobstore.testing.linearizability`` warn

@@ -100,6 +100,13 @@ def test_one_way_block_and_isolate() -> None:
     clock.advance(1)
     assert [(s, d) for s, d, _ in inbox] == [(2, 1)]
     inbox.clear()
+    net.block(2, 1)
+    net.unblock(1, 2)
+    net.send(1, 2, Echo(3))
+    net.send(2, 1, Echo(4))
+    clock.advance(1)
+    assert [(s, d) for s, d, _ in inbox] == [(1, 2)]
+    inbox.clear()
     net.heal()
     net.isolate(3)
     for other in (1, 2):
