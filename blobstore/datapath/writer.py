@@ -14,8 +14,10 @@ Flow control: each shard's pipe holds at most ``stripes_in_flight`` pieces; the 
 pushes a stripe only when every live pipe has room, so the slowest shard paces the write.
 A shard that stays full for ``straggler_timeout_s`` while a write quorum of the others
 keeps up is abandoned (its call cancelled, its temp file discarded by the chunkserver)
-and reported as missing. Memory is therefore about ``(stripes_in_flight + encode_ahead)``
-stripes times ``(k+m)/k``, independent of the object size, when the size is known.
+and reported as missing; so is one that took all its data but sends no receipt for
+``stall_timeout_s`` (a server gone silent mid-fsync, its connection not broken). Memory
+is therefore about ``(stripes_in_flight + encode_ahead)`` stripes times ``(k+m)/k``,
+independent of the object size, when the size is known.
 With an unknown size (``size_bytes=None``) the writer must see how long a chunk is before
 its shards' headers can be sent, so it reads up to one chunk ahead: memory is then about
 one chunk. Callers that know the size (S3 Content-Length) pass it.
@@ -84,7 +86,9 @@ class WriteOptions:
     stripes_in_flight: int = 4  # pieces buffered per shard pipe
     encode_ahead: int = 3  # stripes being encoded ahead of the pipes
     straggler_timeout_s: float = 5.0  # a full pipe this long (quorum keeping up) is dropped
-    stall_timeout_s: float = 120.0  # no quorum of shards accepting data this long: fail
+    # no quorum of shards accepting data this long: fail; also the longest wait for a
+    # shard's receipt once it took all its data (then it is reported missing)
+    stall_timeout_s: float = 120.0
     call_timeout_s: float = 3600.0  # deadline of one WriteShard call (a whole chunk)
     # after a quorum of receipts the rest get as long again as the quorum took, within
     # these bounds (then they are reported missing, for repair); after a lost quorum,
@@ -104,7 +108,7 @@ class WriteOptions:
 class _Pipe:
     """A bounded FIFO of pieces feeding one WriteShard body."""
 
-    __slots__ = ("_data", "_items", "_last_pull", "_space", "dead", "depth")
+    __slots__ = ("_data", "_items", "_last_pull", "_space", "_taken_all", "dead", "depth")
 
     def __init__(self, depth: int) -> None:
         self.depth = depth
@@ -113,6 +117,7 @@ class _Pipe:
         self._space = asyncio.Event()
         self._space.set()
         self.dead = False
+        self._taken_all = False  # the consumer took the end of the body
         self._last_pull = asyncio.get_running_loop().time()
 
     def idle_since(self, now: float) -> float:
@@ -121,6 +126,10 @@ class _Pipe:
 
     def stall_at(self, after_s: float) -> float:
         return self._last_pull + after_s if self._items else float("inf")
+
+    def answer_due(self, after_s: float) -> float:
+        """``after_s`` past the moment the consumer took the end of the body (else inf)."""
+        return self._last_pull + after_s if self._taken_all else float("inf")
 
     def has_room(self) -> bool:
         return self.dead or len(self._items) < self.depth
@@ -150,6 +159,7 @@ class _Pipe:
             self._last_pull = asyncio.get_running_loop().time()
             self._space.set()
             if item is None:
+                self._taken_all = True
                 return
             yield item
 
@@ -278,7 +288,7 @@ class _ChunkWrite:
             s.pipe.push(None)
         loop = asyncio.get_running_loop()
         grace_end: float | None = None
-        straggle = self.opts.straggler_timeout_s
+        straggle, stall = self.opts.straggler_timeout_s, self.opts.stall_timeout_s
         while True:
             self._settle_all()
             ok = [s for s in self.shards if s.receipt is not None]
@@ -297,13 +307,21 @@ class _ChunkWrite:
                 await asyncio.wait([s.task for s in pending])
                 break
             # a shard that has not taken data for a while (peer down, dial retrying) is
-            # abandoned; one that took everything and is fsyncing is waited for
+            # abandoned; one that took everything and is fsyncing is waited for, up to
+            # stall_timeout_s (a server that went silent without breaking the connection
+            # would otherwise hold the write for the whole call timeout)
             stalled = [s for s in pending if s.pipe.idle_since(now) >= straggle]
-            if stalled:
-                self._abandon(stalled, f"took no data for {straggle} s")
-                await asyncio.wait([s.task for s in stalled])
+            mute = [s for s in pending if s.pipe.answer_due(stall) <= now]
+            if stalled or mute:
+                why = (
+                    f"took no data for {straggle} s"
+                    if stalled
+                    else f"no receipt {stall} s after its data"
+                )
+                self._abandon(stalled + mute, why)
+                await asyncio.wait([s.task for s in stalled + mute])
                 continue
-            wakes = [s.pipe.stall_at(straggle) for s in pending]
+            wakes = [min(s.pipe.stall_at(straggle), s.pipe.answer_due(stall)) for s in pending]
             if grace_end is not None:
                 wakes.append(grace_end)
             wake = min(wakes)
@@ -469,8 +487,10 @@ async def write_object(
             chunks.append(chunk)
             await _stream_chunk(chunk, source, coder, md5, opts)
             finishing.append(asyncio.create_task(chunk.finish()))
-            while len([t for t in finishing if not t.done()]) > 1:  # bound chunks in flight
-                await asyncio.wait(finishing, return_when=asyncio.FIRST_COMPLETED)
+            # bound chunks in flight; wait on unfinished ones only (a finished task in the
+            # set would end every wait at once: a busy loop until the next one finished)
+            while len(unfinished := [t for t in finishing if not t.done()]) > 1:
+                await asyncio.wait(unfinished, return_when=asyncio.FIRST_COMPLETED)
                 for t in finishing:
                     if t.done() and t.exception() is not None:
                         raise t.exception()  # type: ignore[misc]

@@ -280,6 +280,27 @@ async def test_a_server_that_takes_data_but_never_answers_costs_a_short_grace(
     assert await _read(cluster, res.chunks) == data
 
 
+async def test_servers_that_take_all_data_but_never_answer_fail_the_write_in_bounded_time(
+    cluster: Cluster,
+) -> None:
+    """Two servers go silent after taking their shards' data (paused mid-fsync, the
+    connections up), so the write quorum (k+1) cannot be reached: the write fails once
+    ``stall_timeout_s`` passed since their last bytes, not after the call timeout (an
+    hour by default)."""
+    hangs = [Hang(), Hang()]
+    for server, hang in zip(cluster.servers[1:3], hangs, strict=True):
+        server.rpc.handle(WriteShardRequest, hang)
+    opts = WriteOptions(stall_timeout_s=0.5, straggler_timeout_s=600, finish_grace_s=600)
+    try:
+        with pytest.raises(errors.Unavailable, match=r"no receipt 0\.5 s after its data"):
+            async with asyncio.timeout(60):  # before: the call timeout, an hour
+                await _write(cluster, payload(3000, 13), options=opts)
+    finally:
+        for hang in hangs:
+            hang.release.set()
+    assert [h.calls for h in hangs] == [1, 1]
+
+
 class _Healthy:
     """Placement that offers the first ``n`` servers not marked in ``health``."""
 
