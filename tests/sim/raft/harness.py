@@ -78,7 +78,7 @@ def replayable(seed: int) -> Iterator[None]:
         yield
     except BaseException as e:
         e.add_note(f"replay with: BLOBSTORE_SEED={seed}")
-        print(f"\n*** raft sim failed with seed {seed} (replay: BLOBSTORE_SEED={seed}) ***")
+        print(f"\n*** sim failed with seed {seed} (replay: BLOBSTORE_SEED={seed}) ***")
         raise
 
 
