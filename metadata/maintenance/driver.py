@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import random
 import uuid
 from dataclasses import dataclass
@@ -129,7 +130,7 @@ class MaintenanceDriver:
         self._clock = clock or SystemClock()
         self._rng = rng or random.Random()
         self._task: asyncio.Task[None] | None = None
-        self._inflight: dict[tuple[str, int], tuple[int, asyncio.Task[None]]] = {}
+        self._inflight: dict[tuple[str, int], tuple[RepairTask, asyncio.Task[None]]] = {}
         self._backlog: dict[str, int] = {}  # chunk id -> good shards when last assessed
         self._retry_at: dict[tuple[str, int], float] = {}
         self._cursor: str | None = None
@@ -266,11 +267,30 @@ class MaintenanceDriver:
             await self._end_pass(servers)
 
         self._servers = servers
+        self._drop_lost_targets(servers)
         self._dispatch(servers)
+
+    def _drop_lost_targets(self, servers: dict[int, ChunkserverRecord]) -> None:
+        """Cancel the rebuilds whose target stopped heartbeating (suspect, down, gone).
+
+        A killed target process breaks its connections and fails its rebuild at once, but
+        a target machine that hangs or loses power answers nothing: its rebuilds would hold
+        their slots for ``repair_timeout_s``. Cancelled ones are planned again, elsewhere.
+        """
+        for task, t in list(self._inflight.values()):
+            target = servers.get(task.to_server)
+            if target is None or target.state in ("suspect", "down"):
+                log.warning(
+                    "repair target lost; rebuild cancelled", chunk_id=task.key[0],
+                    shard=task.shard_index, to_server=task.to_server,
+                    state=target.state if target is not None else "unknown",
+                )  # fmt: skip
+                self.repairs_failed += 1
+                t.cancel()
 
     async def _end_pass(self, servers: dict[int, ChunkserverRecord]) -> None:
         self.passes_completed += 1
-        moving = {src for src, _ in self._inflight.values()}
+        moving = {task.from_server for task, _ in self._inflight.values()}
         for sid, s in servers.items():
             if s.state != "draining":
                 self._clean_passes.pop(sid, None)
@@ -299,7 +319,7 @@ class MaintenanceDriver:
             if opts.repair_mb_s > 0 and now < self._next_allowed:
                 break
             examined += 1
-            targets = {t for (c, _), (t, _) in self._inflight.items() if c == cid}
+            targets = {task.to_server for task, _ in self._inflight.values() if task.key[0] == cid}
             health, tasks = plan_chunk(
                 self._catalog.kv,
                 cid,
@@ -315,7 +335,8 @@ class MaintenanceDriver:
             self._backlog[cid] = health.good
             for task in tasks:
                 t = asyncio.create_task(self._repair(task), name=f"repair-{cid}-{task.shard_index}")
-                self._inflight[task.key] = (task.from_server, t)
+                t.add_done_callback(functools.partial(self._forget, task.key))
+                self._inflight[task.key] = (task, t)
                 busy.add(task.key)
 
     # -- one rebuild ------------------------------------------------------------------------
@@ -323,9 +344,16 @@ class MaintenanceDriver:
         try:
             await self._rebuild(task)
         finally:
-            self._inflight.pop(task.key, None)
+            self._forget(task.key, asyncio.current_task())
         if self._node.is_leader:  # a slot is free: start the next rebuild now
             self._dispatch(self._servers)
+
+    def _forget(self, key: tuple[str, int], task: asyncio.Future[None] | None) -> None:
+        """Free the slot of ``task`` (if it still holds ``key``'s): when it ends, and from
+        its done callback too, for a task cancelled before it ever ran."""
+        entry = self._inflight.get(key)
+        if entry is not None and entry[1] is task:
+            del self._inflight[key]
 
     async def _rebuild(self, task: RepairTask) -> None:
         c = task.chunk

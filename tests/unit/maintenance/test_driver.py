@@ -4,6 +4,8 @@ drains, treats superseded repairs as no-ops, and stops on leadership loss."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import random
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
@@ -284,3 +286,75 @@ async def test_heartbeats_noted_on_the_leader_keep_a_server_up_without_commits()
     assert driver.note_heartbeat(ChunkserverHeartbeat(2, 1 << 30, 1 << 29)) is None
     # so must one whose free space moved by more than 1% of the capacity
     assert driver.note_heartbeat(ChunkserverHeartbeat(1, 1 << 30, 1 << 28)) is None
+
+
+class GatedChunkservers(FakeChunkservers):
+    """Rebuilds succeed only once ``gate`` is set (in flight until then)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def call(
+        self,
+        addr: Address,
+        request: object,
+        *,
+        timeout_s: float,
+        body: AsyncIterable[Any] | None = None,
+    ) -> object:
+        await self.gate.wait()
+        return await super().call(addr, request, timeout_s=timeout_s, body=body)
+
+
+async def test_rebuilds_in_flight_keep_their_targets_busy_for_the_chunk() -> None:
+    """Two shards of one chunk rebuilt in turn (one slot, then two): the second never
+    goes to the server already receiving the first (the FSM would refuse that placement
+    and the rebuild would be wasted)."""
+    for seed in range(8):
+        now = int(SystemClock().time() * 1000)
+        cat, _ = _world(now, n_chunks=1)  # chunk on servers 1..6; 7 and 8 are free
+        _apply(cat, SetChunkserverState(1, "down"), now)
+        _apply(cat, SetChunkserverState(2, "down"), now)
+        node, cs = FakeNode(cat), GatedChunkservers()
+        opts = _opts(repair_concurrency=1, scan_chunks_per_round=100)
+        driver = MaintenanceDriver(node, cat, cs, opts, rng=random.Random(seed))
+        await driver.run_round(leader_since_ms=now)
+        assert driver.status().in_flight == 1
+        driver.options = dataclasses.replace(opts, repair_concurrency=2)
+        await driver.run_round(leader_since_ms=now)
+        assert driver.status().in_flight == 2
+        cs.gate.set()
+        await eventually(lambda: driver.status().in_flight == 0, timeout_s=5)  # noqa: B023
+        ports = [addr.port for addr, _ in cs.requests]
+        assert sorted(ports) == [9007, 9008], f"seed {seed}: targets {ports}"
+        assert driver.status().repairs_done == 2
+
+
+async def test_a_rebuild_whose_target_goes_silent_is_cancelled_and_planned_again() -> None:
+    """The target stops heartbeating mid-rebuild (a hung machine: no connection error):
+    once it is suspect the rebuild gives its slot back and goes to another server,
+    instead of waiting for ``repair_timeout_s``."""
+    now = int(SystemClock().time() * 1000)
+    cat, ids = _world(now, n_chunks=1)
+    _apply(cat, SetChunkserverState(1, "down"), now)
+    node, cs = FakeNode(cat), GatedChunkservers()
+    driver = MaintenanceDriver(node, cat, cs, _opts(repair_concurrency=1), rng=random.Random(5))
+    await driver.run_round(leader_since_ms=now)
+    assert len(cs.requests) == 0 and driver.status().in_flight == 1
+    await eventually(lambda: driver.status().in_flight == 1, timeout_s=1)
+    ((task, _),) = driver._inflight.values()
+    lost = task.to_server
+    _apply(cat, SetChunkserverState(lost, "suspect"), now)
+    await driver.run_round(leader_since_ms=now)
+    await eventually(lambda: driver.status().repairs_failed == 1, timeout_s=5)
+    cs.gate.set()
+    for _ in range(5):
+        await driver.run_round(leader_since_ms=now)
+        await eventually(lambda: driver.status().in_flight == 0, timeout_s=5)
+        if driver.status().repairs_done:
+            break
+    assert driver.status().repairs_done == 1
+    assert [addr.port for addr, _ in cs.requests] == [9000 + ({7, 8} - {lost}).pop()]
+    rec = cat.get_chunk(ids[0])
+    assert rec is not None and lost not in {s.server_id for s in rec.chunk.shards}
