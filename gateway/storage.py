@@ -31,13 +31,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import time
+import random
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
 from blobstore.client.catalog import CatalogClient
+from blobstore.clock import Clock, SystemClock
 from blobstore.codec.ranges import Layout
 from blobstore.datapath import (
     ChunkRef,
@@ -252,7 +253,8 @@ class ClusterObjectStore:
 
     ``catalog`` answers ``ListChunkserversQuery`` / ``GetErasureProfileQuery`` (cached for
     ``placement_ttl_s``); ``transport`` carries shard traffic. ``replicate_single_stripe``:
-    a body of at most one stripe is coded with k = 1 (see the module docstring).
+    a body of at most one stripe is coded with k = 1 (see the module docstring). ``clock``
+    and ``rng`` (placement keys, chunk ids) are for deterministic simulations.
     """
 
     def __init__(
@@ -263,7 +265,11 @@ class ClusterObjectStore:
         inline_threshold_bytes: int = DEFAULT_INLINE_THRESHOLD_BYTES,
         replicate_single_stripe: bool = True,
         placement_ttl_s: float = 1.0,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
     ) -> None:
+        self._clock = clock or SystemClock()
+        self._rng = rng  # placement keys and chunk ids (None: os.urandom, uuid4)
         self._catalog = catalog
         self._transport = transport
         self.inline_threshold_bytes = inline_threshold_bytes
@@ -277,11 +283,11 @@ class ClusterObjectStore:
         # servers that were slow or unreachable lately (a read's hedge, a write's missed
         # grace), shared by all requests: a chunkserver that stops answering costs one
         # hedge delay, not one per GET, and gets no new shards while others can take them
-        self._health = ServerHealth()
+        self._health = ServerHealth(clock=self._clock.monotonic)
 
     async def _refresh(self) -> tuple[tuple[ChunkserverRecord, ...], ErasureProfile]:
         async with self._lock:
-            now = time.monotonic()
+            now = self._clock.monotonic()
             if now - self._fetched_at > self._ttl:
                 servers = await self._catalog.query(ListChunkserversQuery())
                 profile = await self._catalog.query(GetErasureProfileQuery())
@@ -291,6 +297,11 @@ class ClusterObjectStore:
                 self._addrs = {s.server_id: s.addr for s in servers}
                 self._fetched_at = now
             return self._servers, self._profile
+
+    def _new_chunk_id(self) -> uuid.UUID:
+        if self._rng is None:
+            return uuid.uuid4()
+        return uuid.UUID(int=self._rng.getrandbits(128), version=4)
 
     def address_of(self, server_id: int) -> Address | None:
         """``ServerDirectory``: the address the catalog last reported (cached)."""
@@ -326,7 +337,8 @@ class ClusterObjectStore:
                 # last shards for repair, or fails if a write quorum is not reached
                 # servers that just failed or lagged (reads' and writes' marks) go last
                 avoid = store._health.avoided(s.server_id for s in current)
-                chosen = choose_servers(current, layout.n, key=os.urandom(16), avoid=avoid)
+                key = store._rng.randbytes(16) if store._rng else os.urandom(16)
+                chosen = choose_servers(current, layout.n, key=key, avoid=avoid)
                 up = sum(1 for s in current if s.state == "up")
                 if len(chosen) < quorum <= up:  # enough servers, not enough room: say so
                     raise InsufficientSpace(
@@ -343,6 +355,7 @@ class ClusterObjectStore:
             size_bytes=size_hint,
             options=options,
             health=self._health,
+            new_chunk_id=self._new_chunk_id,
         )
         chunks = tuple(
             Chunk(
