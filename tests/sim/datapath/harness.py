@@ -7,6 +7,13 @@ The data-path client (``write_object``, ``read_range``, ``rebuild_shard``) talks
 through a ``SimTransport`` of its own. Time is the virtual time of
 ``blobstore.testing.virtual_loop``: run everything inside its ``run``.
 
+With ``meta=SimMeta(...)`` the servers also run as ``blobstore chunkserver`` does: a
+``CatalogLink`` registering, heartbeating and reporting bad shards to an in-process
+catalog, the scrub loop, a ``ShardRepairer`` and a ``GarbageCollector``; ``SimMeta`` holds
+the catalog (applied in order, as the Raft log would; replication is simulated on its own
+in ``tests/sim/raft``) and the leader's real ``MaintenanceDriver``, whose rebuild requests
+travel on the simulated network.
+
 Faults: ``crash`` (the process dies: its in-flight handlers are cancelled, messages to
 and from it are lost; its store survives, like a disk), ``restart`` (a new process over
 the same store), ``isolate``/``heal`` (network only), message loss, and the disk faults
@@ -18,21 +25,119 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
+from blobstore.client.catalog import LocalCatalog
 from blobstore.datapath import ServerHealth, Target
 from blobstore.rpc import RpcServer, SimNetwork, SimTransport
 from blobstore.rpc.transport import Handler
 from blobstore.testing.virtual_loop import LoopClock
 from blobstore.types import Address
-from chunkserver.service import Chunkserver, NoopMetadataLink
+from chunkserver.gc import GarbageCollector, GcConfig
+from chunkserver.metalink import CatalogLink
+from chunkserver.repair import ShardRepairer
+from chunkserver.service import (
+    BadShardReport,
+    Chunkserver,
+    ChunkserverNode,
+    ChunkserverStats,
+    MetadataLink,
+    NoopMetadataLink,
+)
+from chunkserver.store.base import SpaceInfo
 from chunkserver.store.memory import MemoryShardStore
+from metadata.fsm.commands import ChunkserverHeartbeat
+from metadata.fsm.machine import decode_entry
+from metadata.maintenance.driver import MaintenanceDriver, MaintenanceOptions
 
-__all__ = ["CLIENT", "SimCluster", "SimServer"]
+__all__ = ["CLIENT", "META", "SimCluster", "SimMeta", "SimServer", "pieces"]
 
 CLIENT = 0  # the data-path client's node id; servers are 1..n
+META = 100  # the metadata leader's node id (its rebuild requests)
+
+
+class _Leader:
+    """A metadata leader that never loses its lead: proposals apply at once, in order."""
+
+    def __init__(self, catalog: LocalCatalog) -> None:
+        self._catalog = catalog
+
+    @property
+    def is_leader(self) -> bool:
+        return True
+
+    def current_term(self) -> int:
+        return 1
+
+    async def propose(self, data: bytes, timeout_s: float) -> object:
+        return self._catalog.catalog.apply(decode_entry(data))
+
+
+class SimMeta(LocalCatalog):
+    """The catalog, as clients see it, with the leader's maintenance driver beside it."""
+
+    def __init__(self, clock: LoopClock, rng: random.Random, options: MaintenanceOptions) -> None:
+        super().__init__(clock=clock)
+        self.transport: SimTransport | None = None
+        self.options = options
+        self.rng = rng
+        self.driver: MaintenanceDriver | None = None
+
+    def attach(self, net: SimNetwork, addresses: dict[Address, int]) -> None:
+        self.transport = SimTransport(net, META, addresses)
+        self.driver = MaintenanceDriver(
+            _Leader(self),
+            self.catalog,
+            self.transport,
+            self.options,
+            clock=self._clock,
+            rng=random.Random(self.rng.getrandbits(64)),
+        )
+        self.driver.start()
+
+    async def heartbeat(self, command: ChunkserverHeartbeat, *, timeout_s: float = 10.0) -> object:
+        """As ``MetadataService.heartbeat``: noted by the leader, replicated when needed."""
+        assert self.driver is not None
+        noted = self.driver.note_heartbeat(command)
+        return noted if noted is not None else await self.execute(command, timeout_s=timeout_s)
+
+    async def stop(self) -> None:
+        if self.driver is not None:
+            await self.driver.stop()
+        if self.transport is not None:
+            await self.transport.close()
+
+
+class _RecordingLink:
+    """A ``MetadataLink`` that also keeps every bad-shard report (for the checks)."""
+
+    def __init__(self, inner: MetadataLink, record: NoopMetadataLink) -> None:
+        self._inner, self._record = inner, record
+
+    async def register(self, node: ChunkserverNode, space: SpaceInfo) -> int:
+        return await self._inner.register(node, space)
+
+    async def heartbeat(self, stats: ChunkserverStats) -> None:
+        await self._inner.heartbeat(stats)
+
+    async def report_bad_shards(self, shards: Sequence[BadShardReport]) -> None:
+        await self._record.report_bad_shards(shards)
+        await self._inner.report_bad_shards(shards)
+
+
 SECRET = b"s" * 32
+
+
+async def pieces(data: bytes, rng: random.Random) -> AsyncIterator[bytes]:
+    """``data`` as a request body arrives: in pieces of random sizes."""
+    at = 0
+    while at < len(data):
+        n = rng.randint(1, 9000)
+        yield data[at : at + n]
+        at += n
+        await asyncio.sleep(0)
 
 
 class _SimRpc:
@@ -61,6 +166,7 @@ class SimServer:
     link: NoopMetadataLink  # collects the bad-shard reports of every incarnation
     process: Chunkserver | None = None
     transport: SimTransport | None = None
+    gc: GarbageCollector | None = None
 
     @property
     def target(self) -> Target:
@@ -73,7 +179,10 @@ class SimCluster:
 
     n: int
     rng: random.Random
+    meta_options: MaintenanceOptions | None = None  # set: run the metadata side too
+    gc_config: GcConfig = field(default_factory=GcConfig)
     clock: LoopClock = field(init=False)
+    meta: SimMeta | None = field(init=False, default=None)
     net: SimNetwork = field(init=False)
     servers: dict[int, SimServer] = field(init=False, default_factory=dict)
     client: SimTransport = field(init=False)
@@ -84,25 +193,55 @@ class SimCluster:
         self.net = SimNetwork(random.Random(self.rng.getrandbits(64)), self.clock)
         self.net.configure(min_delay_s=0.0005, max_delay_s=0.005)
         addresses = {Address("127.0.0.1", 7000 + i): i for i in range(1, self.n + 1)}
+        self.addresses = addresses
+        if self.meta_options is not None:
+            self.meta = SimMeta(self.clock, self.rng, self.meta_options)
+            self.meta.attach(self.net, addresses)
         for addr, i in addresses.items():
             store = MemoryShardStore(64 << 20, clock=self.clock.time)
             self.servers[i] = SimServer(i, addr, store, NoopMetadataLink(i))
             self._boot(self.servers[i], addresses)
-        self.addresses = addresses
         self.client = SimTransport(self.net, CLIENT, addresses)
+        for server in self.servers.values():
+            self._start(server)
 
     def _boot(self, server: SimServer, addresses: dict[Address, int]) -> None:
         transport = SimTransport(self.net, server.server_id, addresses)
         server.transport = transport
+        link: MetadataLink = server.link
+        if self.meta is not None:
+            link = _RecordingLink(CatalogLink(self.meta, server.server_id), server.link)
         server.process = Chunkserver(
             server.store,
             SECRET,
-            link=server.link,
+            link=link,
             clock=self.clock,
             server_id=server.server_id,
-            scrub_mb_s=1000.0,  # the scrubber is driven by hand (scrub_pass), not started
+            drain_timeout_s=0.0,  # a crash: nothing in flight gets to finish
+            # without the metadata side the scrubber is driven by hand (scrub_pass)
+            scrub_mb_s=1000.0 if self.meta is None else 1.0,
             rpc=cast(RpcServer, _SimRpc(transport)),
         )
+
+    def _start(self, server: SimServer) -> None:
+        """With the metadata side: start the process's loops, repairer and GC."""
+        if self.meta is None or server.process is None or server.transport is None:
+            return
+        process = server.process
+        ShardRepairer(server.store, server.transport, on_repaired=process.rearm_report).install(
+            process.rpc
+        )
+        server.gc = GarbageCollector(
+            server.store,
+            self.meta,
+            lambda: process.server_id,
+            self.gc_config,
+            clock=self.clock,
+            rng=random.Random(self.rng.getrandbits(64)),
+            report=process.report_missing,
+        )
+        asyncio.get_running_loop().create_task(process.start(server.addr))
+        server.gc.start()
 
     def targets(self) -> list[Target]:
         return [s.target for s in self.servers.values()]
@@ -119,9 +258,13 @@ class SimCluster:
         """kill -9: in-flight requests die with the process; the store (disk) remains."""
         server = self.servers[server_id]
         self.net.crash(server_id)
+        if server.gc is not None:
+            await server.gc.stop()
+        if server.process is not None:
+            await server.process.stop()  # no drain (drain_timeout_s=0): its loops die with it
         if server.transport is not None:
             await server.transport.close()  # cancels the handlers still running
-        server.process = server.transport = None
+        server.process = server.transport = server.gc = None
         self.down.add(server_id)
 
     def restart(self, server_id: int) -> None:
@@ -129,6 +272,7 @@ class SimCluster:
         if server.process is None:
             self._boot(server, self.addresses)
             self.net.restart(server_id)
+            self._start(server)
         self.down.discard(server_id)
 
     def isolate(self, server_id: int) -> None:
@@ -142,6 +286,14 @@ class SimCluster:
         for server_id in sorted(self.down):
             self.restart(server_id)
         await asyncio.sleep(0.1)
+
+    async def stop(self) -> None:
+        """Stop every process, the metadata side and the client."""
+        for server_id in sorted(set(self.servers) - self.down):
+            await self.crash(server_id)
+        if self.meta is not None:
+            await self.meta.stop()
+        await self.client.close()
 
     def corrupt(self, chunk_id: uuid.UUID, shard_index: int, server_id: int) -> int:
         """Flip one random stored byte of a shard file (header or piece); its offset."""

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from random import Random
 
@@ -50,8 +49,8 @@ from blobstore.datapath import (
     write_object,
 )
 from blobstore.testing.virtual_loop import run
-from chunkserver.shardfile import ShardReader, shard_checksum
-from tests.sim.datapath.harness import CLIENT, SimCluster
+from chunkserver.shardfile import ShardReader, piece_checksum, shard_checksum
+from tests.sim.datapath.harness import CLIENT, SimCluster, pieces
 from tests.sim.raft.harness import fast_seeds, replayable, slow_seeds
 
 pytestmark = pytest.mark.sim
@@ -114,15 +113,6 @@ class _Placement:
         return self._rng.sample(pool, LAYOUT.n)
 
 
-async def _pieces(data: bytes, rng: Random) -> AsyncIterator[bytes]:
-    at = 0
-    while at < len(data):
-        n = rng.randint(1, 9000)
-        yield data[at : at + n]
-        at += n
-        await asyncio.sleep(0)
-
-
 async def _read(cluster: SimCluster, refs: tuple[ChunkRef, ...], start: int, length: int) -> bytes:
     parts = [
         bytes(b)
@@ -148,7 +138,7 @@ async def _writer(cluster: SimCluster, rng: Random, out: Outcome) -> None:
         began = cluster.clock.now
         try:
             result = await write_object(
-                _pieces(data, rng),
+                pieces(data, rng),
                 layout=LAYOUT,
                 placement=placement,
                 transport=cluster.client,
@@ -233,19 +223,13 @@ async def _faults(cluster: SimCluster, rng: Random, out: Outcome, stop: asyncio.
 def _expected_shards(ref: ChunkRef, data: bytes) -> tuple[list[bytes], list[int]]:
     """Each shard's piece bytes and its shard checksum, by encoding ``data`` afresh."""
     coder = get_coder(ref.coder, ref.k, ref.m)
-    pieces: list[list[bytes]] = [[] for _ in range(ref.k + ref.m)]
+    by_shard: list[list[bytes]] = [[] for _ in range(ref.k + ref.m)]
     for at in range(0, len(data), ref.stripe_bytes):
         stripe_pieces, _ = encode_stripe(coder, data[at : at + ref.stripe_bytes])
         for i, p in enumerate(stripe_pieces):
-            pieces[i].append(bytes(p))
-    sums = [shard_checksum(encode_checksums(ps)) for ps in pieces]
-    return [b"".join(ps) for ps in pieces], sums
-
-
-def encode_checksums(pieces: list[bytes]) -> list[int]:
-    from chunkserver.shardfile import piece_checksum
-
-    return [piece_checksum(p) for p in pieces]
+            by_shard[i].append(bytes(p))
+    sums = [shard_checksum(piece_checksum(p) for p in ps) for ps in by_shard]
+    return [b"".join(ps) for ps in by_shard], sums
 
 
 async def _repair(cluster: SimCluster, rng: Random, out: Outcome, ref: ChunkRef) -> ChunkRef:
