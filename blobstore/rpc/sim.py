@@ -11,7 +11,7 @@ Reachability of a link (src -> dst), checked at send time and again at delivery:
 * ``partition(*groups)`` blocks both directions between nodes named in different groups
   (nodes named in no group are unaffected); a new call replaces the previous partition;
 * ``block(src, dst)`` blocks one direction (``unblock`` opens it again); ``isolate(node)``
-  blocks all of a node's links;
+  blocks all of a node's links (``rejoin`` opens them again);
 * ``heal()`` removes partitions, blocks and isolations (not crashes).
 
 Trace entries: ``(time, event, src, dst, type_name)`` with events ``send``, ``deliver``,
@@ -141,6 +141,10 @@ class SimNetwork:
     def isolate(self, node: int) -> None:
         """Cut every link to and from ``node``."""
         self._isolated.add(node)
+
+    def rejoin(self, node: int) -> None:
+        """Undo ``isolate(node)`` (a no-op if it was not isolated)."""
+        self._isolated.discard(node)
 
     def heal(self) -> None:
         """Remove partitions, one-way blocks and isolations."""

@@ -16,7 +16,8 @@ travel on the simulated network.
 
 Faults: ``crash`` (the process dies: its in-flight handlers are cancelled, messages to
 and from it are lost; its store survives, like a disk), ``restart`` (a new process over
-the same store), ``isolate``/``heal`` (network only), message loss, and the disk faults
+the same store, or the network back after ``isolate``), ``isolate`` (the network only:
+with the metadata side, its heartbeats still arrive), message loss, and the disk faults
 of ``corrupt`` (flip one stored byte) and ``lose`` (the shard file disappears).
 """
 
@@ -87,6 +88,10 @@ class SimMeta(LocalCatalog):
 
     def attach(self, net: SimNetwork, addresses: dict[Address, int]) -> None:
         self.transport = SimTransport(net, META, addresses)
+        self._start_driver()
+
+    def _start_driver(self) -> None:
+        assert self.transport is not None
         self.driver = MaintenanceDriver(
             _Leader(self),
             self.catalog,
@@ -96,6 +101,13 @@ class SimMeta(LocalCatalog):
             rng=random.Random(self.rng.getrandbits(64)),
         )
         self.driver.start()
+
+    async def failover(self) -> None:
+        """A new leader takes over: the old driver stops (its rebuilds cancelled, its
+        noted heartbeats forgotten) and a fresh one derives everything from the catalog."""
+        if self.driver is not None:
+            await self.driver.stop()
+        self._start_driver()
 
     async def heartbeat(self, command: ChunkserverHeartbeat, *, timeout_s: float = 10.0) -> object:
         """As ``MetadataService.heartbeat``: noted by the leader, replicated when needed."""
@@ -167,6 +179,7 @@ class SimServer:
     process: Chunkserver | None = None
     transport: SimTransport | None = None
     gc: GarbageCollector | None = None
+    starting: asyncio.Task[Address] | None = None  # the process's start (a reference kept)
 
     @property
     def target(self) -> Target:
@@ -240,7 +253,7 @@ class SimCluster:
             rng=random.Random(self.rng.getrandbits(64)),
             report=process.report_missing,
         )
-        asyncio.get_running_loop().create_task(process.start(server.addr))
+        server.starting = asyncio.get_running_loop().create_task(process.start(server.addr))
         server.gc.start()
 
     def targets(self) -> list[Target]:
@@ -273,6 +286,7 @@ class SimCluster:
             self._boot(server, self.addresses)
             self.net.restart(server_id)
             self._start(server)
+        self.net.rejoin(server_id)
         self.down.discard(server_id)
 
     def isolate(self, server_id: int) -> None:

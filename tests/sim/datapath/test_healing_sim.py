@@ -6,11 +6,14 @@ and the leader's real maintenance driver, on virtual time. Clients put objects t
 gateway's ``ClusterObjectStore`` and commit them as the PUT handler does, overwrite and
 delete them, abandon uploads between write and commit (a gateway killed mid-PUT), and read
 them back, while chunkservers crash and come back (some stay away past the down
-threshold, so their shards are rebuilt elsewhere), and shard files get flipped bytes or
-vanish. Then every fault heals, and within a bounded time:
+threshold, so their shards are rebuilt elsewhere) or lose the network while their
+heartbeats still reach the leader, shard files get flipped bytes or vanish, the metadata
+leader fails over (a fresh maintenance driver) and an operator drains a server. Then
+every fault heals, and within a bounded time:
 
 - every committed object has k+m shards placed on distinct servers, each present on its
-  server, intact, and matching the checksum the catalog holds;
+  server, intact, and matching the checksum the catalog holds; the drained server holds
+  none and is marked drained, every other server is up;
 - no shard file is left that the catalog does not place (abandoned uploads, deleted and
   overwritten objects, copies that repair moved away all collected after the grace);
 - every object reads back byte-exact, and no read under faults ever returned wrong bytes.
@@ -47,6 +50,7 @@ from metadata.fsm.commands import (
     CommitObject,
     CreateBucket,
     DeleteObject,
+    SetChunkserverState,
     SetErasureProfile,
 )
 from metadata.fsm.records import ErasureProfile
@@ -62,8 +66,14 @@ BUCKET, OWNER = "backups", "alice"
 PROFILE = ErasureProfile(coder=ZFEC, k=4, m=2, stripe_size_bytes=4096, chunk_size_bytes=16384)
 S, C = PROFILE.stripe_size_bytes, PROFILE.chunk_size_bytes
 SIZES = [1, 100, S - 1, S + 1, C - 1, C + 1, 2 * C + S + 7]
+# repair_timeout_s: a rebuild whose request or answer the network lost waits this long (a
+# TCP connection would not lose it silently, but a hung target is as quiet)
 MAINTENANCE = MaintenanceOptions(
-    interval_s=1.0, suspect_after_s=5.0, down_after_s=20.0, retry_backoff_s=2.0
+    interval_s=1.0,
+    suspect_after_s=5.0,
+    down_after_s=20.0,
+    retry_backoff_s=2.0,
+    repair_timeout_s=60.0,
 )
 GC = GcConfig(
     grace_s=30.0,
@@ -74,6 +84,18 @@ GC = GcConfig(
 )
 HOT = tuple(f"hot{i}" for i in range(10))  # overwritten, deleted and read throughout
 COLD = tuple(f"cold{i}" for i in range(6))  # written before the faults, only read after
+FAULTS = [
+    "crash",
+    "crash",
+    "isolate",
+    "restart",
+    "restart",
+    "corrupt",
+    "lose",
+    "loss",
+    "failover",
+    "drain",
+]
 WORKLOAD_S = 90.0  # virtual seconds of puts, deletes and reads under faults
 HEAL_DEADLINE_S = 900.0  # after the faults end: back to full redundancy and no strays
 
@@ -90,6 +112,7 @@ class Outcome:
     reads_failed: int = 0
     wrong: list[str] = field(default_factory=list)
     schedule: list[str] = field(default_factory=list)
+    drained: int | None = None  # the server an operator drained, if any
     healed_after_s: float = 0.0
     trace_digest: str = ""
 
@@ -200,15 +223,24 @@ async def _faults(cluster: SimCluster, rng: Random, out: Outcome, until: float) 
     damaged: set[str] = set()  # chunk ids damaged once already
     while cluster.clock.now < until:
         await asyncio.sleep(rng.uniform(0.5, 4.0))
-        action = rng.choice(["crash", "crash", "restart", "corrupt", "lose", "loss"])
+        action = rng.choice(FAULTS)
         up = sorted(set(cluster.servers) - cluster.down)
         victim: object
         if action == "crash" and len(cluster.down) < PROFILE.m:
             victim = rng.choice(up)
             await cluster.crash(victim)
+        elif action == "isolate" and len(cluster.down) < PROFILE.m:
+            victim = rng.choice(up)  # cut off from clients and peers, heartbeats still arrive
+            cluster.isolate(victim)
         elif action == "restart" and cluster.down:
             victim = rng.choice(sorted(cluster.down))
             cluster.restart(victim)
+        elif action == "failover":
+            await meta.failover()
+            victim = "leader"
+        elif action == "drain" and out.drained is None and not cluster.down:
+            victim = out.drained = rng.choice(up)
+            await meta.execute(SetChunkserverState(victim, "draining"))
         elif action == "loss":
             cluster.net.configure(drop_prob=rng.choice([0.0, 0.0, 0.02]))
             victim = cluster.net.drop_prob
@@ -231,7 +263,7 @@ async def _faults(cluster: SimCluster, rng: Random, out: Outcome, until: float) 
         out.schedule.append(f"{cluster.clock.now:.3f} {action} {victim}")
 
 
-async def _unhealed(cluster: SimCluster) -> list[str]:
+async def _unhealed(cluster: SimCluster, drained: int | None) -> list[str]:
     """What still differs from a fully healed cluster (empty once healed)."""
     meta = cluster.meta
     assert meta is not None
@@ -267,9 +299,10 @@ async def _unhealed(cluster: SimCluster) -> list[str]:
         actual = f"{_shard_sum(raw):x}"
         if recorded and recorded != actual:
             problems.append(f"shard {cid}/{index}@{sid} checksum {actual} != recorded {recorded}")
-    up = {s.server_id for s in meta.catalog.list_chunkservers() if s.state == "up"}
-    if up != set(cluster.servers):
-        problems.append(f"servers not up: {sorted(set(cluster.servers) - up)}")
+    states = {s.server_id: s.state for s in meta.catalog.list_chunkservers()}
+    want = {sid: "drained" if sid == drained else "up" for sid in cluster.servers}
+    if states != want:
+        problems.append(f"server states {states}, want {want}")
     return problems
 
 
@@ -310,10 +343,10 @@ async def _scenario(seed: int) -> Outcome:
     )
     await cluster.heal()
     healed_at = cluster.clock.now
-    problems = await _unhealed(cluster)
+    problems = await _unhealed(cluster, out.drained)
     while problems and cluster.clock.now - healed_at < HEAL_DEADLINE_S:
         await asyncio.sleep(10.0)
-        problems = await _unhealed(cluster)
+        problems = await _unhealed(cluster, out.drained)
     assert not problems, f"not healed {HEAL_DEADLINE_S:.0f} s after the faults: {problems[:5]}"
     out.healed_after_s = cluster.clock.now - healed_at
     assert not out.wrong, out.wrong[:3]

@@ -115,6 +115,11 @@ def test_one_way_block_and_isolate() -> None:
     net.send(1, 2, Echo(9))
     clock.advance(1)
     assert [(s, d) for s, d, _ in inbox] == [(1, 2)]
+    inbox.clear()
+    net.rejoin(3)
+    net.send(3, 1, Echo(0))
+    clock.advance(1)
+    assert [(s, d) for s, d, _ in inbox] == [(3, 1)]
 
 
 def test_partition_cuts_messages_already_in_flight() -> None:
