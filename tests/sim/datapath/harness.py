@@ -51,6 +51,8 @@ from chunkserver.store.base import SpaceInfo
 from chunkserver.store.memory import MemoryShardStore
 from metadata.fsm.commands import ChunkserverHeartbeat
 from metadata.fsm.machine import decode_entry
+from metadata.fsm.multipart import ApplyConfig
+from metadata.fsm.state import Catalog
 from metadata.maintenance.driver import MaintenanceDriver, MaintenanceOptions
 
 __all__ = ["CLIENT", "META", "SimCluster", "SimMeta", "SimServer", "pieces"]
@@ -80,7 +82,8 @@ class SimMeta(LocalCatalog):
     """The catalog, as clients see it, with the leader's maintenance driver beside it."""
 
     def __init__(self, clock: LoopClock, rng: random.Random, options: MaintenanceOptions) -> None:
-        super().__init__(clock=clock)
+        # parts of any size: simulated objects are kilobytes, not the 5 MiB S3 minimum
+        super().__init__(Catalog(config=ApplyConfig(min_part_size_bytes=0)), clock=clock)
         self.transport: SimTransport | None = None
         self.options = options
         self.rng = rng

@@ -4,12 +4,13 @@ Eight chunkservers run as ``blobstore chunkserver`` does (heartbeats, scrub loop
 reports, repairer, garbage collector; ``tests.sim.datapath.harness``) beside the catalog
 and the leader's real maintenance driver, on virtual time. Clients put objects through the
 gateway's ``ClusterObjectStore`` and commit them as the PUT handler does, overwrite and
-delete them, abandon uploads between write and commit (a gateway killed mid-PUT), and read
-them back, while chunkservers crash and come back (some stay away past the down
-threshold, so their shards are rebuilt elsewhere) or lose the network while their
-heartbeats still reach the leader, shard files get flipped bytes or vanish, the metadata
-leader fails over (a fresh maintenance driver) and an operator drains a server. Then
-every fault heals, and within a bounded time:
+delete them, abandon uploads between write and commit (a gateway killed mid-PUT), upload
+in parts (some parts re-uploaded, some uploads aborted), and read them back, while
+chunkservers crash and come back (some stay away past the down threshold, so their
+shards are rebuilt elsewhere) or lose the network while their heartbeats still reach the
+leader, shard files get flipped bytes or vanish, the metadata leader fails over (a fresh
+maintenance driver) and an operator drains a server. Then every fault heals, and within
+a bounded time:
 
 - every committed object has k+m shards placed on distinct servers, each present on its
   server, intact, and matching the checksum the catalog holds; the drained server holds
@@ -47,14 +48,19 @@ from chunkserver.shardfile import (
 from gateway.storage import ClusterObjectStore
 from metadata.api import HeadObjectQuery
 from metadata.fsm.commands import (
+    AbortMultipartUpload,
     CommitObject,
+    CommitPart,
+    CompletedPart,
+    CompleteMultipartUpload,
     CreateBucket,
+    CreateMultipartUpload,
     DeleteObject,
     SetChunkserverState,
     SetErasureProfile,
 )
 from metadata.fsm.records import ErasureProfile
-from metadata.fsm.results import ObjectInfo
+from metadata.fsm.results import ObjectCommitted, ObjectInfo
 from metadata.maintenance.driver import MaintenanceOptions
 from tests.sim.datapath.harness import SimCluster, SimMeta, pieces
 from tests.sim.raft.harness import fast_seeds, replayable, slow_seeds
@@ -107,6 +113,8 @@ class Outcome:
     puts: int = 0
     failed_puts: int = 0
     abandoned: int = 0
+    multipart: int = 0  # completed multipart uploads
+    aborted: int = 0  # aborted ones
     deletes: int = 0
     reads_ok: int = 0
     reads_failed: int = 0
@@ -171,6 +179,46 @@ async def _put(
     out.puts += 1
 
 
+async def _multipart(
+    meta: SimMeta, store: ClusterObjectStore, rng: Random, out: Outcome, key: str
+) -> None:
+    """A multipart upload of 1-3 parts (some uploaded twice: the first copy's shards are
+    garbage), then completed, or aborted (every part's shards are garbage)."""
+    upload_id = f"{rng.getrandbits(64):016x}"
+    await meta.execute(CreateMultipartUpload(BUCKET, key, upload_id, OWNER))
+    parts: list[bytes] = []
+    for number in range(1, rng.randint(1, 3) + 1):
+        for _ in range(2 if rng.random() < 0.2 else 1):  # a retried part replaces the first
+            data = rng.randbytes(rng.choice(SIZES))
+            etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
+            try:
+                stored = await store.write(
+                    pieces(data, rng), len(data), allow_inline=False, md5=False
+                )
+                await meta.execute(
+                    CommitPart(BUCKET, key, upload_id, number, len(data), etag, stored.chunks)
+                )
+            except errors.BlobstoreError:
+                out.failed_puts += 1
+                await meta.execute(AbortMultipartUpload(BUCKET, key, upload_id))
+                return
+        parts.append(data)
+    if rng.random() < 0.2:
+        await meta.execute(AbortMultipartUpload(BUCKET, key, upload_id))
+        out.aborted += 1
+        return
+    listed = tuple(
+        CompletedPart(i, hashlib.md5(p, usedforsecurity=False).hexdigest())
+        for i, p in enumerate(parts, start=1)
+    )
+    done = await meta.execute(
+        CompleteMultipartUpload(BUCKET, key, upload_id, listed, f"{rng.getrandbits(64):016x}")
+    )
+    assert isinstance(done, ObjectCommitted)
+    out.by_etag[done.etag] = out.expected[key] = b"".join(parts)
+    out.multipart += 1
+
+
 async def _client(
     cluster: SimCluster, store: ClusterObjectStore, rng: Random, out: Outcome, until: float
 ) -> None:
@@ -181,8 +229,10 @@ async def _client(
         await asyncio.sleep(rng.uniform(0.05, 1.0))
         key = rng.choice(HOT)
         action = rng.random()
-        if action < 0.55:  # put (or an upload abandoned before its commit)
+        if action < 0.45:  # put (or an upload abandoned before its commit)
             await _put(meta, store, rng, out, key, rng.randbytes(rng.choice(SIZES)), 0.15)
+        elif action < 0.55:
+            await _multipart(meta, store, rng, out, key)
         elif action < 0.7:
             await meta.execute(DeleteObject(BUCKET, key))
             out.expected.pop(key, None)
@@ -368,7 +418,7 @@ def _run(seed: int) -> Outcome:
 @pytest.mark.parametrize("seed", fast_seeds(2))
 def test_the_cluster_heals_itself(seed: int) -> None:
     out = _run(seed)
-    assert out.puts and out.deletes and out.abandoned and out.schedule
+    assert out.puts and out.deletes and out.abandoned and out.multipart and out.schedule
 
 
 @pytest.mark.slow
