@@ -12,7 +12,8 @@ Reachability of a link (src -> dst), checked at send time and again at delivery:
   (nodes named in no group are unaffected); a new call replaces the previous partition;
 * ``block(src, dst)`` blocks one direction (``unblock`` opens it again); ``isolate(node)``
   blocks all of a node's links (``rejoin`` opens them again);
-* ``heal()`` removes partitions, blocks and isolations (not crashes).
+* ``slow(node, extra_s)`` delays every message to or from ``node`` by ``extra_s`` more;
+* ``heal()`` removes partitions, blocks, isolations and slowness (not crashes).
 
 Trace entries: ``(time, event, src, dst, type_name)`` with events ``send``, ``deliver``,
 ``duplicate``, and ``drop-<reason>`` (reason: loss, partition, crashed, unknown).
@@ -93,6 +94,7 @@ class SimNetwork:
         self._groups: dict[int, int] = {}
         self._blocked: set[tuple[int, int]] = set()
         self._isolated: set[int] = set()
+        self._lag: dict[int, float] = {}  # node -> extra delay of its messages, both ways
         self._counts: dict[str, _Counts] = {}
 
     # -- configuration -------------------------------------------------------------------
@@ -146,11 +148,22 @@ class SimNetwork:
         """Undo ``isolate(node)`` (a no-op if it was not isolated)."""
         self._isolated.discard(node)
 
+    def slow(self, node: int, extra_s: float) -> None:
+        """Delay every message to or from ``node`` by ``extra_s`` more (0 undoes it): a
+        server alive but lagging, the case read hedging is for."""
+        if extra_s < 0:
+            raise ValueError("extra delay must be >= 0")
+        if extra_s:
+            self._lag[node] = extra_s
+        else:
+            self._lag.pop(node, None)
+
     def heal(self) -> None:
-        """Remove partitions, one-way blocks and isolations."""
+        """Remove partitions, one-way blocks, isolations and slowness."""
         self._groups = {}
         self._blocked.clear()
         self._isolated.clear()
+        self._lag.clear()
 
     def crash(self, node: int) -> None:
         """The node stops sending and receiving; its in-flight inbound messages are lost."""
@@ -196,6 +209,7 @@ class SimNetwork:
         incarnation = self._incarnation[dst]
         for copy in range(2 if dup else 1):
             delay = self.rng.uniform(self.min_delay_s, self.max_delay_s)
+            delay += self._lag.get(src, 0.0) + self._lag.get(dst, 0.0)
             if copy:
                 counts.duplicated += 1
                 self._trace("duplicate", src, dst, name)

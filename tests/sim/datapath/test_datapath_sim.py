@@ -5,10 +5,10 @@ writer, reader and repair primitive, on a seeded lossy network in virtual time. 
 store objects of awkward sizes (empty, one byte, stripe and chunk boundaries +-1, several
 chunks; fed in random pieces, with and without a declared size) while readers read random
 ranges of what was acknowledged, and a fault schedule crashes and restarts chunkservers
-(never more than m unreachable at once), cuts a server's replies, drops messages, flips
-bytes in shard files and deletes shard files (at most one damaged shard per chunk, so an
-acknowledged chunk, durable on at least k+1 servers, keeps k good shards). Then, with
-every fault healed:
+(never more than m unreachable at once), cuts a server's replies, slows servers down,
+drops messages, flips bytes in shard files and deletes shard files (at most one damaged
+shard per chunk, so an acknowledged chunk, durable on at least k+1 servers, keeps k good
+shards). Then, with every fault healed:
 
 - no read ever returned wrong bytes (a read under faults may fail, never lie);
 - every acknowledged object reads back byte-exact, whole and in random ranges;
@@ -188,7 +188,9 @@ async def _faults(cluster: SimCluster, rng: Random, out: Outcome, stop: asyncio.
     blocked: set[int] = set()
     while not stop.is_set():
         await asyncio.sleep(rng.uniform(0.02, 0.3))
-        action = rng.choice(["crash", "restart", "restart", "block", "loss", "corrupt", "lose"])
+        action = rng.choice(
+            ["crash", "restart", "restart", "block", "loss", "slow", "corrupt", "lose"]
+        )
         up = sorted(set(cluster.servers) - cluster.down)
         if action == "crash" and len(cluster.down) < LAYOUT.m:
             victim = rng.choice(up)
@@ -207,6 +209,9 @@ async def _faults(cluster: SimCluster, rng: Random, out: Outcome, stop: asyncio.
         elif action == "loss":
             cluster.net.configure(drop_prob=rng.choice([0.0, 0.0, 0.02, 0.1]))
             victim = int(cluster.net.drop_prob * 100)
+        elif action == "slow":  # alive but lagging: what reads hedge around
+            victim = rng.choice(sorted(cluster.servers))
+            cluster.net.slow(victim, rng.choice([0.0, 0.3, 1.0, 3.0]))
         elif action in ("corrupt", "lose") and (candidates := _damage_candidates(out)):
             chunk_id, shard = rng.choice(candidates)
             if action == "corrupt":

@@ -7,10 +7,10 @@ gateway's ``ClusterObjectStore`` and commit them as the PUT handler does, overwr
 delete them, abandon uploads between write and commit (a gateway killed mid-PUT), upload
 in parts (some parts re-uploaded, some uploads aborted), and read them back, while
 chunkservers crash and come back (some stay away past the down threshold, so their
-shards are rebuilt elsewhere) or lose the network while their heartbeats still reach the
-leader, shard files get flipped bytes or vanish, the metadata leader fails over (a fresh
-maintenance driver) and an operator drains a server. Then every fault heals, and within
-a bounded time:
+shards are rebuilt elsewhere), lose the network while their heartbeats still reach the
+leader, or lag; shard files get flipped bytes or vanish; the metadata leader fails over
+(a fresh maintenance driver) and an operator drains a server. Then every fault heals,
+and within a bounded time:
 
 - every committed object has k+m shards placed on distinct servers, each present on its
   server, intact, and matching the checksum the catalog holds; the drained server holds
@@ -99,6 +99,7 @@ FAULTS = [
     "corrupt",
     "lose",
     "loss",
+    "slow",
     "failover",
     "drain",
 ]
@@ -285,6 +286,9 @@ async def _faults(cluster: SimCluster, rng: Random, out: Outcome, until: float) 
         elif action == "restart" and cluster.down:
             victim = rng.choice(sorted(cluster.down))
             cluster.restart(victim)
+        elif action == "slow":  # alive but lagging
+            victim = rng.choice(sorted(cluster.servers))
+            cluster.net.slow(victim, rng.choice([0.0, 0.3, 1.0, 3.0]))
         elif action == "failover":
             await meta.failover()
             victim = "leader"

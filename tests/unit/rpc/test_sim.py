@@ -278,3 +278,20 @@ def test_long_chaos_runs_are_deterministic(seed: int) -> None:
         return net.trace
 
     assert run() == run()
+
+
+def test_a_slow_node_delays_its_messages_both_ways() -> None:
+    net, clock, inbox = _net(4)
+    net.configure(min_delay_s=0.01, max_delay_s=0.01)
+    net.slow(2, 0.5)
+    net.send(1, 2, Echo(1))
+    net.send(2, 1, Echo(2))
+    net.send(1, 3, Echo(3))
+    clock.advance(0.1)
+    assert [m.seq for _, _, m in inbox if isinstance(m, Echo)] == [3]
+    clock.advance(0.5)
+    assert sorted(m.seq for _, _, m in inbox if isinstance(m, Echo)) == [1, 2, 3]
+    net.slow(2, 0)
+    net.send(1, 2, Echo(4))
+    clock.advance(0.02)
+    assert [m.seq for _, _, m in inbox if isinstance(m, Echo)][-1] == 4
