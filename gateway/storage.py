@@ -337,7 +337,7 @@ class ClusterObjectStore:
                 # last shards for repair, or fails if a write quorum is not reached
                 # servers that just failed or lagged (reads' and writes' marks) go last
                 avoid = store._health.avoided(s.server_id for s in current)
-                key = store._rng.randbytes(16) if store._rng else os.urandom(16)
+                key = os.urandom(16) if store._rng is None else store._rng.randbytes(16)
                 chosen = choose_servers(current, layout.n, key=key, avoid=avoid)
                 up = sum(1 for s in current if s.state == "up")
                 if len(chosen) < quorum <= up:  # enough servers, not enough room: say so

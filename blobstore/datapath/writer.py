@@ -313,12 +313,8 @@ class _ChunkWrite:
             stalled = [s for s in pending if s.pipe.idle_since(now) >= straggle]
             mute = [s for s in pending if s.pipe.answer_due(stall) <= now]
             if stalled or mute:
-                why = (
-                    f"took no data for {straggle} s"
-                    if stalled
-                    else f"no receipt {stall} s after its data"
-                )
-                self._abandon(stalled + mute, why)
+                self._abandon(stalled, f"took no data for {straggle} s")
+                self._abandon(mute, f"no receipt {stall} s after its data")
                 await asyncio.wait([s.task for s in stalled + mute])
                 continue
             wakes = [min(s.pipe.stall_at(straggle), s.pipe.answer_due(stall)) for s in pending]

@@ -278,6 +278,8 @@ class MaintenanceDriver:
         their slots for ``repair_timeout_s``. Cancelled ones are planned again, elsewhere.
         """
         for task, t in list(self._inflight.values()):
+            if t.done() or t.cancelling():  # already ending
+                continue
             target = servers.get(task.to_server)
             if target is None or target.state in ("suspect", "down"):
                 log.warning(
