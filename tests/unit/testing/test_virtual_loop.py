@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 
 import pytest
 
@@ -19,11 +18,11 @@ def test_sleep_moves_virtual_time_without_waiting() -> None:
         await asyncio.sleep(3600)
         return t0, loop.time()
 
-    wall = time.monotonic()
+    # an hour of real sleep would outlast the suite's per-test timeout (300 s): no wall
+    # clock assertion needed to tell virtual time from real time
     t0, t1 = run(main())
     assert t0 == 0.0
     assert t1 == pytest.approx(3600)
-    assert time.monotonic() - wall < 5  # an hour of virtual time, not of real time
 
 
 def test_timers_fire_in_time_order_and_timeouts_expire() -> None:
