@@ -7,12 +7,14 @@ The data-path client (``write_object``, ``read_range``, ``rebuild_shard``) talks
 through a ``SimTransport`` of its own. Time is the virtual time of
 ``blobstore.testing.virtual_loop``: run everything inside its ``run``.
 
-With ``meta=SimMeta(...)`` the servers also run as ``blobstore chunkserver`` does: a
-``CatalogLink`` registering, heartbeating and reporting bad shards to an in-process
-catalog, the scrub loop, a ``ShardRepairer`` and a ``GarbageCollector``; ``SimMeta`` holds
-the catalog (applied in order, as the Raft log would; replication is simulated on its own
-in ``tests/sim/raft``) and the leader's real ``MaintenanceDriver``, whose rebuild requests
-travel on the simulated network.
+With ``meta_options`` the servers also run as ``blobstore chunkserver`` does: a
+``CatalogLink`` registering, heartbeating and reporting bad shards to the catalog, the
+scrub loop, a ``ShardRepairer`` and a ``GarbageCollector``. The catalog is either
+``SimMeta`` (in process, applied in order as the Raft log would, beside the leader's real
+``MaintenanceDriver``, whose rebuild requests travel on the simulated network) or, with
+``raft=True``, ``tests.sim.datapath.raftmeta.RaftMeta``: three real metadata nodes (Raft
+driver, catalog, maintenance driver, RPC service) that every component reaches over the
+simulated network through its own ``RemoteCatalog``, as in production.
 
 Faults: ``crash`` (the process dies: its in-flight handlers are cancelled, messages to
 and from it are lost; its store survives, like a disk), ``restart`` (a new process over
@@ -30,7 +32,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
-from blobstore.client.catalog import LocalCatalog
+from blobstore.client.catalog import CatalogClient, LocalCatalog
 from blobstore.datapath import ServerHealth, Target
 from blobstore.rpc import RpcServer, SimNetwork, SimTransport
 from blobstore.rpc.transport import Handler
@@ -54,6 +56,7 @@ from metadata.fsm.machine import decode_entry
 from metadata.fsm.multipart import ApplyConfig
 from metadata.fsm.state import Catalog
 from metadata.maintenance.driver import MaintenanceDriver, MaintenanceOptions
+from tests.sim.datapath.raftmeta import RaftMeta
 
 __all__ = ["CLIENT", "META", "SimCluster", "SimMeta", "SimServer", "pieces"]
 
@@ -182,6 +185,7 @@ class SimServer:
     process: Chunkserver | None = None
     transport: SimTransport | None = None
     gc: GarbageCollector | None = None
+    catalog: CatalogClient | None = None  # the process's catalog client
     starting: asyncio.Task[Address] | None = None  # the process's start (a reference kept)
 
     @property
@@ -197,8 +201,10 @@ class SimCluster:
     rng: random.Random
     meta_options: MaintenanceOptions | None = None  # set: run the metadata side too
     gc_config: GcConfig = field(default_factory=GcConfig)
+    raft: bool = False  # the metadata side as three Raft nodes (RaftMeta), not SimMeta
     clock: LoopClock = field(init=False)
-    meta: SimMeta | None = field(init=False, default=None)
+    meta: SimMeta | RaftMeta | None = field(init=False, default=None)
+    catalog: CatalogClient | None = field(init=False, default=None)  # the gateway's
     net: SimNetwork = field(init=False)
     servers: dict[int, SimServer] = field(init=False, default_factory=dict)
     client: SimTransport = field(init=False)
@@ -209,24 +215,45 @@ class SimCluster:
         self.net = SimNetwork(random.Random(self.rng.getrandbits(64)), self.clock)
         self.net.configure(min_delay_s=0.0005, max_delay_s=0.005)
         addresses = {Address("127.0.0.1", 7000 + i): i for i in range(1, self.n + 1)}
-        self.addresses = addresses
-        if self.meta_options is not None:
+        self.addresses = addresses  # the chunkservers'
+        self.routes = dict(addresses)  # every node's
+        if self.meta_options is not None and self.raft:
+            self.meta = RaftMeta(
+                self.net, self.clock, random.Random(self.rng.getrandbits(64)),
+                self.meta_options, addresses,
+            )  # fmt: skip
+            self.routes = self.meta.addresses
+        elif self.meta_options is not None:
             self.meta = SimMeta(self.clock, self.rng, self.meta_options)
             self.meta.attach(self.net, addresses)
         for addr, i in addresses.items():
             store = MemoryShardStore(64 << 20, clock=self.clock.time)
             self.servers[i] = SimServer(i, addr, store, NoopMetadataLink(i))
-            self._boot(self.servers[i], addresses)
-        self.client = SimTransport(self.net, CLIENT, addresses)
+            self._boot(self.servers[i])
+        self._gateways: list[SimTransport] = []
+        self.client, self.catalog = self.gateway(CLIENT)
         for server in self.servers.values():
             self._start(server)
 
-    def _boot(self, server: SimServer, addresses: dict[Address, int]) -> None:
-        transport = SimTransport(self.net, server.server_id, addresses)
+    def gateway(self, node_id: int) -> tuple[SimTransport, CatalogClient | None]:
+        """One more gateway process (its node id must be free): its transport and catalog."""
+        transport = SimTransport(self.net, node_id, self.routes)
+        self._gateways.append(transport)
+        return transport, self._catalog_for(transport, f"gateway-{node_id}")
+
+    def _catalog_for(self, transport: SimTransport, name: str) -> CatalogClient | None:
+        """The catalog as one process reaches it (None: no metadata side)."""
+        if isinstance(self.meta, RaftMeta):
+            return self.meta.client(transport, name)
+        return self.meta
+
+    def _boot(self, server: SimServer) -> None:
+        transport = SimTransport(self.net, server.server_id, self.routes)
         server.transport = transport
+        server.catalog = self._catalog_for(transport, f"chunkserver-{server.server_id}")
         link: MetadataLink = server.link
-        if self.meta is not None:
-            link = _RecordingLink(CatalogLink(self.meta, server.server_id), server.link)
+        if server.catalog is not None:
+            link = _RecordingLink(CatalogLink(server.catalog, server.server_id), server.link)
         server.process = Chunkserver(
             server.store,
             SECRET,
@@ -241,7 +268,7 @@ class SimCluster:
 
     def _start(self, server: SimServer) -> None:
         """With the metadata side: start the process's loops, repairer and GC."""
-        if self.meta is None or server.process is None or server.transport is None:
+        if server.catalog is None or server.process is None or server.transport is None:
             return
         process = server.process
         ShardRepairer(server.store, server.transport, on_repaired=process.rearm_report).install(
@@ -249,7 +276,7 @@ class SimCluster:
         )
         server.gc = GarbageCollector(
             server.store,
-            self.meta,
+            server.catalog,
             lambda: process.server_id,
             self.gc_config,
             clock=self.clock,
@@ -280,13 +307,13 @@ class SimCluster:
             await server.process.stop()  # no drain (drain_timeout_s=0): its loops die with it
         if server.transport is not None:
             await server.transport.close()  # cancels the handlers still running
-        server.process = server.transport = server.gc = None
+        server.process = server.transport = server.gc = server.catalog = None
         self.down.add(server_id)
 
     def restart(self, server_id: int) -> None:
         server = self.servers[server_id]
         if server.process is None:
-            self._boot(server, self.addresses)
+            self._boot(server)
             self.net.restart(server_id)
             self._start(server)
         self.net.rejoin(server_id)
@@ -296,10 +323,17 @@ class SimCluster:
         self.net.isolate(server_id)
         self.down.add(server_id)
 
+    async def start(self) -> None:
+        """With ``raft``: start the metadata nodes (the chunkservers retry until they answer)."""
+        if isinstance(self.meta, RaftMeta):
+            await self.meta.start()
+
     async def heal(self) -> None:
         """Every server running and reachable, no message loss."""
         self.net.heal()
         self.net.configure(drop_prob=0.0)
+        if isinstance(self.meta, RaftMeta):
+            await self.meta.heal()
         for server_id in sorted(self.down):
             self.restart(server_id)
         await asyncio.sleep(0.1)
@@ -310,7 +344,8 @@ class SimCluster:
             await self.crash(server_id)
         if self.meta is not None:
             await self.meta.stop()
-        await self.client.close()
+        for transport in self._gateways:
+            await transport.close()
 
     def corrupt(self, chunk_id: uuid.UUID, shard_index: int, server_id: int) -> int:
         """Flip one random stored byte of a shard file (header or piece); its offset."""
