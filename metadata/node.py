@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from blobstore.clock import Clock, SystemClock
 from blobstore.errors import DeadlineExceeded, NotLeader, Unavailable
 from blobstore.log import get_logger
 from blobstore.rpc.transport import Transport
@@ -104,6 +105,7 @@ class RaftNode:
         *,
         options: NodeOptions | None = None,
         rng: random.Random | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.id = node_id
         self.options = options or NodeOptions()
@@ -113,6 +115,7 @@ class RaftNode:
         self._fsm = fsm
         self._transport = transport
         self._rng = rng or random.Random()
+        self._clock = clock or SystemClock()  # paces the ticks (simulations pause it)
         self._raw: RawNode | None = None
         self._applied = 0
         self._snap_index = 0
@@ -283,7 +286,7 @@ class RaftNode:
     # -- loops ---------------------------------------------------------------------------
     async def _tick_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.options.tick_s)  # the Raft clock: one tick per period
+            await self._clock.sleep(self.options.tick_s)  # the Raft clock: one tick per period
             self.raw.tick()
             self._wake.set()
 

@@ -13,10 +13,13 @@ Reachability of a link (src -> dst), checked at send time and again at delivery:
 * ``block(src, dst)`` blocks one direction (``unblock`` opens it again); ``isolate(node)``
   blocks all of a node's links (``rejoin`` opens them again);
 * ``slow(node, extra_s)`` delays every message to or from ``node`` by ``extra_s`` more;
-* ``heal()`` removes partitions, blocks, isolations and slowness (not crashes).
+* ``pause(node)`` is a stopped process (SIGSTOP): what arrives for it waits, what it sends
+  is held, until ``resume(node)`` delivers the one (in order per sender, senders
+  interleaved at random) and sends the other, in order (a crash loses both);
+* ``heal()`` removes partitions, blocks, isolations and slowness (not crashes or pauses).
 
 Trace entries: ``(time, event, src, dst, type_name)`` with events ``send``, ``deliver``,
-``duplicate``, and ``drop-<reason>`` (reason: loss, partition, crashed, unknown).
+``duplicate``, ``hold`` and ``drop-<reason>`` (reason: loss, partition, crashed, unknown).
 
 ``SimTransport`` implements ``Transport`` for async whole-cluster simulations: one per node,
 addresses map to node ids, requests and replies travel as SimNetwork messages (round-tripped
@@ -32,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -95,6 +99,8 @@ class SimNetwork:
         self._blocked: set[tuple[int, int]] = set()
         self._isolated: set[int] = set()
         self._lag: dict[int, float] = {}  # node -> extra delay of its messages, both ways
+        # paused node -> what it held, in order: (src, dst, msg), inbound and outbound
+        self._paused: dict[int, list[tuple[int, int, object]]] = {}
         self._counts: dict[str, _Counts] = {}
 
     # -- configuration -------------------------------------------------------------------
@@ -158,6 +164,31 @@ class SimNetwork:
         else:
             self._lag.pop(node, None)
 
+    def pause(self, node: int) -> None:
+        """Stop ``node``'s process: its traffic waits until ``resume`` (no-op if paused)."""
+        self._paused.setdefault(node, [])
+
+    def resume(self, node: int) -> None:
+        """Continue a paused node: deliver what arrived for it, then send what it held.
+
+        Arrivals keep their order per sender (one connection each) but senders interleave
+        at random, as a process that wakes up reads its ready sockets in no set order."""
+        held = self._paused.pop(node, None)
+        if held is None:
+            return
+        per_sender: dict[int, deque[tuple[int, int, object]]] = {}
+        for item in held:
+            if item[1] == node:
+                per_sender.setdefault(item[0], deque()).append(item)
+        while per_sender:
+            src = self.rng.choice(sorted(per_sender))
+            self._hand_over(*per_sender[src].popleft())
+            if not per_sender[src]:
+                del per_sender[src]
+        for src, dst, msg in held:
+            if src == node and dst != node:
+                self._transmit(src, dst, msg)
+
     def heal(self) -> None:
         """Remove partitions, one-way blocks, isolations and slowness."""
         self._groups = {}
@@ -169,6 +200,7 @@ class SimNetwork:
         """The node stops sending and receiving; its in-flight inbound messages are lost."""
         self._crashed.add(node)
         self._incarnation[node] = self._incarnation.get(node, 0) + 1
+        self._paused.pop(node, None)  # its socket buffers die with it
 
     def restart(self, node: int, deliver: Deliver | None = None) -> None:
         """Bring a crashed node back (optionally with a new delivery callback)."""
@@ -195,9 +227,18 @@ class SimNetwork:
     def send(self, src: int, dst: int, msg: object) -> None:
         """Queue ``msg`` for delivery (or drop it), by the current knobs and topology."""
         name = type(msg).__name__
-        counts = self._count(name)
-        counts.sent += 1
+        self._count(name).sent += 1
         self._trace("send", src, dst, name)
+        held = self._paused.get(src)
+        if held is not None:  # a stopped process sends nothing until it runs again
+            self._trace("hold", src, dst, name)
+            held.append((src, dst, msg))
+            return
+        self._transmit(src, dst, msg)
+
+    def _transmit(self, src: int, dst: int, msg: object) -> None:
+        name = type(msg).__name__
+        counts = self._count(name)
         lost = self.rng.random() < self.drop_prob
         dup = self.rng.random() < self.duplicate_prob
         if dst not in self._nodes:
@@ -225,10 +266,19 @@ class SimNetwork:
             return self._drop("crashed", src, dst, name)
         if not self._link_open(src, dst):  # cut while in flight (a crashed sender's last
             return self._drop("partition", src, dst, name)  # messages still arrive)
+        held = self._paused.get(dst)
+        if held is not None:
+            self._trace("hold", src, dst, name)
+            held.append((src, dst, msg))
+            return None
+        self._hand_over(src, dst, msg)
+        return None
+
+    def _hand_over(self, src: int, dst: int, msg: object) -> None:
+        name = type(msg).__name__
         self._count(name).delivered += 1
         self._trace("deliver", src, dst, name)
         self._nodes[dst](src, msg)
-        return None
 
     def _drop(self, reason: str, src: int, dst: int, name: str) -> None:
         self._count(name).dropped += 1

@@ -12,7 +12,7 @@ With ``meta_options`` the servers also run as ``blobstore chunkserver`` does: a
 scrub loop, a ``ShardRepairer`` and a ``GarbageCollector``. The catalog is either
 ``SimMeta`` (in process, applied in order as the Raft log would, beside the leader's real
 ``MaintenanceDriver``, whose rebuild requests travel on the simulated network) or, with
-``raft=True``, ``tests.sim.datapath.raftmeta.RaftMeta``: three real metadata nodes (Raft
+``raft=True``, ``tests.sim.raft.raftmeta.RaftMeta``: three real metadata nodes (Raft
 driver, catalog, maintenance driver, RPC service) that every component reaches over the
 simulated network through its own ``RemoteCatalog``, as in production.
 
@@ -56,7 +56,7 @@ from metadata.fsm.machine import decode_entry
 from metadata.fsm.multipart import ApplyConfig
 from metadata.fsm.state import Catalog
 from metadata.maintenance.driver import MaintenanceDriver, MaintenanceOptions
-from tests.sim.datapath.raftmeta import RaftMeta
+from tests.sim.raft.raftmeta import RaftMeta
 
 __all__ = ["CLIENT", "META", "SimCluster", "SimMeta", "SimServer", "pieces"]
 

@@ -23,10 +23,11 @@ bounded time:
 
 Two metadata sides: ``SimMeta`` (the catalog applied in process, in order; a failover is a
 fresh maintenance driver), and ``raft=True``: three real metadata nodes
-(``tests.sim.datapath.raftmeta``: the Raft driver, catalog, maintenance driver and RPC
+(``tests.sim.raft.raftmeta``: the Raft driver, catalog, maintenance driver and RPC
 service over logs that lose their unsynced tail on a crash), which every component reaches
 through its own ``RemoteCatalog`` over the simulated network. Their faults: kill -9 of the
-leader, restarts, one node cut off from everyone or from the other metadata nodes only.
+leader, restarts, one node cut off from everyone or from the other metadata nodes only,
+one node paused (SIGSTOP) for up to 5 s.
 The test's own catalog calls wait out a failover (``PATIENCE_S``), so no acknowledged
 outcome is unknown.
 
@@ -80,8 +81,8 @@ from metadata.fsm.records import ChunkserverRecord, ErasureProfile
 from metadata.fsm.results import ObjectInfo
 from metadata.maintenance.driver import MaintenanceOptions
 from tests.sim.datapath.harness import SimCluster, SimMeta, pieces
-from tests.sim.datapath.raftmeta import RaftMeta
 from tests.sim.raft.harness import fast_seeds, replayable, slow_seeds
+from tests.sim.raft.raftmeta import RaftMeta
 
 pytestmark = pytest.mark.sim
 
@@ -122,8 +123,17 @@ FAULTS = [
     "drain",
 ]
 # with the metadata side as three Raft nodes: "failover" is a kill -9 of the leader; a node
-# is restarted, cut off from every other node, or from the other metadata nodes only
-RAFT_FAULTS = ["failover", "meta-restart", "meta-isolate", "meta-partition", "meta-partition"]
+# is restarted, cut off from every other node or from the other metadata nodes only, or
+# stopped for a few seconds (SIGSTOP)
+RAFT_FAULTS = [
+    "failover",
+    "meta-restart",
+    "meta-isolate",
+    "meta-partition",
+    "meta-partition",
+    "meta-pause",
+    "meta-pause",
+]
 PATIENCE_S = 300.0  # virtual seconds the test's own catalog calls may take
 CLIENTS = 4  # concurrent S3 clients, alternating between two gateways
 SECOND_GATEWAY = 50  # the second gateway's node id
@@ -418,6 +428,11 @@ async def _meta_fault(meta: RaftMeta, action: str, rng: Random) -> int | None:
         return await meta.failover()  # kill -9 of the leader
     if action == "meta-restart":
         return await meta.restart_one()
+    if action == "meta-pause" and not meta.away():
+        leader = meta.leader()  # a leader paused past the election timeout the most often
+        victim = leader.node_id if leader and rng.random() < 0.7 else rng.choice(list(meta.nodes))
+        meta.pause(victim, rng.uniform(0.5, 5.0))
+        return victim
     if action in ("meta-isolate", "meta-partition") and meta.isolated:
         victim = min(meta.isolated)
         meta.rejoin(victim)

@@ -10,8 +10,11 @@ production: leader discovery by ``NotLeader`` redirects, retries under one exact
 session per slot.
 
 Faults: ``crash`` (kill -9: the process and its unsynced log tail are gone, its synced
-log and snapshot remain), ``restart``, ``isolate``/``rejoin`` (a network partition of one
-node). Run inside ``blobstore.testing.virtual_loop.run``.
+log and snapshot remain), ``restart``, ``isolate``/``partition``/``rejoin`` (a network
+partition of one node), ``pause`` (SIGSTOP, then SIGCONT: the node's Raft ticks and
+maintenance rounds stop and its traffic waits, as a stopped process's would; a leader
+paused past the election timeout wakes up believing it still leads).
+Run inside ``blobstore.testing.virtual_loop.run``.
 """
 
 from __future__ import annotations
@@ -42,6 +45,31 @@ META_IDS = (101, 102, 103)
 OPTIONS = NodeOptions(snapshot_entries=300)
 
 
+class ProcessClock:
+    """One process's view of the loop clock: its sleeps do not end while it is paused."""
+
+    def __init__(self, clock: LoopClock) -> None:
+        self._clock = clock
+        self._running = asyncio.Event()
+        self._running.set()
+
+    def time(self) -> float:
+        return self._clock.time()
+
+    def monotonic(self) -> float:
+        return self._clock.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await self._clock.sleep(seconds)
+        await self._running.wait()
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+
 @dataclass
 class MetaNode:
     """One metadata node: its disk (log and snapshot stores) outlives its processes."""
@@ -54,6 +82,7 @@ class MetaNode:
     raft: RaftNode | None = None
     driver: MaintenanceDriver | None = None
     transport: SimTransport | None = None
+    clock: ProcessClock | None = None
 
 
 class RaftMeta:
@@ -76,6 +105,7 @@ class RaftMeta:
         self.addresses = {**addresses, **{n.addr: i for i, n in self.nodes.items()}}
         self.clients = 0
         self.isolated: set[int] = set()
+        self.paused: set[int] = set()
 
     @property
     def meta_addrs(self) -> list[Address]:
@@ -92,6 +122,7 @@ class RaftMeta:
             return
         node.fsm = CatalogStateMachine(Catalog(config=ApplyConfig(min_part_size_bytes=0)))
         node.transport = SimTransport(self.net, node_id, self.addresses)
+        node.clock = ProcessClock(self.clock)
         node.raft = RaftNode(
             node_id,
             self.peers,
@@ -101,13 +132,14 @@ class RaftMeta:
             node.transport,
             options=OPTIONS,
             rng=random.Random(self.rng.getrandbits(64)),
+            clock=node.clock,
         )
         node.driver = MaintenanceDriver(
             RaftLeader(node.raft),
             node.fsm.catalog,
             node.transport,
             self.options,
-            clock=self.clock,
+            clock=node.clock,
             rng=random.Random(self.rng.getrandbits(64)),
         )
         MetadataService(node.raft, node.fsm, node.driver).install(node.transport)  # type: ignore[arg-type]
@@ -126,11 +158,12 @@ class RaftMeta:
         await node.raft.stop()
         await node.transport.close()
         node.log.crash()
-        node.raft = node.driver = node.transport = node.fsm = None
+        node.raft = node.driver = node.transport = node.fsm = node.clock = None
+        self.paused.discard(node_id)
 
     def away(self) -> set[int]:
         """The nodes crashed or cut off."""
-        return {i for i, n in self.nodes.items() if n.raft is None} | self.isolated
+        return {i for i, n in self.nodes.items() if n.raft is None} | self.isolated | self.paused
 
     async def failover(self) -> int | None:
         """kill -9 of the leader while no node is away (a new one is elected); its id."""
@@ -154,6 +187,23 @@ class RaftMeta:
                 self.net.block(peer, node_id)
         self.isolated.add(node_id)
 
+    def pause(self, node_id: int, for_s: float) -> None:
+        """SIGSTOP now, SIGCONT ``for_s`` later."""
+        node = self.nodes[node_id]
+        assert node.clock is not None, "only a running node can be paused"
+        node.clock.pause()
+        self.net.pause(node_id)
+        self.paused.add(node_id)
+        self.clock.call_later(for_s, lambda: self.resume(node_id))
+
+    def resume(self, node_id: int) -> None:
+        node = self.nodes[node_id]
+        if node_id not in self.paused or node.clock is None:
+            return  # crashed (and maybe restarted) meanwhile: nothing to continue
+        self.paused.discard(node_id)
+        self.net.resume(node_id)
+        node.clock.resume()
+
     def rejoin(self, node_id: int) -> None:
         """Undo ``isolate`` or ``partition``."""
         self.net.rejoin(node_id)
@@ -174,6 +224,8 @@ class RaftMeta:
         """Every node running and reachable."""
         for node_id in sorted(self.isolated):
             self.rejoin(node_id)
+        for node_id in sorted(self.paused):
+            self.resume(node_id)
         while await self.restart_one() is not None:
             pass
 
@@ -181,7 +233,13 @@ class RaftMeta:
         return [n for n in self.nodes.values() if n.raft is not None]
 
     def leader(self) -> MetaNode | None:
-        leaders = [n for n in self.running() if n.raft is not None and n.raft.is_leader]
+        """The one node that leads, among those not paused (a paused leader may still
+        believe it leads: it cannot know until it runs again)."""
+        leaders = [
+            n
+            for n in self.running()
+            if n.raft is not None and n.raft.is_leader and n.node_id not in self.paused
+        ]
         return leaders[0] if len(leaders) == 1 else None
 
     @property
