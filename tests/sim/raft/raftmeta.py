@@ -106,6 +106,7 @@ class RaftMeta:
         self.clients = 0
         self.isolated: set[int] = set()
         self.paused: set[int] = set()
+        self._pauses: dict[int, object] = {}  # node -> the token of its current pause
 
     @property
     def meta_addrs(self) -> list[Address]:
@@ -160,6 +161,7 @@ class RaftMeta:
         node.log.crash()
         node.raft = node.driver = node.transport = node.fsm = node.clock = None
         self.paused.discard(node_id)
+        self._pauses.pop(node_id, None)
 
     def away(self) -> set[int]:
         """The nodes crashed or cut off."""
@@ -194,10 +196,17 @@ class RaftMeta:
         node.clock.pause()
         self.net.pause(node_id)
         self.paused.add(node_id)
-        self.clock.call_later(for_s, lambda: self.resume(node_id))
+        token = self._pauses[node_id] = object()
+        self.clock.call_later(for_s, lambda: self._resume_if(node_id, token))
+
+    def _resume_if(self, node_id: int, token: object) -> None:
+        """The timer of one pause: not of a later one (after a resume or a crash)."""
+        if self._pauses.get(node_id) is token:
+            self.resume(node_id)
 
     def resume(self, node_id: int) -> None:
         node = self.nodes[node_id]
+        self._pauses.pop(node_id, None)
         if node_id not in self.paused or node.clock is None:
             return  # crashed (and maybe restarted) meanwhile: nothing to continue
         self.paused.discard(node_id)
