@@ -1,0 +1,325 @@
+"""S3 requests through the whole cluster, simulated in one process under faults.
+
+The full stack of ``blobstore server``, on virtual time and a seeded network: two S3
+gateways (the real ASGI app: SigV4 authentication, routing, handlers, error mapping, each
+with its own ``ClusterObjectStore`` and ``RemoteCatalog``), three metadata nodes (Raft
+driver, catalog, maintenance driver, RPC service; ``tests.sim.raft.raftmeta``) and six
+chunkservers (heartbeats, scrub, repair, GC; ``tests.sim.datapath.harness``). Clients sign
+requests as AWS SDKs do and send them in process (``httpx.ASGITransport``): PUT, GET,
+HEAD, DELETE of a few keys, and ListObjectsV2. Meanwhile chunkservers crash and restart,
+the metadata leader is killed, metadata nodes are paused (SIGSTOP), cut off from their
+peers or from everyone, and messages are lost. Then the faults heal. Checked:
+
+- no response is a 500: every failure under faults is a 503 clients retry, the 4xx the
+  request deserves, or, for a GET whose read fails after its status line went out, a
+  connection closed mid-body (as uvicorn does), never a short body that looks whole;
+- every GET body has the MD5 its ETag names, and is a version some PUT stored;
+- the history of PUTs, DELETEs, GETs and HEADs (values: ETags; a 503 on a write is an
+  unknown outcome, on a read no effect), closed by a GET of every key after the faults, is
+  linearizable;
+- a listing names only keys and ETags that were written.
+
+Seeded and replayable: ``BLOBSTORE_SEED=N`` runs one seed; 1 by default, 4 behind ``slow``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from random import Random
+from xml.etree import ElementTree
+
+import httpx
+import pytest
+
+from blobstore.client.catalog import CatalogClient
+from blobstore.codec.ec import ZFEC
+from blobstore.testing.history import HistoryRecorder, OpKind, Status
+from blobstore.testing.linearizability import check
+from blobstore.testing.virtual_loop import run
+from chunkserver.gc import GcConfig
+from gateway.app import GatewayApp, Message, Receive, Scope, Send
+from gateway.auth import Authenticator
+from gateway.context import Services
+from gateway.sigv4 import sign_request
+from gateway.storage import ClusterObjectStore
+from metadata.api import ListChunkserversQuery
+from metadata.fsm.commands import PutAccessKey, PutUser, SetErasureProfile
+from metadata.fsm.records import ErasureProfile
+from metadata.maintenance.driver import MaintenanceOptions
+from tests.sim.datapath.harness import SimCluster
+from tests.sim.raft.harness import fast_seeds, replayable, slow_seeds
+from tests.sim.raft.raftmeta import RaftMeta
+
+pytestmark = pytest.mark.sim
+
+SERVERS = 6
+PROFILE = ErasureProfile(coder=ZFEC, k=4, m=2, stripe_size_bytes=4096, chunk_size_bytes=16384)
+SIZES = [0, 1, 3000, 4097, 16383, 16385, 40000]  # inline, one stripe, chunks and a tail
+BUCKET, HOST = "photos", "s3.sim.test"
+ACCESS_KEY, SECRET = "SIMROOTKEY", "sim-root-secret"
+KEYS = tuple(f"album/{i}.jpg" for i in range(6))
+CLIENTS = 4  # alternating between the two gateways
+SECOND_GATEWAY = 50  # its node id on the simulated network
+MAINTENANCE = MaintenanceOptions(
+    interval_s=1.0, suspect_after_s=5.0, down_after_s=20.0, retry_backoff_s=2.0,
+    repair_timeout_s=60.0,
+)  # fmt: skip
+GC = GcConfig(grace_s=30.0, orphan_interval_s=10.0, full_sweep_interval_s=60.0)
+FAULTS = ["crash", "restart", "failover", "meta-restart", "pause", "partition", "loss"]
+WORKLOAD_S = 60.0
+SETTLE_S = 30.0  # after healing, before the closing reads
+
+
+@dataclass
+class Outcome:
+    history: HistoryRecorder
+    bodies: dict[str, bytes] = field(default_factory=dict)  # ETag -> body, every PUT sent
+    statuses: dict[int, int] = field(default_factory=dict)  # HTTP status -> count
+    listed: int = 0  # keys seen in listings
+    resets: int = 0  # responses cut off mid-body (a read failed after its status line)
+    problems: list[str] = field(default_factory=list)
+    schedule: list[str] = field(default_factory=list)
+    trace_digest: str = ""
+
+
+class _Connection:
+    """The app as uvicorn serves it: a response the app leaves unfinished (a read that
+    failed after its status line went out) closes the connection, which the client sees
+    as a reset, never as a short body."""
+
+    def __init__(self, app: GatewayApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        finished = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal finished
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                finished = True
+            await send(message)
+
+        await self._app(scope, receive, tracking)
+        if not finished:
+            raise ConnectionResetError("the gateway closed the connection mid-response")
+
+
+class S3:
+    """A signing S3 client of one gateway app, called in process."""
+
+    def __init__(self, app: GatewayApp, cluster: SimCluster) -> None:
+        self._cluster = cluster
+        self.http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=_Connection(app)),
+            base_url=f"http://{HOST}",
+            timeout=httpx.Timeout(None),  # the gateway's own deadlines decide
+        )
+
+    async def request(self, method: str, path: str, query: str = "", body: bytes = b""):  # type: ignore[no-untyped-def]
+        now = datetime.fromtimestamp(self._cluster.clock.time(), UTC)
+        headers = sign_request(
+            method, path, query, [("host", HOST)], access_key=ACCESS_KEY, secret=SECRET,
+            region="us-east-1", now=now, payload_hash=hashlib.sha256(body).hexdigest(),
+        )  # fmt: skip
+        url = path + (f"?{query}" if query else "")
+        return await self.http.request(method, url, headers=headers, content=body)
+
+
+def _gateway(cluster: SimCluster, node_id: int | None, rng: Random) -> S3:
+    transport, catalog = (
+        (cluster.client, cluster.catalog) if node_id is None else cluster.gateway(node_id)
+    )
+    assert catalog is not None
+    clock = cluster.clock
+    store = ClusterObjectStore(catalog, transport, clock=clock, rng=Random(rng.getrandbits(64)))
+    services = Services(catalog, store, wall_clock=clock.time, monotonic=clock.monotonic)
+    return S3(GatewayApp(services, Authenticator(catalog, monotonic=clock.monotonic)), cluster)
+
+
+def _etag(response: httpx.Response) -> str:
+    return str(response.headers.get("etag", "")).strip('"')
+
+
+async def _call(
+    s3: S3, out: Outcome, client: int, op: OpKind, key: str, body: bytes | None = None
+) -> None:
+    """One request of a client, into the history and the checks."""
+    value = hashlib.md5(body, usedforsecurity=False).hexdigest() if body is not None else None
+    if value is not None and body is not None:
+        out.bodies[value] = body
+    token = out.history.invoke(client, op, key, value)
+    method = {"put": "PUT", "delete": "DELETE", "get": "GET"}[op]
+    try:
+        r = await s3.request(method, f"/{BUCKET}/{key}", body=body or b"")
+    except ConnectionResetError:
+        out.resets += 1
+        out.history.complete(token, None, "fail" if op == "get" else "info")
+        return
+    out.statuses[r.status_code] = out.statuses.get(r.status_code, 0) + 1
+    status: Status = "ok"
+    result: str | None = None
+    expected = {"put": (200,), "delete": (204,), "get": (200, 404)}[op]
+    if r.status_code == 503:  # retryable: a write may or may not have happened
+        status = "info" if op != "get" else "fail"
+    elif r.status_code not in expected:
+        out.problems.append(f"{method} {key}: {r.status_code} {r.text[:200]}")
+        status = "info"
+    elif op == "get" and r.status_code == 200:
+        result = _etag(r)
+        if hashlib.md5(r.content, usedforsecurity=False).hexdigest() != result:
+            out.problems.append(f"GET {key}: body does not match its ETag {result}")
+        elif result not in out.bodies:
+            out.problems.append(f"GET {key}: ETag {result} was never written")
+    elif op == "put" and _etag(r) != value:
+        out.problems.append(f"PUT {key}: ETag {_etag(r)} for a body of MD5 {value}")
+    out.history.complete(token, result, status)
+
+
+async def _list(s3: S3, out: Outcome) -> None:
+    r = await s3.request("GET", f"/{BUCKET}", "list-type=2")
+    out.statuses[r.status_code] = out.statuses.get(r.status_code, 0) + 1
+    if r.status_code == 503:
+        return
+    if r.status_code != 200:
+        out.problems.append(f"LIST: {r.status_code} {r.text[:200]}")
+        return
+    ns = {"s3": "http://s3.amazonaws.com/doc/2006-03-01/"}
+    for item in ElementTree.fromstring(r.content).iterfind("s3:Contents", ns):
+        key, etag = item.findtext("s3:Key", "", ns), item.findtext("s3:ETag", "", ns).strip('"')
+        out.listed += 1
+        if key not in KEYS or etag not in out.bodies:
+            out.problems.append(f"LIST: {key} with ETag {etag} was never written")
+
+
+async def _client(
+    cluster: SimCluster, s3: S3, client: int, rng: Random, out: Outcome, until: float
+) -> None:
+    while cluster.clock.now < until:
+        await asyncio.sleep(rng.uniform(0.05, 1.0))
+        key = rng.choice(KEYS)
+        action = rng.random()
+        if action < 0.4:
+            await _call(s3, out, client, "put", key, rng.randbytes(rng.choice(SIZES)))
+        elif action < 0.55:
+            await _call(s3, out, client, "delete", key)
+        elif action < 0.95:
+            await _call(s3, out, client, "get", key)
+        else:
+            await _list(s3, out)
+
+
+async def _faults(cluster: SimCluster, rng: Random, out: Outcome, until: float) -> None:
+    meta = cluster.meta
+    assert isinstance(meta, RaftMeta)
+    while cluster.clock.now < until:
+        await asyncio.sleep(rng.uniform(0.5, 4.0))
+        action = rng.choice(FAULTS)
+        up = sorted(set(cluster.servers) - cluster.down)
+        victim: object = None
+        if action == "crash" and len(cluster.down) < PROFILE.m - 1:  # writes need k+1
+            victim = rng.choice(up)
+            await cluster.crash(victim)
+        elif action == "restart" and cluster.down:
+            victim = rng.choice(sorted(cluster.down))
+            cluster.restart(victim)
+        elif action == "failover":
+            victim = await meta.failover()
+        elif action == "meta-restart":
+            victim = await meta.restart_one()
+        elif action == "pause" and not meta.away():
+            victim = rng.choice(sorted(meta.nodes))
+            meta.pause(victim, rng.uniform(0.5, 5.0))
+        elif action == "partition" and meta.isolated:
+            victim = min(meta.isolated)
+            meta.rejoin(victim)
+        elif action == "partition" and not meta.away():
+            victim = rng.choice(sorted(meta.nodes))
+            meta.partition(victim)
+        elif action == "loss":
+            victim = rng.choice([0.0, 0.0, 0.02])
+            cluster.net.configure(drop_prob=victim)
+        if victim is not None:
+            out.schedule.append(f"{cluster.clock.now:.3f} {action} {victim}")
+
+
+class _Patient:
+    """Setup calls wait out elections."""
+
+    def __init__(self, inner: CatalogClient) -> None:
+        self._inner = inner
+
+    async def execute(self, command: object) -> object:
+        return await self._inner.execute(command, timeout_s=300.0)  # type: ignore[arg-type]
+
+
+async def _scenario(seed: int) -> Outcome:
+    rng = Random(seed)
+    cluster = SimCluster(
+        SERVERS, Random(rng.getrandbits(64)), meta_options=MAINTENANCE, gc_config=GC, raft=True
+    )
+    await cluster.start()
+    assert cluster.catalog is not None
+    setup = _Patient(cluster.catalog)
+    await setup.execute(SetErasureProfile(PROFILE))
+    await setup.execute(PutUser("root", True))
+    await setup.execute(PutAccessKey(ACCESS_KEY, SECRET, "root"))
+    for _ in range(600):  # the chunkservers register
+        servers = await cluster.catalog.query(ListChunkserversQuery(), timeout_s=300.0)
+        if isinstance(servers, tuple) and len(servers) == SERVERS:
+            break
+        await asyncio.sleep(0.1)
+    gateways = [_gateway(cluster, None, rng), _gateway(cluster, SECOND_GATEWAY, rng)]
+    created = await gateways[0].request("PUT", f"/{BUCKET}")
+    assert created.status_code == 200, created.text
+    out = Outcome(HistoryRecorder(lambda: cluster.clock.now))
+    until = cluster.clock.now + WORKLOAD_S
+    await asyncio.gather(
+        *(
+            _client(cluster, gateways[n % 2], n, Random(rng.getrandbits(64)), out, until)
+            for n in range(CLIENTS)
+        ),
+        _faults(cluster, Random(rng.getrandbits(64)), out, until),
+    )
+    await cluster.heal()
+    await asyncio.sleep(SETTLE_S)
+    for key in KEYS:  # the final state: read after every other request
+        await _call(gateways[0], out, CLIENTS, "get", key)
+    await _list(gateways[0], out)
+    out.trace_digest = hashlib.sha256(repr(cluster.net.trace).encode()).hexdigest()
+    for s3 in gateways:
+        await s3.http.aclose()
+    await cluster.stop()
+    assert not out.problems, out.problems[:5]
+    verdict = check(out.history.operations())
+    assert verdict.ok, verdict.explain()
+    return out
+
+
+def _run(seed: int) -> Outcome:
+    with replayable(seed):
+        return run(_scenario(seed))
+
+
+@pytest.mark.parametrize("seed", fast_seeds(1))
+def test_s3_through_the_simulated_cluster(seed: int) -> None:
+    out = _run(seed)
+    ok = out.statuses.get(200, 0) + out.statuses.get(204, 0)
+    assert ok > 100 and out.listed and out.schedule, (out.statuses, out.listed, out.schedule)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", slow_seeds(4))
+def test_s3_through_the_simulated_cluster_long(seed: int) -> None:
+    _run(seed)
+
+
+def test_an_s3_run_replays_exactly() -> None:
+    first, second = _run(fast_seeds()[0]), _run(fast_seeds()[0])
+    assert (first.trace_digest, first.schedule, first.statuses) == (
+        second.trace_digest,
+        second.schedule,
+        second.statuses,
+    )
