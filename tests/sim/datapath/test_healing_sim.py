@@ -372,7 +372,7 @@ async def _live(meta: CatalogClient) -> dict[str, ObjectInfo]:
 async def _faults(cluster: SimCluster, rng: Random, out: Outcome, until: float) -> None:
     meta = _patient(cluster)
     faults = FAULTS + RAFT_FAULTS if isinstance(cluster.meta, RaftMeta) else FAULTS
-    damaged: set[str] = set()  # chunk ids damaged once already
+    damaged: set[uuid.UUID] = set()  # chunks damaged once already
     while cluster.clock.now < until:
         await asyncio.sleep(rng.uniform(0.5, 4.0))
         action = rng.choice(faults)
@@ -404,18 +404,17 @@ async def _faults(cluster: SimCluster, rng: Random, out: Outcome, until: float) 
             cluster.net.configure(drop_prob=rng.choice([0.0, 0.0, 0.02]))
             victim = cluster.net.drop_prob
         elif action in ("corrupt", "lose"):
-            placed = [p for p in await _placed(meta) if str(p[0]) not in damaged]
+            placed = [p for p in await _placed(meta) if p[0] not in damaged]
             if not placed:
                 continue
             cid, index, sid = rng.choice(sorted(placed))
-            store = cluster.servers[sid].store
-            if (cid, index) not in {(i.chunk_id, i.shard_index) async for i in store.inventory()}:
+            if await cluster.servers[sid].store.stat(cid, index) is None:
                 continue
             if action == "corrupt":
                 cluster.corrupt(cid, index, sid)
             else:
                 await cluster.lose(cid, index, sid)
-            damaged.add(str(cid))
+            damaged.add(cid)
             victim = f"{cid}/{index}@{sid}"
         else:
             continue
