@@ -118,7 +118,9 @@ class S3:
             timeout=httpx.Timeout(None),  # the gateway's own deadlines decide
         )
 
-    async def request(self, method: str, path: str, query: str = "", body: bytes = b""):  # type: ignore[no-untyped-def]
+    async def request(
+        self, method: str, path: str, query: str = "", body: bytes = b""
+    ) -> httpx.Response:
         now = datetime.fromtimestamp(self._cluster.clock.time(), UTC)
         headers = sign_request(
             method, path, query, [("host", HOST)], access_key=ACCESS_KEY, secret=SECRET,
