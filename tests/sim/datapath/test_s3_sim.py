@@ -46,7 +46,7 @@ from gateway.context import Services
 from gateway.sigv4 import sign_request
 from gateway.storage import ClusterObjectStore
 from metadata.api import ListChunkserversQuery
-from metadata.fsm.commands import PutAccessKey, PutUser, SetErasureProfile
+from metadata.fsm.commands import Command, PutAccessKey, PutUser, SetErasureProfile
 from metadata.fsm.records import ErasureProfile
 from metadata.maintenance.driver import MaintenanceOptions
 from tests.sim.datapath.harness import SimCluster
@@ -253,8 +253,8 @@ class _Patient:
     def __init__(self, inner: CatalogClient) -> None:
         self._inner = inner
 
-    async def execute(self, command: object) -> object:
-        return await self._inner.execute(command, timeout_s=300.0)  # type: ignore[arg-type]
+    async def execute(self, command: Command) -> object:
+        return await self._inner.execute(command, timeout_s=300.0)
 
 
 async def _scenario(seed: int) -> Outcome:
