@@ -51,14 +51,15 @@ from chunkserver.service import (
 )
 from chunkserver.store.base import SpaceInfo
 from chunkserver.store.memory import MemoryShardStore
-from metadata.fsm.commands import ChunkserverHeartbeat
+from metadata.api import ListChunkserversQuery, Query, ReadMode
+from metadata.fsm.commands import ChunkserverHeartbeat, Command
 from metadata.fsm.machine import decode_entry
 from metadata.fsm.multipart import ApplyConfig
 from metadata.fsm.state import Catalog
 from metadata.maintenance.driver import MaintenanceDriver, MaintenanceOptions
 from tests.sim.raft.raftmeta import RaftMeta
 
-__all__ = ["CLIENT", "META", "SimCluster", "SimMeta", "SimServer", "pieces"]
+__all__ = ["CLIENT", "META", "PatientCatalog", "SimCluster", "SimMeta", "SimServer", "pieces"]
 
 CLIENT = 0  # the data-path client's node id; servers are 1..n
 META = 100  # the metadata leader's node id (its rebuild requests)
@@ -126,6 +127,27 @@ class SimMeta(LocalCatalog):
             await self.driver.stop()
         if self.transport is not None:
             await self.transport.close()
+
+
+class PatientCatalog:
+    """A catalog client whose calls all wait up to ``patience_s`` (virtual seconds): a test's
+    own calls then ride out any failover, so their outcome is never unknown (a
+    ``RemoteCatalog`` retries the same session entry, which applies once)."""
+
+    def __init__(self, inner: CatalogClient, patience_s: float) -> None:
+        self._inner = inner
+        self._patience_s = patience_s
+
+    async def execute(self, command: Command, *, timeout_s: float = 0.0) -> object:
+        return await self._inner.execute(command, timeout_s=self._patience_s)
+
+    async def query(
+        self, q: Query, *, mode: ReadMode = ReadMode.LINEARIZABLE, timeout_s: float = 0.0
+    ) -> object:
+        return await self._inner.query(q, mode=mode, timeout_s=self._patience_s)
+
+    async def heartbeat(self, command: ChunkserverHeartbeat, *, timeout_s: float = 0.0) -> object:
+        return await self._inner.heartbeat(command, timeout_s=self._patience_s)
 
 
 class _RecordingLink:
@@ -323,10 +345,19 @@ class SimCluster:
         self.net.isolate(server_id)
         self.down.add(server_id)
 
-    async def start(self) -> None:
-        """With ``raft``: start the metadata nodes (the chunkservers retry until they answer)."""
+    async def start(self, timeout_s: float = 300.0) -> CatalogClient:
+        """Start the metadata side (with ``raft``, its nodes) and wait, up to ``timeout_s``
+        of virtual time, until every chunkserver has registered; the gateway's catalog as
+        a ``PatientCatalog``."""
+        assert self.catalog is not None, "no metadata side"
         if isinstance(self.meta, RaftMeta):
             await self.meta.start()
+        catalog = PatientCatalog(self.catalog, timeout_s)
+        deadline = self.clock.now + timeout_s
+        while len(cast(tuple[object, ...], await catalog.query(ListChunkserversQuery()))) < self.n:
+            assert self.clock.now < deadline, "the chunkservers did not register"
+            await asyncio.sleep(0.1)
+        return catalog
 
     async def heal(self) -> None:
         """Every server running and reachable, no message loss."""

@@ -62,11 +62,9 @@ from chunkserver.shardfile import (
     shard_checksum,
 )
 from gateway.storage import ClusterObjectStore
-from metadata.api import HeadObjectQuery, ListChunkserversQuery, Query, ReadMode
+from metadata.api import HeadObjectQuery, ListChunkserversQuery
 from metadata.fsm.commands import (
     AbortMultipartUpload,
-    ChunkserverHeartbeat,
-    Command,
     CommitObject,
     CommitPart,
     CompletedPart,
@@ -80,7 +78,7 @@ from metadata.fsm.commands import (
 from metadata.fsm.records import ChunkserverRecord, ErasureProfile
 from metadata.fsm.results import ObjectInfo
 from metadata.maintenance.driver import MaintenanceOptions
-from tests.sim.datapath.harness import SimCluster, SimMeta, pieces
+from tests.sim.datapath.harness import PatientCatalog, SimCluster, SimMeta, pieces
 from tests.sim.raft.harness import fast_seeds, replayable, slow_seeds
 from tests.sim.raft.raftmeta import RaftMeta
 
@@ -161,28 +159,9 @@ class Outcome:
     trace_digest: str = ""
 
 
-class _Patient:
-    """The test's own catalog calls wait out any failover: an outcome is never unknown (a
-    ``RemoteCatalog`` retries the same session entry, which applies once)."""
-
-    def __init__(self, inner: CatalogClient) -> None:
-        self._inner = inner
-
-    async def execute(self, command: Command, *, timeout_s: float = 0.0) -> object:
-        return await self._inner.execute(command, timeout_s=PATIENCE_S)
-
-    async def query(
-        self, q: Query, *, mode: ReadMode = ReadMode.LINEARIZABLE, timeout_s: float = 0.0
-    ) -> object:
-        return await self._inner.query(q, mode=mode, timeout_s=PATIENCE_S)
-
-    async def heartbeat(self, command: ChunkserverHeartbeat, *, timeout_s: float = 0.0) -> object:
-        return await self._inner.heartbeat(command, timeout_s=PATIENCE_S)
-
-
 def _patient(cluster: SimCluster) -> CatalogClient:
     assert cluster.catalog is not None
-    return _Patient(cluster.catalog)
+    return PatientCatalog(cluster.catalog, PATIENCE_S)
 
 
 async def _head(meta: CatalogClient, key: str) -> ObjectInfo | None:
@@ -394,7 +373,7 @@ async def _faults(cluster: SimCluster, rng: Random, out: Outcome, until: float) 
             await cluster.meta.failover()  # a fresh maintenance driver
             victim = "leader"
         elif action in RAFT_FAULTS and isinstance(cluster.meta, RaftMeta):
-            victim = await _meta_fault(cluster.meta, action, rng)
+            victim = await cluster.meta.inject(action.removeprefix("meta-"), rng)
             if victim is None:
                 continue
         elif action == "drain" and out.drained is None and not cluster.down:
@@ -419,29 +398,6 @@ async def _faults(cluster: SimCluster, rng: Random, out: Outcome, until: float) 
         else:
             continue
         out.schedule.append(f"{cluster.clock.now:.3f} {action} {victim}")
-
-
-async def _meta_fault(meta: RaftMeta, action: str, rng: Random) -> int | None:
-    """One fault of the metadata nodes, at most one of them away at a time; its victim."""
-    if action == "failover":
-        return await meta.failover()  # kill -9 of the leader
-    if action == "meta-restart":
-        return await meta.restart_one()
-    if action == "meta-pause" and not meta.away():
-        leader = meta.leader()  # a leader paused past the election timeout the most often
-        victim = leader.node_id if leader and rng.random() < 0.7 else rng.choice(list(meta.nodes))
-        meta.pause(victim, rng.uniform(0.5, 5.0))
-        return victim
-    if action in ("meta-isolate", "meta-partition") and meta.isolated:
-        victim = min(meta.isolated)
-        meta.rejoin(victim)
-        return victim
-    if action in ("meta-isolate", "meta-partition") and not meta.away():
-        leader = meta.leader()  # the leader most often: the case ReadIndex is for
-        victim = leader.node_id if leader and rng.random() < 0.7 else rng.choice(list(meta.nodes))
-        (meta.isolate if action == "meta-isolate" else meta.partition)(victim)
-        return victim
-    return None
 
 
 async def _unhealed(cluster: SimCluster, drained: int | None) -> list[str]:
@@ -505,21 +461,16 @@ async def _scenario(seed: int, *, raft: bool = False) -> Outcome:
     cluster = SimCluster(
         SERVERS, Random(rng.getrandbits(64)), meta_options=MAINTENANCE, gc_config=GC, raft=raft
     )
-    await cluster.start()
-    meta = _patient(cluster)
+    meta = await cluster.start(PATIENCE_S)
     out = Outcome(HistoryRecorder(lambda: cluster.clock.now))
     await meta.execute(SetErasureProfile(PROFILE))
     await meta.execute(CreateBucket(BUCKET, OWNER))
-    for _ in range(100):  # the chunkservers register
-        if len(await _chunkservers(meta)) == SERVERS:
-            break
-        await asyncio.sleep(0.1)
     gateways = []  # two gateway processes, each with its own catalog client
     for transport, catalog in (
         (cluster.client, cluster.catalog), cluster.gateway(SECOND_GATEWAY)
     ):  # fmt: skip
         assert catalog is not None
-        patient = _Patient(catalog)
+        patient = PatientCatalog(catalog, PATIENCE_S)
         store = ClusterObjectStore(
             patient, transport, clock=cluster.clock, rng=Random(rng.getrandbits(64))
         )

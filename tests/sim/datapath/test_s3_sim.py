@@ -34,7 +34,6 @@ from xml.etree import ElementTree
 import httpx
 import pytest
 
-from blobstore.client.catalog import CatalogClient
 from blobstore.codec.ec import ZFEC
 from blobstore.testing.history import HistoryRecorder, OpKind, Status
 from blobstore.testing.linearizability import check
@@ -45,8 +44,7 @@ from gateway.auth import Authenticator
 from gateway.context import Services
 from gateway.sigv4 import sign_request
 from gateway.storage import ClusterObjectStore
-from metadata.api import ListChunkserversQuery
-from metadata.fsm.commands import Command, PutAccessKey, PutUser, SetErasureProfile
+from metadata.fsm.commands import PutAccessKey, PutUser, SetErasureProfile
 from metadata.fsm.records import ErasureProfile
 from metadata.maintenance.driver import MaintenanceOptions
 from tests.sim.datapath.harness import SimCluster
@@ -68,7 +66,8 @@ MAINTENANCE = MaintenanceOptions(
     repair_timeout_s=60.0,
 )  # fmt: skip
 GC = GcConfig(grace_s=30.0, orphan_interval_s=10.0, full_sweep_interval_s=60.0)
-FAULTS = ["crash", "restart", "failover", "meta-restart", "pause", "partition", "loss"]
+# chunkserver faults, then RaftMeta.inject's ("meta-" + its name; "failover" as is)
+FAULTS = ["crash", "restart", "failover", "meta-restart", "meta-pause", "meta-partition", "loss"]
 WORKLOAD_S = 60.0
 SETTLE_S = 30.0  # after healing, before the closing reads
 
@@ -227,19 +226,8 @@ async def _faults(cluster: SimCluster, rng: Random, out: Outcome, until: float) 
         elif action == "restart" and cluster.down:
             victim = rng.choice(sorted(cluster.down))
             cluster.restart(victim)
-        elif action == "failover":
-            victim = await meta.failover()
-        elif action == "meta-restart":
-            victim = await meta.restart_one()
-        elif action == "pause" and not meta.away():
-            victim = rng.choice(sorted(meta.nodes))
-            meta.pause(victim, rng.uniform(0.5, 5.0))
-        elif action == "partition" and meta.isolated:
-            victim = min(meta.isolated)
-            meta.rejoin(victim)
-        elif action == "partition" and not meta.away():
-            victim = rng.choice(sorted(meta.nodes))
-            meta.partition(victim)
+        elif action == "failover" or action.startswith("meta-"):
+            victim = await meta.inject(action.removeprefix("meta-"), rng)
         elif action == "loss":
             victim = rng.choice([0.0, 0.0, 0.02])
             cluster.net.configure(drop_prob=victim)
@@ -247,32 +235,15 @@ async def _faults(cluster: SimCluster, rng: Random, out: Outcome, until: float) 
             out.schedule.append(f"{cluster.clock.now:.3f} {action} {victim}")
 
 
-class _Patient:
-    """Setup calls wait out elections."""
-
-    def __init__(self, inner: CatalogClient) -> None:
-        self._inner = inner
-
-    async def execute(self, command: Command) -> object:
-        return await self._inner.execute(command, timeout_s=300.0)
-
-
 async def _scenario(seed: int) -> Outcome:
     rng = Random(seed)
     cluster = SimCluster(
         SERVERS, Random(rng.getrandbits(64)), meta_options=MAINTENANCE, gc_config=GC, raft=True
     )
-    await cluster.start()
-    assert cluster.catalog is not None
-    setup = _Patient(cluster.catalog)
+    setup = await cluster.start()
     await setup.execute(SetErasureProfile(PROFILE))
     await setup.execute(PutUser("root", True))
     await setup.execute(PutAccessKey(ACCESS_KEY, SECRET, "root"))
-    for _ in range(600):  # the chunkservers register
-        servers = await cluster.catalog.query(ListChunkserversQuery(), timeout_s=300.0)
-        if isinstance(servers, tuple) and len(servers) == SERVERS:
-            break
-        await asyncio.sleep(0.1)
     gateways = [_gateway(cluster, None, rng), _gateway(cluster, SECOND_GATEWAY, rng)]
     created = await gateways[0].request("PUT", f"/{BUCKET}")
     assert created.status_code == 200, created.text

@@ -37,9 +37,12 @@ from metadata.node import NodeOptions, RaftNode
 from metadata.service import MetadataService
 from metadata.storage.memory import MemoryLogStore, MemorySnapshotStore
 
-__all__ = ["META_IDS", "MetaNode", "RaftMeta"]
+__all__ = ["FAULTS", "META_IDS", "MetaNode", "RaftMeta"]
 
 META_IDS = (101, 102, 103)
+# ``RaftMeta.inject``: kill -9 of the leader, a restart, one node cut off from everyone or
+# from the other metadata nodes only, one node stopped (SIGSTOP) for 0.5-5 s
+FAULTS = ("failover", "restart", "isolate", "partition", "pause")
 # the production defaults (50 ms ticks, elections after 10), small snapshots so that
 # followers that were away catch up by snapshot as well as by log
 OPTIONS = NodeOptions(snapshot_entries=300)
@@ -162,6 +165,28 @@ class RaftMeta:
         node.raft = node.driver = node.transport = node.fsm = node.clock = None
         self.paused.discard(node_id)
         self._pauses.pop(node_id, None)
+
+    async def inject(self, fault: str, rng: random.Random) -> int | None:
+        """One fault of ``FAULTS``, at most one node away at a time; its victim (None: the
+        fault did not apply now). Cut-offs and pauses hit the leader most often: the case
+        ReadIndex is for. "isolate" and "partition" rejoin a node already cut off."""
+        if fault == "failover":
+            return await self.failover()
+        if fault == "restart":
+            return await self.restart_one()
+        if fault in ("isolate", "partition") and self.isolated:
+            victim = min(self.isolated)
+            self.rejoin(victim)
+            return victim
+        if fault not in ("isolate", "partition", "pause") or self.away():
+            return None
+        leader = self.leader()
+        victim = leader.node_id if leader and rng.random() < 0.7 else rng.choice(list(self.nodes))
+        if fault == "pause":
+            self.pause(victim, rng.uniform(0.5, 5.0))
+        else:
+            (self.isolate if fault == "isolate" else self.partition)(victim)
+        return victim
 
     def away(self) -> set[int]:
         """The nodes crashed or cut off."""
