@@ -3,9 +3,11 @@
 ``StripeSource`` turns an async stream of arbitrary-sized buffers into stripes of
 ``layout.stripe_bytes`` (the last one of a chunk shorter), zero-copy when an input buffer
 holds whole stripes. With a known size it never reads ahead; with an unknown size it
-reads ahead one chunk, because a chunk's length goes into its shards' headers before the
-first piece is sent. A body shorter or longer than its declared size raises
-``InvalidArgument`` (reason ``incomplete_body`` / ``body_too_long``).
+reads a chunk ahead, because a chunk's length goes into its shards' headers before the
+first piece is sent, and such chunks are cut at ``unknown_size_chunk_bytes`` (whole
+stripes, default 8 MiB) so that the read-ahead stays small whatever the object size.
+A body shorter or longer than its declared size raises ``InvalidArgument`` (reason
+``incomplete_body`` / ``body_too_long``).
 
 ``encode_stripe`` pads a stripe to k equal pieces and computes the m parity pieces and
 every piece's xxh3-64 checksum: CPU work for a worker thread, unless the pieces are short
@@ -65,12 +67,22 @@ def encode_stripe(coder: ErasureCoder, stripe: Buffer) -> tuple[list[Buffer], li
 
 
 class StripeSource:
-    """Cuts the input stream into stripes; reads ahead one chunk when the size is unknown."""
+    """Cuts the input stream into stripes; reads ahead one chunk when the size is unknown,
+    and then cuts chunks at ``unknown_size_chunk_bytes`` (rounded down to whole stripes, at
+    least one) instead of ``layout.chunk_bytes``."""
 
-    def __init__(self, data: AsyncIterable[Buffer], layout: Layout, size: int | None) -> None:
+    def __init__(
+        self,
+        data: AsyncIterable[Buffer],
+        layout: Layout,
+        size: int | None,
+        unknown_size_chunk_bytes: int = 8 << 20,
+    ) -> None:
         self._it = aiter(data)
         self._layout = layout
         self._size = size
+        sb = layout.stripe_bytes
+        self._ahead_limit = min(layout.chunk_bytes, max(sb, unknown_size_chunk_bytes // sb * sb))
         self._ahead: collections.deque[Buffer] = collections.deque()
         self._ahead_bytes = 0
         self._rest: memoryview = memoryview(b"")
@@ -102,9 +114,9 @@ class StripeSource:
 
     async def chunk_length(self) -> int:
         """Length of the next chunk (0 at the end of the input)."""
-        cb = self._layout.chunk_bytes
         if self._size is not None:
-            return min(cb, self._size - self.consumed)
+            return min(self._layout.chunk_bytes, self._size - self.consumed)
+        cb = self._ahead_limit
         while self._ahead_bytes < cb:
             stripe = await self._read_stripe()
             if stripe is None:

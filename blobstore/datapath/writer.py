@@ -19,8 +19,10 @@ and reported as missing; so is one that took all its data but sends no receipt f
 is therefore about ``(stripes_in_flight + encode_ahead)`` stripes times ``(k+m)/k``,
 independent of the object size, when the size is known.
 With an unknown size (``size_bytes=None``) the writer must see how long a chunk is before
-its shards' headers can be sent, so it reads up to one chunk ahead: memory is then about
-one chunk. Callers that know the size (S3 Content-Length) pass it.
+its shards' headers can be sent, so it reads up to one chunk ahead, and cuts such objects
+into chunks of ``WriteOptions.unknown_size_chunk_bytes`` (8 MiB) rather than the layout's
+(up to 64 MiB): memory is then that much more, still independent of the object size.
+Callers that know the size (S3 Content-Length) pass it.
 
 Placement may offer fewer than k+m servers (some are down or full): target ``i`` still
 receives shard ``i``, and the shards past the last target -- parity, once there are k
@@ -97,6 +99,8 @@ class WriteOptions:
     finish_grace_s: float = 10.0
     cleanup_timeout_s: float = 5.0
     etag_md5: bool = True  # compute the object's MD5 (WriteResult.md5; None when off)
+    # chunk size (whole stripes) of a write of unknown size: the read-ahead it costs
+    unknown_size_chunk_bytes: int = 8 << 20
 
     def quorum(self, k: int, m: int) -> int:
         q = k + 1 if self.write_quorum is None else self.write_quorum
@@ -465,7 +469,7 @@ async def write_object(
     quorum = opts.quorum(layout.k, layout.m)
     if size_bytes is not None and size_bytes < 0:
         raise errors.InvalidArgument(f"size must be >= 0, got {size_bytes}")
-    source = StripeSource(data, layout, size_bytes)
+    source = StripeSource(data, layout, size_bytes, opts.unknown_size_chunk_bytes)
     md5 = OrderedMd5(opts.encode_ahead + opts.stripes_in_flight) if opts.etag_md5 else None
     chunks: list[_ChunkWrite] = []
     finishing: list[asyncio.Task[tuple[ChunkRef, list[MissingShard]]]] = []

@@ -602,6 +602,30 @@ def test_presigned_get_put(s3: BaseClient, s3_server: S3Endpoint, bucket: str) -
         assert http.get(url).content == b"presigned!"
 
 
+def test_presigned_put_of_unknown_length(
+    s3: BaseClient, s3_server: S3Endpoint, bucket: str
+) -> None:
+    """HTTP chunked transfer with no Content-Length (a client streaming a body of unknown
+    size to a presigned URL): stored whole, over several of the writer's smaller chunks."""
+    data = os.urandom(17 * MiB + 5)
+    url = s3.generate_presigned_url(
+        "put_object", Params={"Bucket": bucket, "Key": "streamed"}, ExpiresIn=300
+    )
+
+    def body() -> Iterator[bytes]:
+        for i in range(0, len(data), MiB):
+            yield data[i : i + MiB]
+
+    with _http(s3_server) as http:
+        put = http.put(url, content=body())
+    assert put.request.headers.get("transfer-encoding") == "chunked"
+    assert "content-length" not in put.request.headers
+    assert put.status_code == 200, put.text
+    assert put.headers["etag"] == f'"{hashlib.md5(data).hexdigest()}"'
+    got = s3.get_object(Bucket=bucket, Key="streamed")
+    assert got["ContentLength"] == len(data) and got["Body"].read() == data
+
+
 def _http_status(url: str, ep: S3Endpoint, method: str = "GET", data: bytes | None = None) -> int:
     with _http(ep) as http:
         return http.request(method, url, content=data).status_code

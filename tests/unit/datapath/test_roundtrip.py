@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from blobstore.datapath import WriteOptions, read_range, write_object
+from blobstore.datapath.refs import Target
 from tests.unit.datapath.conftest import SMALL, Cluster, md5, payload, start_cluster, stream
 
 
@@ -50,6 +53,44 @@ async def test_sizes_round_trip(cluster: Cluster) -> None:
             assert sum(c.data_length for c in res.chunks) == size
             assert all(len(c.shards) == L.n for c in res.chunks)
             assert await _read(cluster, res.chunks, 0, size) == data
+    assert cluster.bad == []
+
+
+async def test_a_write_of_unknown_size_reads_ahead_at_most_its_smaller_chunks(
+    cluster: Cluster,
+) -> None:
+    """Unknown size: chunks are cut at ``unknown_size_chunk_bytes`` (whole stripes), so the
+    writer never pulls more than about one such chunk (plus a stripe) past what it sent."""
+    sb = SMALL.stripe_bytes
+    data = payload(5 * SMALL.chunk_bytes + 333, 11)
+    pulled = 0
+
+    async def counted() -> AsyncIterator[bytes]:
+        nonlocal pulled
+        async for b in stream(data, 1000):
+            pulled += len(b)
+            yield b
+
+    pulled_at: list[int] = []  # input bytes pulled when each chunk's length was known
+
+    class Watch:  # the placement is asked once a chunk's length is known
+        async def allocate(self, chunk_index: int) -> list[Target]:
+            pulled_at.append(pulled)
+            return await cluster.placement.allocate(chunk_index)
+
+    res = await write_object(
+        counted(),
+        layout=SMALL,
+        placement=Watch(),
+        transport=cluster.client,
+        options=WriteOptions(unknown_size_chunk_bytes=2 * sb + sb // 2),  # -> 2 stripes
+    )
+    assert res.size_bytes == len(data) and res.md5 == md5(data)
+    assert [c.data_length for c in res.chunks[:-1]] == [2 * sb] * (len(res.chunks) - 1)
+    assert sum(c.data_length for c in res.chunks) == len(data)
+    for i, at in enumerate(pulled_at):  # this chunk and at most one more input buffer
+        assert at <= (i + 1) * 2 * sb + 1000
+    assert await _read(cluster, res.chunks, 0, len(data)) == data
     assert cluster.bad == []
 
 
