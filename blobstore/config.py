@@ -208,6 +208,9 @@ class GatewayConfig:
     region: str = "us-east-1"
     workers: int = 1
     max_object_bytes: int = 5 * 1024**4
+    # shard bytes a worker's reads may buffer or have in flight, shared by its GETs: one
+    # GET alone gets full 8 MiB windows per shard stream, many share this (1 MiB minimum)
+    read_buffer_bytes: int = 64 * 1024**2
     # the certificate S3 clients see (e.g. a public one), when it is not the internal
     # mutual-TLS one; unset: https with common tls_cert/tls_key, if those are set
     https_cert: Path | None = None
@@ -229,6 +232,8 @@ class GatewayConfig:
             raise ConfigError("meta: at least one metadata address (HOST:PORT) is required")
         if self.workers <= 0:
             raise ConfigError("workers must be positive")
+        if self.read_buffer_bytes <= 0:
+            raise ConfigError("read_buffer_bytes must be positive")
         if (self.https_cert is None) != (self.https_key is None):
             raise ConfigError("https_cert and https_key must be given together")
 

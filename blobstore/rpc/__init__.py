@@ -22,6 +22,7 @@ Usage::
 
 from blobstore.rpc.client import RpcClient
 from blobstore.rpc.codec import decode, encode, message, register, registered, tag_of, validate
+from blobstore.rpc.link import StreamBudget
 from blobstore.rpc.messages import Ping, Pong
 from blobstore.rpc.server import RpcServer
 from blobstore.rpc.sim import SimNetwork, SimStats, SimTransport, TraceEntry
@@ -48,6 +49,7 @@ __all__ = [
     "SimNetwork",
     "SimStats",
     "SimTransport",
+    "StreamBudget",
     "StreamResponse",
     "TraceEntry",
     "Transport",

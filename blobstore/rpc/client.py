@@ -29,7 +29,7 @@ from blobstore.clock import Clock, SystemClock
 from blobstore.log import current_trace_id, get_logger
 from blobstore.rpc import codec
 from blobstore.rpc.frames import FLAG_HAS_BODY, MAX_FRAME_PAYLOAD, FrameType, Payload
-from blobstore.rpc.link import InStream, Link, OutCredit, send_body
+from blobstore.rpc.link import InStream, Link, OutCredit, StreamBudget, send_body
 from blobstore.rpc.messages import (
     PROTOCOL_VERSION,
     AuthChallenge,
@@ -58,7 +58,7 @@ class _ClientLink(Link):
     """Client half: handshake, pending calls by id, response streams."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, secret: bytes, owner: RpcClient) -> None:
-        super().__init__(loop, window=owner.stream_window)
+        super().__init__(loop, window=owner.stream_window, budget=owner.stream_budget)
         self._secret = secret
         self._owner = owner
         self._client_nonce = os.urandom(32)
@@ -213,6 +213,7 @@ class RpcClient:
         send_timeout_s: float = 0.5,
         max_send_buffer: int = 8 * 1024 * 1024,
         stream_window: int | None = None,
+        stream_budget: StreamBudget | None = None,
         fail_fast: bool = False,
     ) -> None:
         if not secret:
@@ -225,6 +226,9 @@ class RpcClient:
         self._send_timeout = send_timeout_s
         self._max_send_buffer = max_send_buffer
         self.stream_window = stream_window
+        # response bodies' windows shared by all calls (see link.StreamBudget); when set,
+        # each stream starts with the budget's base window instead of ``stream_window``
+        self.stream_budget = stream_budget
         # fail_fast: a peer that refuses connections (or is in its redial backoff) fails
         # the call with Unavailable at once, so callers with alternatives (other metadata
         # nodes, parity shards) move on instead of waiting out their deadline.

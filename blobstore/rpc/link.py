@@ -9,8 +9,12 @@ loops that do vectored writes, two ``write`` calls on the stdlib loop, whose
 
 Back-pressure: ``drain()`` waits while the transport's write buffer is above its high
 water mark; bulk bodies use a per-stream credit window: a receiver (``InStream``) grants
-credit only as its consumer takes chunks, and a sender (``OutCredit``) never has more than
-the window's worth of un-granted bytes in flight. A peer that overruns a window, sends a
+credit only as its consumer takes chunks, and a sender (``OutCredit``) never sends more
+than the credit it was granted (the window announced in the handshake, then each grant).
+A receiver may size its streams' windows from a ``StreamBudget`` shared by all of them:
+each stream starts with the announced (small) window and is granted more, up to its share
+of the budget, so one busy stream gets a large window and many share a bounded total (a
+gateway serving many slow downloads at once). A peer that sends past its credit, sends a
 malformed frame, or an EOF in the middle of a frame, loses the link (logged).
 
 Must not import: service packages (RPC internals only).
@@ -28,7 +32,15 @@ from blobstore.log import get_logger
 from blobstore.rpc import codec
 from blobstore.rpc.frames import HEADER, FrameDecoder, FrameType, Payload
 
-__all__ = ["DATA_FRAME_SIZE", "STREAM_WINDOW", "InStream", "Link", "OutCredit", "send_body"]
+__all__ = [
+    "DATA_FRAME_SIZE",
+    "STREAM_WINDOW",
+    "InStream",
+    "Link",
+    "OutCredit",
+    "StreamBudget",
+    "send_body",
+]
 
 log = get_logger(__name__)
 
@@ -45,12 +57,47 @@ _WINDOW = int(FrameType.WINDOW)
 _CANCEL = int(FrameType.CANCEL)
 
 
+class StreamBudget:
+    """Receive windows shared by the streams of one process (or one client).
+
+    Each open stream's window is an equal share of ``total_bytes``, at least ``base_bytes``
+    (the window announced in the handshake, which every stream starts with) and at most
+    ``max_bytes``. Shares shrink as streams open: a stream above its share is granted
+    nothing more until its consumer took it below, so the bytes buffered or in flight
+    stay near ``max(total_bytes, streams x base_bytes)``.
+    """
+
+    __slots__ = ("active", "base_bytes", "max_bytes", "total_bytes")
+
+    def __init__(
+        self, total_bytes: int, *, base_bytes: int = DATA_FRAME_SIZE, max_bytes: int = STREAM_WINDOW
+    ) -> None:
+        if not 0 < base_bytes <= max_bytes:
+            raise ValueError(f"need 0 < base ({base_bytes}) <= max ({max_bytes})")
+        self.total_bytes = total_bytes
+        self.base_bytes = base_bytes
+        self.max_bytes = max_bytes
+        self.active = 0  # open streams
+
+    def share(self) -> int:
+        """The window each open stream may have now."""
+        return max(self.base_bytes, min(self.max_bytes, self.total_bytes // max(1, self.active)))
+
+
 class Link(asyncio.BufferedProtocol):
     """Framing, write coalescing, drain and stream bookkeeping shared by both sides."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, *, window: int | None = None) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        window: int | None = None,
+        budget: StreamBudget | None = None,
+    ) -> None:
         self.loop = loop
-        self.window = window or STREAM_WINDOW  # what we accept per stream
+        self.budget = budget
+        # what we accept per stream before any further grant (announced in the handshake)
+        self.window = budget.base_bytes if budget is not None else window or STREAM_WINDOW
         self.peer_window = STREAM_WINDOW  # what the peer accepts (announced in the handshake)
         self.peer = "?"
         self.transport: asyncio.Transport | None = None
@@ -244,17 +291,24 @@ def _decode_error(payload: Payload) -> BaseException:
 
 
 class InStream:
-    """A received bulk body: bounded buffer; credit returns as the consumer takes chunks."""
+    """A received bulk body: bounded buffer; credit returns as the consumer takes chunks.
+
+    The stream's window is the link's (fixed) or its share of the link's budget. Whenever
+    the window has room for at least a quarter of it beyond what is buffered here or still
+    in the sender's credit, the room is granted: as the consumer takes chunks, and as data
+    arrives (so a budgeted stream grows to its share before its consumer starts).
+    """
 
     __slots__ = (
+        "_budget",
         "_buffered",
         "_chunks",
+        "_credit",
         "_deadline",
         "_done",
         "_error",
         "_link",
         "_sid",
-        "_unacked",
         "_waiter",
         "_window",
     )
@@ -263,10 +317,13 @@ class InStream:
         self._link = link
         self._sid = sid
         self._window = link.window
+        self._credit = link.window  # what the sender may still send without a new grant
+        self._budget = link.budget
+        if self._budget is not None:
+            self._budget.active += 1
         self._deadline = deadline
         self._chunks: collections.deque[Payload] = collections.deque()
         self._buffered = 0
-        self._unacked = 0
         self._done = False
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -274,16 +331,29 @@ class InStream:
     def feed(self, payload: Payload) -> None:
         if self._done:
             return
-        self._buffered += len(payload)
-        if self._buffered > self._window:
+        n = len(payload)
+        self._credit -= n
+        if self._credit < 0:
             raise errors.ProtocolError(f"peer overran the stream window on stream {self._sid}")
+        self._buffered += n
         self._chunks.append(payload)
+        if self._budget is not None:
+            self._maybe_grant()
         self._wake()
+
+    def _maybe_grant(self) -> None:
+        window = self._budget.share() if self._budget is not None else self._window
+        room = window - self._buffered - self._credit
+        if room >= window // 4 and room > 0:
+            self._credit += room
+            self._link.grant(self._sid, room)
 
     def finish(self, error: BaseException | None) -> None:
         if not self._done:
             self._done = True
             self._error = error
+            if self._budget is not None:
+                self._budget.active -= 1
         self._wake()
 
     def _wake(self) -> None:
@@ -302,12 +372,9 @@ class InStream:
                 raise StopAsyncIteration
             await self._wait()
         chunk = self._chunks.popleft()
-        n = len(chunk)
-        self._buffered -= n
-        self._unacked += n
-        if self._unacked >= self._window // 4:
-            self._link.grant(self._sid, self._unacked)
-            self._unacked = 0
+        self._buffered -= len(chunk)
+        if not self._done:
+            self._maybe_grant()
         return memoryview(chunk)
 
     async def _wait(self) -> None:

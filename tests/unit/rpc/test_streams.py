@@ -10,7 +10,7 @@ import pytest
 
 from blobstore import errors
 from blobstore.rpc import CallContext, StreamResponse
-from blobstore.rpc.link import DATA_FRAME_SIZE, STREAM_WINDOW
+from blobstore.rpc.link import DATA_FRAME_SIZE, STREAM_WINDOW, StreamBudget
 from blobstore.testing.poll import eventually
 from tests.unit.rpc.conftest import Served
 from tests.unit.rpc.fixture_messages import Echo, Upload
@@ -212,5 +212,99 @@ async def test_each_side_honours_the_window_the_other_announced(served: Served) 
         async for chunk in body:
             consumed += len(chunk)
         assert consumed == 8 * MiB
+    finally:
+        await client.close()
+
+
+def test_budget_shares() -> None:
+    b = StreamBudget(8 * MiB, base_bytes=MiB, max_bytes=4 * MiB)
+    assert b.share() == 4 * MiB  # nobody open: a first stream may grow to the max
+    b.active = 4
+    assert b.share() == 2 * MiB
+    b.active = 100
+    assert b.share() == MiB  # never below the base every stream starts with
+    with pytest.raises(ValueError):
+        StreamBudget(MiB, base_bytes=2 * MiB, max_bytes=MiB)
+
+
+async def _parked(served: Served, count: int) -> None:
+    """Wait until ``count`` response producers wait for stream credit."""
+    server_link = next(iter(served.server._links))
+    await eventually(
+        lambda: sum(c._waiter is not None for c in server_link.out_streams.values()) == count
+    )
+
+
+async def test_budgeted_streams_grow_alone_and_share_when_many(served: Served) -> None:
+    """A stream alone grows past the announced window to the budget's max; many at once
+    each get an equal share, so what they buffer together stays near the budget."""
+    base, most, total, chunk = 256 * 1024, 2 * MiB, 2 * MiB, 16 * 1024
+    producers: list[Producer] = []
+
+    async def download(req: Upload, ctx: CallContext) -> StreamResponse:
+        producers.append(Producer(16 * MiB, chunk=chunk))
+        return StreamResponse(Echo(0), producers[-1]())
+
+    served.server.handle(Upload, download)
+    from blobstore.rpc import RpcClient
+    from tests.unit.rpc.conftest import SECRET
+
+    budget = StreamBudget(total, base_bytes=base, max_bytes=most)
+    client = RpcClient(SECRET, stream_budget=budget)
+    try:
+        _, alone = await client.call_stream(served.addr, Upload("a"), timeout_s=60)
+        consumed = len(await anext(alone))
+        await eventually(lambda: producers[0].produced - consumed >= most - chunk)
+        await _parked(served, 1)
+        assert producers[0].produced - consumed <= most + chunk
+        await alone.aclose()
+        assert budget.active == 0
+
+        bodies = [
+            (await client.call_stream(served.addr, Upload(str(i)), timeout_s=60))[1]
+            for i in range(8)
+        ]
+        assert budget.active == 8
+        share = budget.share()
+        assert share == base  # 2 MiB among 8: a quarter MiB each, the base
+        # streams that opened while fewer were open may have been granted more; once
+        # each consumer took more than that, none is granted past its share any more
+        taken = [0] * 8
+        for i, body in enumerate(bodies):
+            while taken[i] <= most:
+                taken[i] += len(await anext(body))
+        await _parked(served, 8)
+        ahead = [p.produced - t for p, t in zip(producers[1:], taken, strict=True)]
+        assert all(a <= share + chunk for a in ahead), ahead
+        for body in bodies:  # all read to the end: every stream gives its share back
+            async for _ in body:
+                pass
+        assert budget.active == 0
+        assert all(p.produced == 16 * MiB for p in producers[1:])
+    finally:
+        await client.close()
+
+
+async def test_a_lost_connection_gives_the_budget_back(served: Served) -> None:
+    producer = Producer(64 * MiB, chunk=64 * 1024)
+
+    async def download(req: Upload, ctx: CallContext) -> StreamResponse:
+        return StreamResponse(Echo(0), producer())
+
+    served.server.handle(Upload, download)
+    from blobstore.rpc import RpcClient
+    from tests.unit.rpc.conftest import SECRET
+
+    budget = StreamBudget(8 * MiB)
+    client = RpcClient(SECRET, stream_budget=budget)
+    try:
+        _, body = await client.call_stream(served.addr, Upload("x"), timeout_s=60)
+        await anext(body)
+        assert budget.active == 1
+        await served.server.stop()
+        await eventually(lambda: budget.active == 0)
+        with pytest.raises(errors.Unavailable):
+            async for _ in body:
+                pass
     finally:
         await client.close()
