@@ -209,7 +209,7 @@ class GatewayConfig:
     workers: int = 1
     max_object_bytes: int = 5 * 1024**4
     # shard bytes a worker's reads may buffer or have in flight, shared by its GETs: one
-    # GET alone gets full 8 MiB windows per shard stream, many share this (1 MiB minimum)
+    # GET alone gets full 8 MiB windows per shard stream, many share this (about 1 MiB minimum)
     read_buffer_bytes: int = 64 * 1024**2
     # the certificate S3 clients see (e.g. a public one), when it is not the internal
     # mutual-TLS one; unset: https with common tls_cert/tls_key, if those are set

@@ -46,6 +46,9 @@ log = get_logger(__name__)
 
 STREAM_WINDOW = 8 * 1024 * 1024  # bytes a receiver buffers per stream (bench: 8 MiB + 1 MiB)
 DATA_FRAME_SIZE = 1024 * 1024
+# what a budgeted stream starts with: a whole DATA frame and some more, so a body of one
+# 1 MiB piece and its few checksum bytes needs no grant round trip
+BUDGET_BASE_WINDOW = DATA_FRAME_SIZE + 64 * 1024
 PRE_AUTH_MAX_PAYLOAD = 4096
 _COALESCE_MAX = 16 * 1024
 _FLUSH_AT = 256 * 1024
@@ -70,7 +73,11 @@ class StreamBudget:
     __slots__ = ("active", "base_bytes", "max_bytes", "total_bytes")
 
     def __init__(
-        self, total_bytes: int, *, base_bytes: int = DATA_FRAME_SIZE, max_bytes: int = STREAM_WINDOW
+        self,
+        total_bytes: int,
+        *,
+        base_bytes: int = BUDGET_BASE_WINDOW,
+        max_bytes: int = STREAM_WINDOW,
     ) -> None:
         if not 0 < base_bytes <= max_bytes:
             raise ValueError(f"need 0 < base ({base_bytes}) <= max ({max_bytes})")
