@@ -8,11 +8,13 @@ chunkservers (heartbeats, scrub, repair, GC; ``tests.sim.datapath.harness``). Cl
 requests as AWS SDKs do and send them in process (``httpx.ASGITransport``): PUT, GET,
 HEAD, DELETE of a few keys, and ListObjectsV2. Meanwhile chunkservers crash and restart,
 the metadata leader is killed, metadata nodes are paused (SIGSTOP), cut off from their
-peers or from everyone, and messages are lost. Then the faults heal. Checked:
+peers or from everyone, messages are lost, and the second gateway is killed (-9) in the
+middle of a request, then restarted as a new process. Then the faults heal. Checked:
 
 - no response is a 500: every failure under faults is a 503 clients retry, the 4xx the
   request deserves, or, for a GET whose read fails after its status line went out, a
-  connection closed mid-body (as uvicorn does), never a short body that looks whole;
+  connection closed mid-body (as uvicorn does), never a short body that looks whole (a
+  killed gateway's connections are reset; a write they carried has an unknown outcome);
 - every GET body has the MD5 its ETag names, and is a version some PUT stored;
 - the history of PUTs, DELETEs, GETs and HEADs (values: ETags; a 503 on a write is an
   unknown outcome, on a read no effect), closed by a GET of every key after the faults, is
@@ -25,6 +27,7 @@ Seeded and replayable: ``BLOBSTORE_SEED=N`` runs one seed; 1 by default, 4 behin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -67,7 +70,10 @@ MAINTENANCE = MaintenanceOptions(
 )  # fmt: skip
 GC = GcConfig(grace_s=30.0, orphan_interval_s=10.0, full_sweep_interval_s=60.0)
 # chunkserver faults, then RaftMeta.inject's ("meta-" + its name; "failover" as is)
-FAULTS = ["crash", "restart", "failover", "meta-restart", "meta-pause", "meta-partition", "loss"]
+FAULTS = [
+    *("crash", "restart", "failover", "meta-restart", "meta-pause", "meta-partition", "loss"),
+    "gateway",  # kill -9 of the second gateway mid-request, or its restart
+]
 WORKLOAD_S = 60.0
 SETTLE_S = 30.0  # after healing, before the closing reads
 
@@ -78,7 +84,8 @@ class Outcome:
     bodies: dict[str, bytes] = field(default_factory=dict)  # ETag -> body, every PUT sent
     statuses: dict[int, int] = field(default_factory=dict)  # HTTP status -> count
     listed: int = 0  # keys seen in listings
-    resets: int = 0  # responses cut off mid-body (a read failed after its status line)
+    resets: int = 0  # connections reset: a read failed after its status line, or a kill
+    killed_in_flight: int = 0  # requests a gateway kill caught in the middle
     problems: list[str] = field(default_factory=list)
     schedule: list[str] = field(default_factory=list)
     trace_digest: str = ""
@@ -87,12 +94,41 @@ class Outcome:
 class _Connection:
     """The app as uvicorn serves it: a response the app leaves unfinished (a read that
     failed after its status line went out) closes the connection, which the client sees
-    as a reset, never as a short body."""
+    as a reset, never as a short body.
+
+    ``kill`` is a kill -9 of the gateway process: its requests in flight are reset at the
+    client and refused until ``revive`` gives it a new app (a restarted process). The
+    killed app's tasks are cancelled while its node is crashed on the simulated network,
+    so whatever cleanup they try never reaches the cluster, as after a real kill."""
 
     def __init__(self, app: GatewayApp) -> None:
+        self._app: GatewayApp | None = app
+        self._killed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # requests in flight, and those of killed processes until they wound down
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.started = asyncio.Event()  # set as each request starts
+
+    @property
+    def alive(self) -> bool:
+        return self._app is not None
+
+    def kill(self) -> int:
+        """Kill the process; the number of its requests in flight."""
+        in_flight = sum(not t.done() for t in self.tasks)
+        self._app = None
+        self._killed.set_result(None)
+        for task in self.tasks:
+            task.cancel()
+        return in_flight
+
+    def revive(self, app: GatewayApp) -> None:
         self._app = app
+        self._killed = asyncio.get_running_loop().create_future()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        app, killed = self._app, self._killed
+        if app is None:
+            raise ConnectionRefusedError("the gateway is down")
         finished = False
 
         async def tracking(message: Message) -> None:
@@ -101,7 +137,14 @@ class _Connection:
                 finished = True
             await send(message)
 
-        await self._app(scope, receive, tracking)
+        task = asyncio.ensure_future(app(scope, receive, tracking))
+        self.tasks.add(task)
+        self.started.set()
+        await asyncio.wait((task, killed), return_when=asyncio.FIRST_COMPLETED)
+        if not task.done() or task.cancelled():  # cancelled: by the kill
+            raise ConnectionResetError("the gateway was killed mid-request")
+        self.tasks.discard(task)
+        task.result()
         if not finished:
             raise ConnectionResetError("the gateway closed the connection mid-response")
 
@@ -111,8 +154,9 @@ class S3:
 
     def __init__(self, app: GatewayApp, cluster: SimCluster) -> None:
         self._cluster = cluster
+        self.connection = _Connection(app)
         self.http = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=_Connection(app)),
+            transport=httpx.ASGITransport(app=self.connection),
             base_url=f"http://{HOST}",
             timeout=httpx.Timeout(None),  # the gateway's own deadlines decide
         )
@@ -129,7 +173,8 @@ class S3:
         return await self.http.request(method, url, headers=headers, content=body)
 
 
-def _gateway(cluster: SimCluster, node_id: int | None, rng: Random) -> S3:
+def _app(cluster: SimCluster, node_id: int | None, rng: Random) -> GatewayApp:
+    """A gateway process: its own transport, catalog client and store."""
     transport, catalog = (
         (cluster.client, cluster.catalog) if node_id is None else cluster.gateway(node_id)
     )
@@ -137,7 +182,11 @@ def _gateway(cluster: SimCluster, node_id: int | None, rng: Random) -> S3:
     clock = cluster.clock
     store = ClusterObjectStore(catalog, transport, clock=clock, rng=Random(rng.getrandbits(64)))
     services = Services(catalog, store, wall_clock=clock.time, monotonic=clock.monotonic)
-    return S3(GatewayApp(services, Authenticator(catalog, monotonic=clock.monotonic)), cluster)
+    return GatewayApp(services, Authenticator(catalog, monotonic=clock.monotonic))
+
+
+def _gateway(cluster: SimCluster, node_id: int | None, rng: Random) -> S3:
+    return S3(_app(cluster, node_id, rng), cluster)
 
 
 def _etag(response: httpx.Response) -> str:
@@ -155,6 +204,9 @@ async def _call(
     method = {"put": "PUT", "delete": "DELETE", "get": "GET"}[op]
     try:
         r = await s3.request(method, f"/{BUCKET}/{key}", body=body or b"")
+    except ConnectionRefusedError:  # never reached a gateway: no effect
+        out.history.complete(token, None, "fail")
+        return
     except ConnectionResetError:
         out.resets += 1
         out.history.complete(token, None, "fail" if op == "get" else "info")
@@ -180,7 +232,10 @@ async def _call(
 
 
 async def _list(s3: S3, out: Outcome) -> None:
-    r = await s3.request("GET", f"/{BUCKET}", "list-type=2")
+    try:
+        r = await s3.request("GET", f"/{BUCKET}", "list-type=2")
+    except (ConnectionRefusedError, ConnectionResetError):
+        return
     out.statuses[r.status_code] = out.statuses.get(r.status_code, 0) + 1
     if r.status_code == 503:
         return
@@ -212,7 +267,26 @@ async def _client(
             await _list(s3, out)
 
 
-async def _faults(cluster: SimCluster, rng: Random, out: Outcome, until: float) -> None:
+async def _kill_or_restart_gateway(cluster: SimCluster, s3: S3, rng: Random, out: Outcome) -> str:
+    """kill -9 of the second gateway, once it is in the middle of a request (or after 2 s
+    of waiting for one), or its restart."""
+    conn = s3.connection
+    if not conn.alive:
+        cluster.net.restart(SECOND_GATEWAY)
+        conn.revive(_app(cluster, SECOND_GATEWAY, rng))
+        return "restart"
+    if not any(not t.done() for t in conn.tasks):
+        conn.started.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(conn.started.wait(), 2.0)
+            await asyncio.sleep(rng.uniform(0.0, 0.002))  # somewhere inside that request
+    cluster.net.crash(SECOND_GATEWAY)
+    killed = conn.kill()
+    out.killed_in_flight += killed
+    return f"kill ({killed} in flight)"
+
+
+async def _faults(cluster: SimCluster, second: S3, rng: Random, out: Outcome, until: float) -> None:
     meta = cluster.meta
     assert isinstance(meta, RaftMeta)
     while cluster.clock.now < until:
@@ -231,6 +305,8 @@ async def _faults(cluster: SimCluster, rng: Random, out: Outcome, until: float) 
         elif action == "loss":
             victim = rng.choice([0.0, 0.0, 0.02])
             cluster.net.configure(drop_prob=victim)
+        elif action == "gateway":
+            victim = await _kill_or_restart_gateway(cluster, second, rng, out)
         if victim is not None:
             out.schedule.append(f"{cluster.clock.now:.3f} {action} {victim}")
 
@@ -254,8 +330,10 @@ async def _scenario(seed: int) -> Outcome:
             _client(cluster, gateways[n % 2], n, Random(rng.getrandbits(64)), out, until)
             for n in range(CLIENTS)
         ),
-        _faults(cluster, Random(rng.getrandbits(64)), out, until),
+        _faults(cluster, gateways[1], Random(rng.getrandbits(64)), out, until),
     )
+    if not gateways[1].connection.alive:
+        await _kill_or_restart_gateway(cluster, gateways[1], rng, out)
     await cluster.heal()
     await asyncio.sleep(SETTLE_S)
     for key in KEYS:  # the final state: read after every other request
@@ -264,6 +342,7 @@ async def _scenario(seed: int) -> Outcome:
     out.trace_digest = hashlib.sha256(repr(cluster.net.trace).encode()).hexdigest()
     for s3 in gateways:
         await s3.http.aclose()
+        await asyncio.gather(*s3.connection.tasks, return_exceptions=True)
     await cluster.stop()
     assert not out.problems, out.problems[:5]
     verdict = check(out.history.operations())
