@@ -10,8 +10,9 @@ Bodies stream in (``gateway.context.body_stream``) and out (``gateway.context.Bo
 
 ``serve(config)`` wires the production services (``RemoteCatalog`` + ``ClusterObjectStore``
 over one ``RpcClient``), bootstraps the root user from ``BLOBSTORE_ROOT_ACCESS_KEY`` /
-``BLOBSTORE_ROOT_SECRET_KEY`` and runs uvicorn (httptools / uvloop when importable); with
-``workers > 1`` it binds the socket once and runs that many worker processes on it.
+``BLOBSTORE_ROOT_SECRET_KEY`` and runs uvicorn (httptools / uvloop when importable) in this
+process; with ``workers > 1`` it binds the socket once and runs that many worker processes
+on it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 import uvicorn
@@ -320,7 +321,41 @@ def _uvicorn_config(config: GatewayConfig, app: GatewayApp) -> uvicorn.Config:
     )
 
 
-async def _serve_one(config: GatewayConfig, sockets: list[socket.socket] | None) -> None:
+class _SignalOwner:
+    """SIGTERM/SIGINT of a process whose one worker serves on its own loop (``serve``):
+    before uvicorn serves they cancel the start-up; while it serves they ask it to finish
+    the requests in flight and stop (a second SIGINT: at once), as uvicorn itself does in
+    a worker process."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Future[None] | None = None
+        self.server: uvicorn.Server | None = None
+        self.cancelled_start = False
+
+    def on_signal(self, sig: int) -> None:
+        server = self.server
+        if server is None:
+            if self.task is not None and not self.task.done():
+                self.cancelled_start = True
+                self.task.cancel()
+        elif sig == signal.SIGINT and server.should_exit:
+            server.force_exit = True
+        else:
+            server.should_exit = True
+
+
+class _OwnedServer(uvicorn.Server):
+    """uvicorn in a process whose signals ``_SignalOwner`` handles (uvicorn would take them
+    over while serving, then raise them again once stopped)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _serve_one(
+    config: GatewayConfig, sockets: list[socket.socket] | None, owner: _SignalOwner | None = None
+) -> None:
     common = config.common
     _server_tls, client_tls = internal_contexts(common.tls_cert, common.tls_key, common.tls_ca)
     # fail_fast: a dead metadata node or chunkserver fails its call at once, so the catalog
@@ -347,7 +382,9 @@ async def _serve_one(config: GatewayConfig, sockets: list[socket.socket] | None)
         from gateway.console.mount import mount_console  # web console (imports this module)
 
         app = mount_console(app, secret=load_secret(common), meta=config.meta, transport=transport)
-        server = uvicorn.Server(_uvicorn_config(config, app))
+        server = (uvicorn.Server if owner is None else _OwnedServer)(_uvicorn_config(config, app))
+        if owner is not None:
+            owner.server = server
         log.info(
             "gateway serving",
             listen=str(config.listen),
@@ -373,10 +410,26 @@ def _worker_main(config: GatewayConfig, sock: socket.socket, parent_pid: int) ->
 async def serve(config: GatewayConfig) -> None:
     """Run the S3 gateway until SIGTERM/SIGINT (``blobstore gateway``).
 
-    One worker runs in this process, on the caller's event loop, unless uvloop is
-    importable: then (as with ``workers > 1``) workers are processes running uvloop."""
-    if config.workers <= 1 and server_options()["loop"] != "uvloop":
-        await _serve_one(config, None)
+    One worker (the default) serves in this process, on the caller's event loop (the
+    role runner's: uvloop when installed). ``workers > 1`` binds the socket once and runs
+    that many worker processes on it, whose metrics this process's /metrics sums. One
+    worker used to be a child process too: its parent and multiprocessing's resource
+    tracker held ~64 MiB of the gateway's RSS, and every metric update paid the
+    multiprocess mode's mmap write and pid check."""
+    if config.workers <= 1:
+        loop = asyncio.get_running_loop()
+        owner = _SignalOwner()
+        owner.task = task = asyncio.ensure_future(_serve_one(config, None, owner))
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, owner.on_signal, sig)
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not owner.cancelled_start:  # this call was cancelled, not stopped by a signal
+                raise
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
         return
     sock = socket.socket(socket.AF_INET6 if ":" in config.listen.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
